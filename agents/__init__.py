@@ -1,0 +1,1 @@
+"""The agent team (AutoGen AgentChat) and the model-client factory: see issue 4."""

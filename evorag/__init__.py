@@ -1,0 +1,38 @@
+"""evorag: a self-improving documentation RAG system.
+
+Python API::
+
+    from evorag import Evorag, CrawlRequest
+    with Evorag() as rag:
+        rag.crawl(CrawlRequest("https://docs.example.org/"))
+        for hit in rag.search("how do I set a timeout?"):
+            print(hit.chunk.url, hit.chunk.section)
+"""
+
+from evorag.errors import (
+    BlockedURLError,
+    ConfigError,
+    EvoragError,
+    ExternalError,
+    InternalError,
+    NotFoundError,
+    UserError,
+)
+from evorag.service import CrawlRequest, Evorag
+from evorag.settings import Settings, load_settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockedURLError",
+    "ConfigError",
+    "CrawlRequest",
+    "Evorag",
+    "EvoragError",
+    "ExternalError",
+    "InternalError",
+    "NotFoundError",
+    "Settings",
+    "UserError",
+    "load_settings",
+]

@@ -1,0 +1,220 @@
+"""The service object: one place that wires settings, stores and tools together.
+
+The CLI, the MCP server, the UI and Python callers all go through ``Evorag``; none of them holds
+logic of its own. Heavy parts (the embedding model, the vector store) are opened on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from evorag.errors import NotFoundError, UserError
+from evorag.settings import Settings, load_settings
+from tools.catalog import Catalog, SourceRecord
+from tools.embedding import Embedder, create_embedder
+from tools.types import Hit
+
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def validate_source_name(name: str) -> str:
+    if not _SOURCE_NAME.match(name or "") or ".." in name:
+        raise UserError(
+            f"invalid source name {name!r}",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def default_source_name(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "source").replace(":", "-")
+    name = f"{host}-{parts.port}" if parts.port else host
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:64]
+
+
+@dataclass(slots=True)
+class CrawlRequest:
+    url: str
+    source: str | None = None
+    max_pages: int | None = None
+    max_depth: int | None = None
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    allow_private: bool | None = None
+    browser: bool = False
+    selector: str | None = None
+
+
+class Evorag:
+    """evorag's Python API. Thread-safe for concurrent searches; one writer at a time."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: object) -> None:
+        self.settings = settings or load_settings(**overrides)
+        self.settings.ensure_home()
+        self.catalog = Catalog(self.settings.catalog_path)
+        self._embedder: Embedder | None = None
+        self._store = None
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+
+    # Lazily opened parts
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = create_embedder(self.settings)
+            return self._embedder
+
+    @property
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                from tools.stores import store_from_settings
+
+                embedder = self.embedder
+                if not embedder.dim and hasattr(embedder, "probe"):
+                    embedder.probe()
+                store = store_from_settings(self.settings)
+                store.open(embedder.name, embedder.dim)
+                self._store = store
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            self.catalog.close()
+
+    def __enter__(self) -> Evorag:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _indexer(self):
+        from tools.indexer import Indexer
+
+        return Indexer(
+            self.store,
+            self.embedder,
+            self.catalog,
+            max_chars=self.settings.chunk_max_chars,
+            min_chars=self.settings.chunk_min_chars,
+        )
+
+    # Knowledge
+    def crawl(self, request: CrawlRequest, on_progress=None):
+        """Crawl and index one documentation site. See ``acrawl``."""
+        return asyncio.run(self.acrawl(request, on_progress=on_progress))
+
+    async def acrawl(self, request: CrawlRequest, on_progress=None):
+        """Crawl ``request.url`` into a source; re-crawls are incremental and resume interrupted ones.
+
+        Raises BlockedURLError for refused URLs, UserError for malformed ones, CrawlError when the
+        site cannot be reached. A failure leaves the index as it was before the failed pages.
+        """
+        from tools.crawl_job import run_crawl
+        from tools.crawler import CrawlOptions
+        from tools.url_guard import check_url
+
+        settings = self.settings
+        allow_private = settings.allow_private if request.allow_private is None else request.allow_private
+        start_url = check_url(request.url, allow_private=allow_private)
+        source = validate_source_name(request.source or default_source_name(start_url))
+        existing = self.catalog.get_source(source)
+        if existing and existing.start_url and existing.start_url != start_url:
+            raise UserError(
+                f"source {source!r} already holds {existing.start_url}",
+                hint="choose another --source name or remove it first with `evorag sources remove`",
+            )
+        selector = request.selector or (existing.options.get("selector") if existing else None)
+        options = CrawlOptions(
+            source=source,
+            max_pages=request.max_pages or settings.max_pages,
+            max_depth=settings.max_depth if request.max_depth is None else request.max_depth,
+            include=list(request.include),
+            exclude=list(request.exclude),
+            allow_private=allow_private,
+            browser=request.browser,
+            selector=selector,
+            concurrency=settings.crawl_concurrency,
+            rate_per_host=settings.crawl_rate_per_host,
+            retries=settings.crawl_retries,
+            timeout=settings.crawl_timeout,
+            max_page_bytes=settings.max_page_bytes,
+            user_agent=settings.user_agent,
+            state_dir=settings.crawl_state_dir,
+        )
+        indexer = self._indexer()
+        with self._write_lock:
+            self.catalog.upsert_source(source, start_url, {"selector": selector} if selector else {})
+            return await run_crawl(
+                source=source,
+                start_url=start_url,
+                options=options,
+                catalog=self.catalog,
+                indexer=indexer,
+                on_progress=on_progress,
+            )
+
+    def search(
+        self,
+        query: str,
+        *,
+        source: str | None = None,
+        limit: int = 10,
+        code: bool = False,
+    ) -> list[Hit]:
+        """Hybrid dense + BM25 search over page sections; ``code=True`` searches code examples instead.
+
+        Code blocks live in both kinds of chunk (inside their section, and on their own), so each
+        search looks at one kind to avoid returning the same block twice.
+        """
+        from tools.search import HybridSearcher, SearchOptions
+
+        if not query or not query.strip():
+            raise UserError("the query is empty", hint="pass some words to search for")
+        if not 1 <= limit <= 1000:
+            raise UserError(f"limit must be between 1 and 1000, got {limit}")
+        if source is not None:
+            self.require_source(source)
+        options = SearchOptions(
+            limit=limit,
+            source=source,
+            kind="code" if code else "text",
+            candidates=max(self.settings.candidates, limit),
+            rrf_k=self.settings.rrf_k,
+            dense_weight=self.settings.dense_weight,
+            sparse_weight=self.settings.sparse_weight,
+        )
+        return HybridSearcher(self.store, self.embedder).search(query, options)
+
+    def require_source(self, name: str) -> SourceRecord:
+        record = self.catalog.get_source(name)
+        if record is None:
+            known = ", ".join(s.name for s in self.catalog.sources()) or "none yet"
+            raise NotFoundError(f"unknown source {name!r}", hint=f"known sources: {known}")
+        return record
+
+    def sources(self) -> list[SourceRecord]:
+        return self.catalog.sources()
+
+    def remove_source(self, name: str) -> None:
+        self.require_source(name)
+        with self._write_lock:
+            self._indexer().remove_source(name)
+
+    def external_links(self, source: str | None = None) -> list[tuple[str, str]]:
+        return self.catalog.external_links(source)
+
+
+def data_path(*parts: str) -> Path:
+    return Path(__file__).parent.joinpath(*parts)

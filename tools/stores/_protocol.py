@@ -1,0 +1,122 @@
+"""The contract every vector store keeps, whichever Qdrant runs underneath."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from tools.sparse import SparseVector
+from tools.types import Chunk, ChunkKind, Hit
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Restricts a search or count to chunks matching every field that is set."""
+
+    source: str | None = None
+    kind: ChunkKind | None = None
+    url: str | None = None
+
+    def conditions(self) -> dict[str, str]:
+        return {key: value for key, value in (("source", self.source), ("kind", self.kind), ("url", self.url)) if value is not None}
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Chunks with a dense and a BM25 sparse vector each, one collection per embedding model.
+
+    Collections are named after the model (``<alias>-<model slug>-<hash>``); the alias (``evorag``
+    by default) names the collection in use, so switching models builds a new collection next to
+    the old one and then swaps the alias: vectors of different models never mix.
+
+    Every method except ``open``/``open_current``/``collections``/``close`` needs an open collection
+    and raises ``InternalError`` otherwise. Backend failures surface as ``StoreError``.
+    """
+
+    alias: str
+
+    def open(self, model_name: str, dim: int, *, activate: bool = True) -> None:
+        """Select the collection of ``model_name``, creating it with ``dim`` if new.
+
+        With ``activate`` the alias is pointed at it; without, it is opened for (re)building and
+        ``activate()`` swaps the alias later. Raises ``ConfigError`` if the collection exists with
+        another dimension (the model changed under the same name).
+        """
+        ...
+
+    def open_current(self) -> None:
+        """Open the collection the alias points at. Raises ``NotFoundError`` when there is none."""
+        ...
+
+    def activate(self) -> None:
+        """Point the alias at the open collection."""
+        ...
+
+    def info(self) -> dict:
+        """``collection``, ``alias``, ``active`` (alias points here), ``model``, ``dim``, ``sparse``, ``points``, ``backend``."""
+        ...
+
+    def collections(self) -> list[dict]:
+        """Every collection under this alias' prefix: ``collection``, ``model``, ``dim``, ``points``, ``active``."""
+        ...
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection that is neither open nor active (``UserError`` otherwise)."""
+        ...
+
+    def upsert(self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector]) -> None:
+        """Insert or replace chunks by id (UUID strings). Durable once it returns (see the backend)."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove chunks by id; unknown ids are ignored."""
+        ...
+
+    def delete_where(
+        self, *, url: str | None = None, source: str | None = None, content_hash_not: str | None = None
+    ) -> int:
+        """Remove the chunks of a page or a source, optionally keeping those of one content hash.
+
+        Returns how many were removed. Needs ``url`` or ``source`` (``InternalError`` otherwise), so a
+        missing argument can never empty the collection.
+        """
+        ...
+
+    def dense_search(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        """Nearest chunks by cosine similarity, best first."""
+        ...
+
+    def sparse_search(self, vector: SparseVector, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        """Chunks by BM25 (the store applies IDF), best first; chunks sharing no term are not returned."""
+        ...
+
+    def get_page_chunks(self, url: str) -> list[Chunk]:
+        """All chunks of one page, in page order."""
+        ...
+
+    def iter_chunks(self, collection: str | None = None, batch_size: int = 256) -> Iterator[Chunk]:
+        """Every chunk of a collection (default: the open one), for re-embedding into a new model."""
+        ...
+
+    def count(self, where: SearchFilter | None = None) -> int:
+        """Exact number of chunks matching ``where``."""
+        ...
+
+    def sources(self) -> dict[str, int]:
+        """Chunk count per source."""
+        ...
+
+    def optimize(self) -> None:
+        """Build search indexes for what was written since the last call (no-op on a server)."""
+        ...
+
+    def flush(self) -> None:
+        """Persist everything to the main storage (writes are already durable in the WAL)."""
+        ...
+
+    def close(self) -> None:
+        """Release the collection and the backend; idempotent."""
+        ...

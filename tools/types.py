@@ -1,0 +1,70 @@
+"""Plain data passed between the knowledge tools: pages, chunks and search hits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+ChunkKind = Literal["text", "code"]
+
+
+@dataclass(slots=True)
+class Page:
+    """One crawled page, reduced to its main content as Markdown."""
+
+    url: str
+    title: str
+    markdown: str
+    content_hash: str
+    fetched_at: float
+    etag: str | None = None
+    last_modified: str | None = None
+    links: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A searchable piece of a page. ``id`` is deterministic, so re-indexing never duplicates."""
+
+    id: str
+    url: str
+    source: str
+    title: str
+    heading_path: list[str]
+    text: str
+    kind: ChunkKind
+    position: int
+    content_hash: str
+    crawled_at: float
+    language: str | None = None
+
+    @property
+    def section(self) -> str:
+        return " > ".join(self.heading_path)
+
+    def payload(self) -> dict:
+        data = asdict(self)
+        data.pop("id")
+        data["section"] = self.section
+        return data
+
+
+@dataclass(slots=True)
+class Hit:
+    """A search result with the score of the stage that produced it."""
+
+    chunk: Chunk
+    score: float
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.chunk.id,
+            "url": self.chunk.url,
+            "title": self.chunk.title,
+            "section": self.chunk.section,
+            "content": self.chunk.text,
+            "kind": self.chunk.kind,
+            "language": self.chunk.language,
+            "source": self.chunk.source,
+            "score": round(float(self.score), 6),
+        }
