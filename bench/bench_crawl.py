@@ -87,7 +87,9 @@ async def crawl_ours(start: str, pages: int, depth: int, rate: float, known=None
     started = time.perf_counter()
     async for event in crawl_site(start, options, known=known):
         if isinstance(event, PageFetched):
-            recorded[event.page.url] = KnownPage(event.page.etag, event.page.last_modified, event.page.content_hash)
+            recorded[event.page.url] = KnownPage(
+                event.page.etag, event.page.last_modified, event.page.content_hash
+            )
             chars += len(event.page.markdown)
         elif isinstance(event, CrawlFinished):
             summary = event.summary
@@ -98,7 +100,7 @@ async def crawl_ours(start: str, pages: int, depth: int, rate: float, known=None
 async def crawl_crawl4ai(start: str, pages: int, depth: int, base_dir: str):
     os.environ["CRAWL4_AI_BASE_DIRECTORY"] = base_dir  # before the first crawl4ai import
     os.environ.setdefault("CRAWL4AI_NO_CLOUD_NOTICE", "1")
-    from crawl4ai import AsyncWebCrawler, BrowserConfig, CrawlerRunConfig
+    from crawl4ai import AsyncWebCrawler, BrowserConfig, CrawlerRunConfig, HTTPCrawlerConfig
     from crawl4ai.async_crawler_strategy import AsyncHTTPCrawlerStrategy
     from crawl4ai.deep_crawling import BFSDeepCrawlStrategy
 
@@ -108,7 +110,10 @@ async def crawl_crawl4ai(start: str, pages: int, depth: int, base_dir: str):
     )
     started = time.perf_counter()
     async with AsyncWebCrawler(
-        crawler_strategy=AsyncHTTPCrawlerStrategy(),
+        # Its non-HTML downloads go to ~/.crawl4ai/downloads whatever CRAWL4_AI_BASE_DIRECTORY says.
+        crawler_strategy=AsyncHTTPCrawlerStrategy(
+            browser_config=HTTPCrawlerConfig(downloads_path=os.path.join(base_dir, "downloads"))
+        ),
         config=BrowserConfig(verbose=False),
         base_directory=base_dir,
     ) as crawler:
@@ -140,7 +145,9 @@ def main() -> None:
     start = origin + "/index.html"
     try:
         with tempfile.TemporaryDirectory(prefix="bench-crawl4ai-") as base_dir:
-            ours_time, summary, known, ours_chars = asyncio.run(crawl_ours(start, args.pages, args.depth, args.rate))
+            ours_time, summary, known, ours_chars = asyncio.run(
+                crawl_ours(start, args.pages, args.depth, args.rate)
+            )
             ours_rate = summary.fetched / ours_time
             print(
                 f"evorag crawler   : {summary.fetched} pages fetched ({summary.failed} failed, "
@@ -148,7 +155,9 @@ def main() -> None:
                 f"{ours_chars / max(1, summary.fetched):.0f} chars of Markdown per page"
             )
             if not args.skip_crawl4ai:
-                c4_time, c4_ok, c4_total, c4_chars = asyncio.run(crawl_crawl4ai(start, args.pages, args.depth, base_dir))
+                c4_time, c4_ok, c4_total, c4_chars = asyncio.run(
+                    crawl_crawl4ai(start, args.pages, args.depth, base_dir)
+                )
                 c4_rate = c4_ok / c4_time
                 print(
                     f"Crawl4AI default : {c4_ok} pages ({c4_total - c4_ok} failed) in {c4_time:.2f} s = "
@@ -156,7 +165,9 @@ def main() -> None:
                 )
                 print(f"speed-up         : {ours_rate / c4_rate:.1f}x pages/s (target >= 4x)")
 
-            again_time, again, _, _ = asyncio.run(crawl_ours(start, args.pages, args.depth, args.rate, known=known))
+            again_time, again, _, _ = asyncio.run(
+                crawl_ours(start, args.pages, args.depth, args.rate, known=known)
+            )
             print(
                 f"re-crawl (known) : {again.unchanged} unchanged, {again.fetched} fetched, {again.failed} failed "
                 f"in {again_time:.2f} s = {ours_time / again_time:.1f}x faster than the first crawl (target >= 10x)"

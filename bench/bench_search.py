@@ -9,7 +9,8 @@ embedding model produces (recall@10 ~0.9 at hnsw_ef=128 there, vs 0.99). Measure
 * ingest: sparse encoding + upsert, then ``optimize()`` (HNSW + sparse index build), reported apart;
 * hybrid query (excluding the query embedding, which is the same for every store):
   BM25 query encoding + ``dense_search`` + ``sparse_search`` (``--candidates`` each) + ``rrf``, with
-  the full chunk payloads: what the search service does;
+  the full chunk payloads (tunable fusion in Python); and ``hybrid_search``, the same RRF done by
+  the engine in one request, reading payloads of the fused top only;
 * the baseline: ``X @ q`` + ``argpartition`` + sort of the top candidates over the same vectors,
   with OpenBLAS' default threads and with one thread; the faster p95 of the two is the baseline.
 
@@ -218,6 +219,9 @@ def main() -> None:
             filtered = hybrid(store, args.candidates, args.limit, SearchFilter(source="numpy"))
             runs["EdgeStore hybrid"] = lambda i: search(query_vectors[i], query_texts[i])
             runs["EdgeStore hybrid, source filter"] = lambda i: filtered(query_vectors[i], query_texts[i])
+            runs["EdgeStore hybrid_search (in-engine)"] = lambda i: store.hybrid_search(
+                query_vectors[i], encode_query(query_texts[i]), args.limit, candidates=args.candidates, k=61
+            )
             samples = timed_round_robin(runs, args.queries)
             samples["numpy brute-force dense, 1 thread"] = single_threaded_samples(
                 lambda i: baseline(query_vectors[i]), args.queries

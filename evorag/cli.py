@@ -36,6 +36,14 @@ def _service():
     return Evorag()
 
 
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
@@ -194,24 +202,104 @@ def demo(
         _print_json(results)
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question about the indexed documentation.")],
+    source: SourceOpt = None,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the correctness report.")] = False,
+    reference: Annotated[str | None, typer.Option(help="A reference answer to score ROUGE against.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Answer a question with numbered citations and a correctness report."""
+    with _service() as service:
+        with err.status("thinking…", spinner="dots") if not as_json else _nothing():
+            answer = service.ask(question, source=source, evaluate=not no_eval, reference=reference)
+    if as_json:
+        _print_json(answer.to_dict())
+        return
+    from rich.markdown import Markdown
+
+    out.print(Markdown(answer.answer))
+    if answer.note:
+        out.print(f"[yellow]note:[/] {answer.note}", highlight=False)
+    if answer.citations:
+        out.print("\n[bold]Sources[/]")
+        for citation in answer.citations:
+            out.print(f"  [{citation['number']}] {citation['title']} — {citation['section']}: {citation['url']}",
+                      highlight=False, markup=False)
+    if answer.metrics:
+        m = answer.metrics
+        parts = [f"{name} {m[name]:.2f}" for name in ("grounding", "rougeL", "ndcg", "code_quality", "overall")
+                 if isinstance(m.get(name), (int, float))]
+        out.print("[dim]quality: " + ", ".join(parts) + f"  (model: {answer.model})[/]")
+
+
+@app.command()
+def metrics(
+    last: Annotated[int, typer.Option(min=1, help="Show the newest N reports.")] = 20,
+    html: Annotated[str | None, typer.Option(help="Write a self-contained HTML report with plots here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """History of answer quality, with the improvement trend."""
+    from pathlib import Path
+
+    with _service() as service:
+        history = service.metrics.history(last=last, kind="answer")
+        trend = service.metrics.trend(window=service.settings.trend_window)
+    if html:
+        from tools.metrics_html import write_html_report
+
+        path = write_html_report(history, Path(html), trend)
+        err.print(f"wrote {path}")
+    if as_json:
+        _print_json(history)
+        return
+    if not history:
+        out.print("No answers measured yet. Ask something with `evorag ask`.")
+        return
+    from rich.table import Table
+
+    table = Table("id", "when", "query", "grounding", "rouge", "ndcg", "code", "overall", "model")
+    import datetime as dt
+
+    def fmt(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    for row in history:
+        when = dt.datetime.fromtimestamp(row["created_at"], dt.UTC).strftime("%m-%d %H:%M")
+        table.add_row(str(row["id"]), when, (row["query"] or "")[:40], fmt(row.get("grounding")),
+                      fmt(row.get("rougeL")), fmt(row.get("ndcg")), fmt(row.get("code_quality")),
+                      fmt(row.get("overall")), row.get("model") or "")
+    out.print(table)
+    out.print(f"trend over the last {trend.window}: {trend.direction}"
+              + (f" (slope {trend.slope:+.4f} per answer)" if trend.slope is not None else ""))
+
+
 @app.command("eval")
 def eval_(
     dataset: Annotated[str, typer.Argument(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) "
                                                 "or a golden-set JSONL file of {query, relevant, answer}.")],
     source: SourceOpt = None,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N queries.")] = None,
+    answers: Annotated[bool, typer.Option("--answers/--no-answers",
+                                          help="Also answer golden items that have a reference answer.")] = True,
+    baseline: Annotated[str | None, typer.Option(help="Compare with this baseline; exit 1 on a regression.")] = None,
+    save_baseline: Annotated[str | None, typer.Option(help="Save this run's metrics as a baseline.")] = None,
+    tolerance: Annotated[float, typer.Option(min=0.0, max=0.99, help="Allowed relative drop.")] = 0.05,
     as_json: JsonFlag = False,
 ) -> None:
-    """Measure retrieval quality: nDCG@10, Recall@k, MRR, Hit@k."""
+    """Measure retrieval (nDCG@10, Recall@k, MRR, Hit@k) and answer quality; gate on a baseline."""
     from pathlib import Path
 
     from evorag.errors import NotFoundError
     from evorag.progress import counting_progress
+    from tools import regression_gate
     from tools.retrieval_eval import evaluate_beir, evaluate_golden
 
     path = Path(dataset)
     if not path.exists():
         raise NotFoundError(f"no data set at {path}", hint="pass a BEIR folder or a .jsonl golden set")
+    baseline_metrics = regression_gate.load_baseline(Path(baseline)) if baseline else None
     with _service() as service:
         if path.is_dir():
             from tools.datasets import load_beir
@@ -220,18 +308,34 @@ def eval_(
             with counting_progress(err, "indexing corpus", size, enabled=not as_json) as advance:
                 result = evaluate_beir(service, path, max_queries=max_queries, advance_index=advance)
         else:
-            result, _ = evaluate_golden(service, path, source=source)
+            result, _ = evaluate_golden(service, path, source=source, answers=answers)
+        service.metrics.record(result.metrics, query=f"eval {result.dataset}", source_filter=source,
+                               model=result.config.get("embedder"), kind="eval")
+    gate = None
+    if baseline_metrics is not None:
+        gate = regression_gate.compare(result.metrics, baseline_metrics, tolerance=tolerance)
+    if save_baseline:
+        regression_gate.save_baseline(Path(save_baseline), result.metrics,
+                                      meta={"dataset": result.dataset, **result.config})
     if as_json:
-        _print_json(result.to_dict())
-        return
-    from rich.table import Table
+        _print_json({**result.to_dict(), "gate": gate.to_dict() if gate else None})
+    else:
+        from rich.table import Table
 
-    table = Table("metric", "value", title=f"{result.dataset} ({result.queries} queries)")
-    for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@10"):
-        if key in result.metrics:
-            table.add_row(key, f"{result.metrics[key]:.4f}")
-    out.print(table)
-    out.print(f"indexing {result.index_seconds:.1f}s, search {result.search_seconds:.1f}s")
+        table = Table("metric", "value", title=f"{result.dataset} ({result.queries} queries)")
+        for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10", "hit@1", "hit@10", "answer_overall",
+                    "answer_grounding", "answer_rougeL", "answer_fallback_rate"):
+            if key in result.metrics:
+                table.add_row(key, f"{result.metrics[key]:.4f}")
+        out.print(table)
+        out.print(f"indexing {result.index_seconds:.1f}s, search {result.search_seconds:.1f}s")
+        if gate:
+            verdict = "[green]passed[/]" if gate.passed else "[red]FAILED[/]"
+            out.print(f"regression gate {verdict} ({len(gate.compared)} metrics, tolerance {tolerance:.0%})")
+            for reg in gate.regressions:
+                out.print(f"  {reg.metric}: {reg.baseline:.4f} -> {reg.current:.4f} ({reg.relative_change:+.1%})")
+    if gate and not gate.passed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -252,7 +356,8 @@ def config(as_json: JsonFlag = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user-facing errors become one line on stderr and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of raising it.
+        result = app(args=argv, standalone_mode=False)
     except EvoragError as exc:
         err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
         if exc.hint:
@@ -269,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

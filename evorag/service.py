@@ -61,6 +61,9 @@ class Evorag:
         self.catalog = Catalog(self.settings.catalog_path)
         self._embedder: Embedder | None = None
         self._store = None
+        self._answerer = None
+        self._evaluator = None
+        self._metrics = None
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
 
@@ -214,6 +217,91 @@ class Evorag:
 
     def external_links(self, source: str | None = None) -> list[tuple[str, str]]:
         return self.catalog.external_links(source)
+
+    # Answers and their measured quality
+    @property
+    def metrics(self):
+        from tools.metrics_store import MetricsStore
+
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = MetricsStore(self.settings.metrics_path)
+            return self._metrics
+
+    @property
+    def evaluator(self):
+        from tools.evaluation import Evaluator, EvaluatorConfig, Weights
+
+        with self._lock:
+            if self._evaluator is None:
+                config = EvaluatorConfig()
+                config.weights = Weights.from_mapping(self.settings.eval_weights)
+                embed = self.embedder.embed_documents if self.settings.eval_embeddings else None
+                self._evaluator = Evaluator(config, embed=embed)
+            return self._evaluator
+
+    @property
+    def answerer(self):
+        from tools.answering import Answerer
+
+        with self._lock:
+            if self._answerer is None:
+                from agents.model_clients import create_model_client, model_label
+
+                client = create_model_client(self.settings)
+                self._answerer = Answerer(client, model_name=model_label(self.settings),
+                                          timeout=self.settings.answer_timeout)
+            return self._answerer
+
+    def ask(self, question: str, **kwargs):
+        """Answer a question with citations and a correctness report. See ``aask``."""
+        return asyncio.run(self.aask(question, **kwargs))
+
+    async def aask(
+        self,
+        question: str,
+        *,
+        source: str | None = None,
+        evaluate: bool = True,
+        reference: str | None = None,
+        relevance: dict | None = None,
+    ):
+        """Retrieve, assemble the context, answer (LLM, or extractive when it is down) and score.
+
+        The report is stored in the metrics history. Raises UserError for an empty question or an
+        unknown source; model failures never raise, they produce an extractive answer with a note.
+        """
+        import time
+
+        from tools.answering import assemble_context
+
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        hits = await asyncio.to_thread(self.search, question, source=source, limit=self.settings.answer_passages * 2)
+        timings["retrieve"] = round((time.perf_counter() - started) * 1000, 1)
+        mark = time.perf_counter()
+        passages = assemble_context(
+            hits, self.store.get_page_chunks, token_budget=self.settings.context_tokens,
+            max_passages=self.settings.answer_passages,
+        )
+        timings["context"] = round((time.perf_counter() - mark) * 1000, 1)
+        answer = await self.answerer.answer(question, passages)
+        timings.update(answer.timings_ms)
+        if evaluate and passages:
+            mark = time.perf_counter()
+            report = await asyncio.to_thread(
+                self.evaluator.evaluate, question, answer.answer, [p.to_dict() for p in passages],
+                reference=reference, relevance=relevance,
+            )
+            timings["evaluate"] = round((time.perf_counter() - mark) * 1000, 1)
+            answer.metrics = report.to_dict()
+            answer.report_id = self.metrics.record(
+                report, query=question, source_filter=source, model=answer.model, timings=timings,
+                tokens=answer.tokens,
+            )
+        timings["total"] = round((time.perf_counter() - started) * 1000, 1)
+        answer.timings_ms = timings
+        return answer
 
 
 def data_path(*parts: str) -> Path:

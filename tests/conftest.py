@@ -20,3 +20,24 @@ def evorag_home(tmp_path, monkeypatch):
         if name.startswith("EVORAG_") and name not in ("EVORAG_HOME", "EVORAG_CONFIG"):
             monkeypatch.delenv(name)
     return home
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):
+    """An EVORAG_HOME holding the bundled demo site, crawled once per test session (real model, real store)."""
+    from evorag.demo import DEMO_SOURCE, serve_demo_site
+    from evorag.service import CrawlRequest, Evorag
+
+    home = tmp_path_factory.mktemp("demo-home")
+    with serve_demo_site(0) as base_url, Evorag(home=home) as rag:
+        report = rag.crawl(CrawlRequest(url=base_url + "index.html", source=DEMO_SOURCE, allow_private=True))
+    assert report.pages_indexed >= 5
+    return home
+
+
+@pytest.fixture
+def demo_rag(demo_home):
+    from evorag.service import Evorag
+
+    with Evorag(home=demo_home) as rag:
+        yield rag

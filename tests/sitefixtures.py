@@ -63,7 +63,7 @@ class SiteServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> SiteServer:
+    def __enter__(self) -> SiteServer:  # noqa: PYI034 - a concrete class, not meant to be subclassed
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -75,10 +75,10 @@ class SiteServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            def do_GET(self) -> None:
                 path = unquote(urlsplit(self.path).path)
                 server.requests.append((path, {k.lower(): v for k, v in self.headers.items()}))
                 responder = server.routes.get(path)

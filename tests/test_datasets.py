@@ -14,7 +14,13 @@ from tools.evaluation import evaluate_run
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
-def write_beir(folder: Path, *, corpus: list[str] | None = None, queries: list[str] | None = None, qrels: str | None = None) -> Path:
+def write_beir(
+    folder: Path,
+    *,
+    corpus: list[str] | None = None,
+    queries: list[str] | None = None,
+    qrels: str | None = None,
+) -> Path:
     (folder / "qrels").mkdir(parents=True)
     corpus = corpus or [
         json.dumps({"_id": "d1", "title": "Timeouts", "text": "Requests do not time out by default."}),
@@ -29,7 +35,8 @@ def write_beir(folder: Path, *, corpus: list[str] | None = None, queries: list[s
     (folder / "corpus.jsonl").write_text("\n".join(corpus) + "\n", encoding="utf-8")
     (folder / "queries.jsonl").write_text("\n".join(queries) + "\n\n", encoding="utf-8")
     (folder / "qrels" / "test.tsv").write_text(
-        qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\t3\t0\n", encoding="utf-8"
+        qrels if qrels is not None else "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\t3\t0\n",
+        encoding="utf-8",
     )
     return folder
 
@@ -85,7 +92,9 @@ def test_qrels_naming_unknown_query_is_rejected(tmp_path: Path) -> None:
 def test_golden_set_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "golden.jsonl"
     path.write_text(
-        json.dumps({"query": "How do I set a timeout?", "relevant": {"https://docs/x": 2}, "answer": "Pass timeout="})
+        json.dumps(
+            {"query": "How do I set a timeout?", "relevant": {"https://docs/x": 2}, "answer": "Pass timeout="}
+        )
         + "\n\n"
         + json.dumps({"query": "What is a session?"})
         + "\n",

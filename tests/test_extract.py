@@ -20,7 +20,10 @@ def extract(relative: str, url: str | None = None, **kwargs):
 
 def code_blocks(markdown: str) -> list[tuple[str, str]]:
     """(language, code) of every fenced block."""
-    return [(m.group(2), m.group(3)) for m in re.finditer(r"^(`{3,})(\S*)\n(.*?)\n\1$", markdown, re.S | re.M)]
+    return [
+        (m.group(2), m.group(3))
+        for m in re.finditer(r"^(`{3,})(\S*)\n(.*?)\n\1$", markdown, re.DOTALL | re.MULTILINE)
+    ]
 
 
 def assert_absent(markdown: str, phrases: list[str]) -> None:
@@ -36,8 +39,20 @@ def test_sphinx_keeps_content_and_drops_sidebar_related_nav_and_footer() -> None
     assert "Always pass a `timeout`" in page.markdown
     assert_absent(
         page.markdown,
-        ["Quick search", "Table of Contents", "Show Source", "Previous topic", "Copyright", "Created using",
-         "tinyhttp 2.1 documentation", "Navigation", "¶", "Permalink", "Link to this heading", "searchbox"],
+        [
+            "Quick search",
+            "Table of Contents",
+            "Show Source",
+            "Previous topic",
+            "Copyright",
+            "Created using",
+            "tinyhttp 2.1 documentation",
+            "Navigation",
+            "¶",
+            "Permalink",
+            "Link to this heading",
+            "searchbox",
+        ],
     )
 
 
@@ -47,9 +62,11 @@ def test_sphinx_code_blocks_are_intact_with_their_language() -> None:
     assert ("console", "$ python -m pip install tinyhttp") in blocks
     assert (
         "python",
-        'import tinyhttp\n\nresponse = tinyhttp.get("https://example.org/", timeout=5)\n'
-        'print(response.status, response.headers["content-type"])\n'
-        "if response.ok:\n    print(response.text[:200])",
+        (
+            'import tinyhttp\n\nresponse = tinyhttp.get("https://example.org/", timeout=5)\n'
+            'print(response.status, response.headers["content-type"])\n'
+            "if response.ok:\n    print(response.text[:200])"
+        ),
     ) in blocks
     assert page.code_languages == ["console", "python"]  # python3 is reported as python
 
@@ -57,7 +74,10 @@ def test_sphinx_code_blocks_are_intact_with_their_language() -> None:
 def test_sphinx_api_signatures_and_tables() -> None:
     page = extract("sphinx/docs/api.html")
     assert "tinyhttp.get(url, *, params=None, timeout=10.0)" in page.markdown
-    assert "| Exception | Raised when |\n|---|---|\n| `TimeoutError` | the server did not answer in time |" in page.markdown
+    assert (
+        "| Exception | Raised when |\n|---|---|\n| `TimeoutError` | the server did not answer in time |"
+        in page.markdown
+    )
 
 
 def test_mkdocs_material_drops_header_nav_toc_edit_button_and_footer() -> None:
@@ -67,14 +87,28 @@ def test_mkdocs_material_drops_header_nav_toc_edit_button_and_footer() -> None:
     assert "| `batch_size` | `1000` | Maximum events per batch |" in page.markdown
     assert_absent(
         page.markdown,
-        ["Skip to content", "Edit this page", "Table of contents", "Made with", "Material for MkDocs",
-         "lantern-example/lantern", "Last update", "Previous", "Next", "¶", "Search", "Copy to clipboard"],
+        [
+            "Skip to content",
+            "Edit this page",
+            "Table of contents",
+            "Made with",
+            "Material for MkDocs",
+            "lantern-example/lantern",
+            "Last update",
+            "Previous",
+            "Next",
+            "¶",
+            "Search",
+            "Copy to clipboard",
+        ],
     )
     assert code_blocks(page.markdown) == [
         (
             "yaml",
-            "inputs:\n  - type: file\n    paths:\n      - /var/log/nginx/access.log\noutputs:\n  - type: loki\n"
-            "    url: http://loki.internal:3100\n    labels:\n      job: nginx",
+            (
+                "inputs:\n  - type: file\n    paths:\n      - /var/log/nginx/access.log\noutputs:\n  - type: loki\n"
+                "    url: http://loki.internal:3100\n    labels:\n      job: nginx"
+            ),
         )
     ]
 
@@ -86,14 +120,30 @@ def test_docusaurus_keeps_header_h1_and_rebuilds_prism_lines() -> None:
     assert "## Priorities\n" in page.markdown  # the zero-width hash link is gone
     assert_absent(
         page.markdown,
-        ["Skip to main content", "Docs sidebar", "Workers", "Retries", "Home", "On this page", "Edit this page",
-         "Previous", "Next", "Copyright", "Built with Docusaurus", "Discord", "Copy", "\u200b"],
+        [
+            "Skip to main content",
+            "Docs sidebar",
+            "Workers",
+            "Retries",
+            "Home",
+            "On this page",
+            "Edit this page",
+            "Previous",
+            "Next",
+            "Copyright",
+            "Built with Docusaurus",
+            "Discord",
+            "Copy",
+            "\u200b",
+        ],
     )
     [(language, code)] = code_blocks(page.markdown)
     assert language == "ts"
     assert code.splitlines()[0] == 'import { Pool } from "pg";'
     assert code.splitlines()[2] == ""
-    assert code.endswith('await emails.enqueue({ to: "ada@example.org" }, { priority: 10, delaySeconds: 30 });')
+    assert code.endswith(
+        'await emails.enqueue({ to: "ada@example.org" }, { priority: 10, delaySeconds: 30 });'
+    )
 
 
 def test_plain_main_and_other_language_markers() -> None:
@@ -125,7 +175,10 @@ def test_base_href_and_meta_refresh_links() -> None:
     html = """<html><head><base href="https://cdn.example.org/v2/"><meta http-equiv="refresh" content="5; url=moved.html">
     </head><body><main><h1>Base</h1><p>See <a href="guide/intro.html#top">the guide</a>.</p></main></body></html>"""
     page = extract_main_content(html, "https://docs.example.org/index.html")
-    assert page.links == ["https://cdn.example.org/v2/moved.html", "https://cdn.example.org/v2/guide/intro.html"]
+    assert page.links == [
+        "https://cdn.example.org/v2/moved.html",
+        "https://cdn.example.org/v2/guide/intro.html",
+    ]
     assert page.markdown == "# Base\n\nSee the guide."
 
 
@@ -155,8 +208,10 @@ def test_body_fallback_removes_furniture_by_tag_class_role_and_text() -> None:
 
 
 def test_selector_override_wins_and_invalid_selector_is_a_user_error() -> None:
-    html = "<html><body><main><p>Generic main content here, long enough to count.</p></main>" \
-           "<div class='custom-doc'><h2>Chosen</h2><p>Picked by the selector.</p></div></body></html>"
+    html = (
+        "<html><body><main><p>Generic main content here, long enough to count.</p></main>"
+        "<div class='custom-doc'><h2>Chosen</h2><p>Picked by the selector.</p></div></body></html>"
+    )
     assert extract_main_content(html, "https://x.example/", selector="div.custom-doc").markdown == (
         "## Chosen\n\nPicked by the selector."
     )
@@ -167,8 +222,10 @@ def test_selector_override_wins_and_invalid_selector_is_a_user_error() -> None:
 
 def test_code_is_byte_intact_even_with_backticks_markdown_characters_and_tabs() -> None:
     code = "def f(x):\n\t# *not* _emphasis_ <b>\n    return `x` + '```'\n\n\n    # trailing spaces   "
-    html = f"<html><body><main><p>Intro text for the code.</p><pre class='language-python'>" \
-           f"{code.replace('&', '&amp;').replace('<', '&lt;')}</pre></main></body></html>"
+    html = (
+        f"<html><body><main><p>Intro text for the code.</p><pre class='language-python'>"
+        f"{code.replace('&', '&amp;').replace('<', '&lt;')}</pre></main></body></html>"
+    )
     page = extract_main_content(html, "https://x.example/")
     [(language, extracted)] = code_blocks(page.markdown)
     assert language == "python"
@@ -188,16 +245,23 @@ def test_sphinx_line_numbers_and_inline_code_with_backticks() -> None:
 
 @pytest.mark.parametrize(
     "html",
-    ["", "   ", "<html></html>", "<html><body>\n</body></html>",
-     "<html><body><nav><a href='/a'>A</a></nav><footer>© 2024</footer></body></html>",
-     "<html><body><main><img src='x.png'></main></body></html>"],
+    [
+        "",
+        "   ",
+        "<html></html>",
+        "<html><body>\n</body></html>",
+        "<html><body><nav><a href='/a'>A</a></nav><footer>© 2024</footer></body></html>",
+        "<html><body><main><img src='x.png'></main></body></html>",
+    ],
 )
 def test_pages_without_text_give_empty_markdown(html: str) -> None:
     assert extract_main_content(html, "https://x.example/").markdown == ""
 
 
 def test_encodings_and_xml_declaration() -> None:
-    declared = '<?xml version="1.0" encoding="utf-8"?><html><body><main><p>naïve café</p></main></body></html>'
+    declared = (
+        '<?xml version="1.0" encoding="utf-8"?><html><body><main><p>naïve café</p></main></body></html>'
+    )
     assert extract_main_content(declared, "https://x.example/").markdown == "naïve café"
     as_bytes = '<html><head><meta charset="utf-8"></head><body><p>naïve café</p></body></html>'.encode()
     assert extract_main_content(as_bytes, "https://x.example/").markdown == "naïve café"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.fusion import convex, fuse, rrf
+from tools.fusion import convex, fuse, qdrant_rrf, rrf
 from tools.types import Chunk, Hit
 
 
@@ -62,6 +62,20 @@ def test_rrf_returns_new_hits_and_keeps_the_chunk() -> None:
     assert original.score == 0.9
 
 
+def test_qdrant_rrf_stretches_ranks_by_weight() -> None:
+    dense = [hit("1"), hit("2"), hit("3")]
+    sparse = [hit("3"), hit("1")]
+    # Qdrant: 1 / (rank / w + k - 1); values checked against qdrant-edge's own fusion.
+    fused = qdrant_rrf([dense, sparse], [1.0, 2.0], k=60)
+    assert ids(fused) == ["1", "3", "2"]
+    assert [h.score for h in fused] == pytest.approx([1 / 60 + 1 / 60, 1 / 62 + 1 / 59.5, 1 / 61])
+    # Unweighted, Qdrant's k is the textbook k plus one.
+    assert [h.score for h in qdrant_rrf([dense, sparse], k=61)] == pytest.approx(
+        [h.score for h in rrf([dense, sparse], k=60)]
+    )
+    assert ids(qdrant_rrf([dense, sparse], [0.0, 1.0], k=2)) == ["3", "1", "2"]
+
+
 def test_bad_fusion_arguments_are_refused() -> None:
     with pytest.raises(ValueError):
         rrf([[hit("a")]], [1.0, 1.0])
@@ -103,5 +117,6 @@ def test_dbsf_clips_to_three_standard_deviations() -> None:
 def test_fuse_dispatches_by_method() -> None:
     lists = [[hit("a", 1.0), hit("b", 0.5)], [hit("b", 9.0)]]
     assert ids(fuse(lists, method="rrf", k=60)) == ids(rrf(lists, k=60))
+    assert ids(fuse(lists, method="qdrant_rrf", k=2)) == ids(qdrant_rrf(lists, k=2))
     assert ids(fuse(lists, method="minmax")) == ids(convex(lists))
     assert ids(fuse(lists, method="dbsf")) == ids(convex(lists, normalization="dbsf"))

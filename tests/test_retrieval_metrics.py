@@ -7,7 +7,15 @@ import math
 import pytest
 
 from evorag.errors import UserError
-from tools.evaluation import evaluate_run, hit_at_k, mrr, ndcg_at_k, precision_at_k, query_metrics, recall_at_k
+from tools.evaluation import (
+    evaluate_run,
+    hit_at_k,
+    mrr,
+    ndcg_at_k,
+    precision_at_k,
+    query_metrics,
+    recall_at_k,
+)
 
 QRELS = {"q1": {"a": 2, "b": 1, "c": 0, "x": 3}, "q2": {"d": 1, "e": 1}, "q3": {"f": 1}}
 RUN = {"q1": ["b", "c", "a", "d", "x"], "q2": ["z", "y", "e", "w", "d"], "q3": ["g", "h"]}
@@ -82,7 +90,9 @@ def test_evaluate_run_averages_over_judged_queries() -> None:
     assert result["ndcg@10"] == pytest.approx(expected_ndcg10)
     assert result["mrr@10"] == pytest.approx((1.0 + 1 / 3 + 0.0) / 3)
     assert result["hit@1"] == pytest.approx(1 / 3)
-    assert set(result) == {"queries"} | {f"{m}@{k}" for m in ("ndcg", "recall", "precision", "mrr", "hit") for k in (1, 10)}
+    assert set(result) == {"queries"} | {
+        f"{m}@{k}" for m in ("ndcg", "recall", "precision", "mrr", "hit") for k in (1, 10)
+    }
 
 
 def test_judged_query_missing_from_run_counts_as_zero_and_unjudged_run_entries_are_ignored() -> None:

@@ -94,7 +94,13 @@ def test_refusal_message_names_the_url_and_the_way_out() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:8000/", "http://localhost/", "http://10.0.0.1/", "http://[::1]/", "http://2130706433/"],
+    [
+        "http://127.0.0.1:8000/",
+        "http://localhost/",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://2130706433/",
+    ],
 )
 def test_allow_private_allows_any_http_address(url: str) -> None:
     assert check_url(url, allow_private=True).startswith("http://")
@@ -108,8 +114,17 @@ def test_allow_private_still_refuses_other_schemes(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["", "   ", "not a url", "example.com/docs", "http:///path", "http://[::1/", "http://host:99999/",
-     "http://exa mple.com/", "http://evil.com\\@127.0.0.1/"],
+    [
+        "",
+        "   ",
+        "not a url",
+        "example.com/docs",
+        "http:///path",
+        "http://[::1/",
+        "http://host:99999/",
+        "http://exa mple.com/",
+        "http://evil.com\\@127.0.0.1/",
+    ],
 )
 def test_malformed_urls_are_user_errors_not_blocks(url: str) -> None:
     with pytest.raises(UserError) as caught:
@@ -118,7 +133,10 @@ def test_malformed_urls_are_user_errors_not_blocks(url: str) -> None:
 
 
 def test_normalization() -> None:
-    assert check_url("HTTPS://Docs.Example.COM:443/a/b?x=1#frag", resolve=False) == "https://docs.example.com/a/b?x=1"
+    assert (
+        check_url("HTTPS://Docs.Example.COM:443/a/b?x=1#frag", resolve=False)
+        == "https://docs.example.com/a/b?x=1"
+    )
     assert check_url("http://example.com", resolve=False) == "http://example.com/"
     assert check_url("http://example.com:8080/", resolve=False) == "http://example.com:8080/"
     assert check_url("http://0x7f000001:9000/x", allow_private=True) == "http://127.0.0.1:9000/x"
@@ -130,7 +148,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Replace the system resolver with a table: no network in these tests."""
     table: dict[str, list[str]] = {}
 
-    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's signature
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
         if host not in table:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         results = []
@@ -153,7 +171,9 @@ def test_hostname_resolving_to_public_addresses_is_allowed(fake_dns: dict[str, l
 def test_hostname_with_any_private_answer_is_refused(fake_dns: dict[str, list[str]]) -> None:
     # A rebinding setup answers with a public address first and an internal one after it.
     fake_dns["rebind.example.test"] = ["93.184.216.34", "10.0.0.7"]
-    with pytest.raises(BlockedURLError, match=r"rebind\.example\.test resolves to private address 10\.0\.0\.7"):
+    with pytest.raises(
+        BlockedURLError, match=r"rebind\.example\.test resolves to private address 10\.0\.0\.7"
+    ):
         check_url("http://rebind.example.test/")
 
 
@@ -177,8 +197,16 @@ def test_unresolvable_names_are_left_to_the_fetch(fake_dns: dict[str, list[str]]
 
 @pytest.mark.parametrize(
     ("ip", "allowed"),
-    [("8.8.8.8", True), ("2606:4700::1", True), ("127.0.0.1", False), ("10.2.3.4", False),
-     ("::ffff:127.0.0.1", False), ("100.64.1.1", False), ("fe80::1%eth0", False), ("not-an-ip", False)],
+    [
+        ("8.8.8.8", True),
+        ("2606:4700::1", True),
+        ("127.0.0.1", False),
+        ("10.2.3.4", False),
+        ("::ffff:127.0.0.1", False),
+        ("100.64.1.1", False),
+        ("fe80::1%eth0", False),
+        ("not-an-ip", False),
+    ],
 )
 def test_is_ip_allowed(ip: str, allowed: bool) -> None:
     assert is_ip_allowed(ip, allow_private=False) is allowed

@@ -16,7 +16,8 @@ import pytest
 
 from evorag.errors import ConfigError, InternalError, NotFoundError, StoreError, UserError
 from evorag.settings import Settings
-from tools.sparse import encode_document, encode_query
+from tools.fusion import qdrant_rrf
+from tools.sparse import SparseVector, encode_document, encode_query
 from tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore, store_from_settings
 from tools.types import Chunk
 
@@ -121,6 +122,38 @@ def test_sparse_search_with_no_known_term_returns_nothing(store: VectorStore) ->
     index(store, CORPUS)
     assert store.sparse_search(encode_query("zeppelin"), limit=10) == []
     assert store.sparse_search(encode_query("the of and"), limit=10) == []  # only stopwords
+
+
+@pytest.mark.parametrize(
+    ("weights", "where"),
+    [((1.0, 1.0), None), ((1.0, 3.0), None), ((2.0, 1.0), SearchFilter(source="docs"))],
+)
+def test_hybrid_search_is_qdrant_rrf_of_the_two_searches(
+    store: VectorStore, weights: tuple[float, float], where: SearchFilter | None
+) -> None:
+    dense = index(store, CORPUS)
+    dense_query, sparse_query = dense[4], encode_query("get a page with tinyhttp")
+
+    fused = store.hybrid_search(dense_query, sparse_query, 10, where, candidates=4, k=2, weights=weights)
+
+    expected = qdrant_rrf(
+        [store.dense_search(dense_query, 4, where), store.sparse_search(sparse_query, 4, where)],
+        weights, k=2, limit=10,
+    )
+    assert {hit.chunk.id: hit.score for hit in fused} == pytest.approx({hit.chunk.id: hit.score for hit in expected})
+    assert [hit.score for hit in fused] == sorted((hit.score for hit in fused), reverse=True)
+    assert all(hit.chunk == next(c for c in CORPUS if c.id == hit.chunk.id) for hit in fused)
+
+
+def test_hybrid_search_leaves_out_a_zero_weight_or_empty_query(store: VectorStore) -> None:
+    dense = index(store, CORPUS)
+    sparse_query = encode_query("tinyhttp.get")
+
+    sparse_only = store.hybrid_search(dense[4], sparse_query, 10, weights=(0.0, 1.0))
+    assert [hit.chunk.id for hit in sparse_only] == [hit.chunk.id for hit in store.sparse_search(sparse_query, 10)]
+    dense_only = store.hybrid_search(dense[4], SparseVector([], []), 3)
+    assert [hit.chunk.id for hit in dense_only] == [hit.chunk.id for hit in store.dense_search(dense[4], 3)]
+    assert store.hybrid_search(dense[4], sparse_query, 10, weights=(0.0, 0.0)) == []
 
 
 def test_filters_by_source_kind_and_url(store: VectorStore) -> None:

@@ -21,6 +21,11 @@ for plain HTTP because (checked in crawl4ai 0.9.5's source) it reads every body 
 redirects are off (the ``Location`` is lost, so hops cannot be checked) and follows redirects
 unchecked when they are on, and writes every non-HTML response to a downloads folder. Main content
 is always extracted by ``tools.extract`` (Crawl4AI's Markdown keeps sidebars and navigation).
+
+Browser mode fetches each page with httpx first (guard, redirects, conditional request, size and type
+checks all apply), then renders the final URL in Chromium. Every request the browser makes is checked
+by the guard in a route handler; Chromium resolves names itself, so the connection-time check does
+not cover it (a DNS answer that changes between the check and Chromium's lookup is not caught).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import httpx
 import lxml.etree
 
 from evorag.errors import BlockedURLError, CrawlError, InternalError, UserError
-from tools.extract import ExtractedPage, extract_main_content
+from tools.extract import extract_main_content
 from tools.types import Page
 from tools.url_guard import check_address, check_url, parse_ip_host
 
@@ -62,8 +67,8 @@ __all__ = [
     "CrawlFinished",
     "CrawlOptions",
     "CrawlSummary",
-    "HttpFetcher",
     "FetchResult",
+    "HttpFetcher",
     "KnownPage",
     "PageFailed",
     "PageFetched",
@@ -79,15 +84,61 @@ _ROBOTS_MAX_BYTES = 512 * 1024
 _LLMS_MAX_BYTES = 1024 * 1024
 _SITEMAP_MAX_BYTES = 20 * 1024 * 1024
 _MAX_SITEMAPS = 25
+_DRAIN_MAX_BYTES = 64 * 1024
 _MAX_BACKOFF = 10.0
 _MAX_RETRY_AFTER = 30.0
 _MARKDOWN_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|(?<![(<\w])(https?://[^\s)<>\]]+)")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
 # Links to these are not pages; skipping them saves a request each ("Show Source" links, downloads).
 _NOT_PAGE_EXTENSIONS = frozenset(
-    ".txt .rst .md .pdf .zip .gz .tgz .bz2 .xz .tar .whl .egg .exe .dmg .msi .png .jpg .jpeg .gif .svg .webp .ico"
-    " .bmp .css .js .mjs .map .json .xml .csv .woff .woff2 .ttf .otf .eot .mp3 .mp4 .webm .ogg .wav .inv .epub"
-    " .ipynb .py .c .h".split()
+    [
+        ".txt",
+        ".rst",
+        ".md",
+        ".pdf",
+        ".zip",
+        ".gz",
+        ".tgz",
+        ".bz2",
+        ".xz",
+        ".tar",
+        ".whl",
+        ".egg",
+        ".exe",
+        ".dmg",
+        ".msi",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".svg",
+        ".webp",
+        ".ico",
+        ".bmp",
+        ".css",
+        ".js",
+        ".mjs",
+        ".map",
+        ".json",
+        ".xml",
+        ".csv",
+        ".woff",
+        ".woff2",
+        ".ttf",
+        ".otf",
+        ".eot",
+        ".mp3",
+        ".mp4",
+        ".webm",
+        ".ogg",
+        ".wav",
+        ".inv",
+        ".epub",
+        ".ipynb",
+        ".py",
+        ".c",
+        ".h",
+    ]
 )
 # Pages above this size are extracted in a worker thread so the event loop keeps serving sockets.
 _THREAD_EXTRACT_BYTES = 256 * 1024
@@ -125,6 +176,19 @@ class CrawlOptions:
     backoff_base: float = 0.5
     """First retry delay in seconds; doubled on each retry, with jitter."""
     chromium_path: str = "/usr/bin/chromium"
+
+    def __post_init__(self) -> None:
+        for name in ("max_pages", "concurrency", "max_page_bytes"):
+            if getattr(self, name) < 1:
+                raise UserError(f"invalid crawl option {name}={getattr(self, name)!r}: it must be at least 1")
+        for name in ("max_depth", "retries"):
+            if getattr(self, name) < 0:
+                raise UserError(
+                    f"invalid crawl option {name}={getattr(self, name)!r}: it must not be negative"
+                )
+        for name in ("rate_per_host", "timeout"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"invalid crawl option {name}={getattr(self, name)!r}: it must be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> CrawlOptions:
@@ -248,6 +312,8 @@ class FetchResult:
     headers: httpx.Headers
     body: bytes | None = None
     redirects: list[str] = field(default_factory=list)
+    location: str | None = None
+    """For a redirect that was not followed (``follow`` said no): where it points."""
 
     @property
     def content_type(self) -> str:
@@ -368,8 +434,12 @@ class HttpFetcher:
         max_bytes: int,
         accept: Callable[[FetchResult], str | None] | None = None,
         conditional: Callable[[str], dict[str, str]] | None = None,
+        follow: Callable[[str], bool] | None = None,
     ) -> FetchResult:
         """GET ``url``, following up to ``MAX_REDIRECTS`` redirects, each hop checked by ``check_hop``.
+
+        A redirect to a URL for which ``follow`` returns False is not followed: the 3xx result is
+        returned with ``location`` set.
 
         The body of a 2xx response is read only if ``accept`` (given the response without a body)
         returns None; otherwise the returned reason is raised as ``FetchError``. Bodies above
@@ -395,6 +465,10 @@ class HttpFetcher:
                         current = urldefrag(urljoin(current, location.strip()))[0]
                     except ValueError:
                         raise FetchError(f"invalid redirect location {location!r}", result.status) from None
+                    current = self.check_hop(current)  # a refused hop is an error even if not followed
+                    if follow is not None and not follow(current):
+                        result.location = current
+                        return result
                     continue
                 return result
         raise FetchError(f"more than {MAX_REDIRECTS} redirects", None)
@@ -411,10 +485,10 @@ class HttpFetcher:
         while True:
             await self._bucket(origin).acquire()
             try:
-                result = await asyncio.wait_for(
-                    self._request(url, headers, max_bytes, accept), timeout=self.options.timeout * 2
-                )
-            except (httpx.TransportError, asyncio.TimeoutError) as exc:
+                # A total deadline: httpx's timeouts are per operation, a trickling server could last forever.
+                async with asyncio.timeout(self.options.timeout * 2):
+                    result = await self._request(url, headers, max_bytes, accept)
+            except (TimeoutError, httpx.TransportError) as exc:
                 if attempt >= self.options.retries:
                     raise FetchError(_network_reason(exc)) from None
                 delay = self._backoff(attempt)
@@ -441,6 +515,7 @@ class HttpFetcher:
         try:
             result = FetchResult(url=url, status=response.status_code, headers=response.headers)
             if not 200 <= response.status_code < 300:
+                await _drain_small_body(response)
                 return result
             refusal = accept(result) if accept else None
             if refusal:
@@ -461,6 +536,36 @@ class HttpFetcher:
             await response.aclose()
 
 
+async def _drain_small_body(response: httpx.Response) -> None:
+    """Read the (empty or short) body of a 3xx/304/4xx so the connection can be reused.
+
+    httpcore closes a connection whose response was not read to the end; for a re-crawl made of
+    304s that would mean a new TCP connection per page.
+    """
+    declared = response.headers.get("content-length", "")
+    if response.status_code in (204, 304) or (declared.isdigit() and int(declared) <= _DRAIN_MAX_BYTES):
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > _DRAIN_MAX_BYTES:
+                return
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, including the members of exception groups (anyio)."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending and len(found) < 50:
+        current = pending.pop()
+        found.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None and linked not in found:
+                pending.append(linked)
+    return found
+
+
 def _retry_after(value: str | None) -> float:
     if not value:
         return 0.0
@@ -477,6 +582,11 @@ def _retry_after(value: str | None) -> float:
 def _network_reason(exc: BaseException) -> str:
     if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
         return "timed out"
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     if "refused" in lowered:
@@ -549,7 +659,7 @@ class _BrowserRenderer:
         self._crawler.crawler_strategy.set_hook("on_page_context_created", self._guard_page)
         try:
             await self._crawler.start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - Playwright and Crawl4AI raise many unrelated types
             raise CrawlError(f"could not start Chromium through Crawl4AI: {exc}") from None
 
     async def _guard_page(self, page: Any, context: Any = None, **_: Any) -> Any:
@@ -606,7 +716,11 @@ class _Scope:
 
     def contains(self, url: str) -> bool:
         parts = urlsplit(url)
-        return parts.scheme == self.scheme and parts.netloc == self.netloc and (parts.path or "/").startswith(self.prefix)
+        return (
+            parts.scheme == self.scheme
+            and parts.netloc == self.netloc
+            and (parts.path or "/").startswith(self.prefix)
+        )
 
 
 @dataclass(slots=True)
@@ -621,22 +735,26 @@ class _SiteCrawler:
     def __init__(self, start_url: str, options: CrawlOptions, known: Mapping[str, KnownPage]) -> None:
         self.options = options
         self.start_url = start_url
-        self.known = {normalize_url(url): page for url, page in known.items()}
+        self.known = _normalized_known(known)
         self.fetcher: HttpFetcher | None = None
         self.renderer: _BrowserRenderer | None = None
         self.robots: dict[str, urllib.robotparser.RobotFileParser] = {}
-        self.robots_agent = options.user_agent.split("/", 1)[0].split()[0] if options.user_agent.strip() else "*"
+        self.robots_agent = (
+            options.user_agent.split("/", 1)[0].split()[0] if options.user_agent.strip() else "*"
+        )
         self.scope: _Scope | None = None
         self.seen: set[str] = set()
         self.judged_links: set[str] = set()
         self.frontier: deque[tuple[str, int]] = deque()
         self.external: set[str] = set()
-        self.content_hashes: dict[str, str] = {}
         self.counts = {"discovered": 0, "fetched": 0, "unchanged": 0, "failed": 0, "gone": 0}
 
     async def run(self) -> AsyncIterator[CrawlEvent]:
         started = time.monotonic()
-        start = check_url(self.start_url, allow_private=self.options.allow_private, resolve=True)
+        # getaddrinfo blocks: resolve the start host off the event loop.
+        start = await asyncio.to_thread(
+            check_url, self.start_url, allow_private=self.options.allow_private, resolve=True
+        )
         if self.options.selector:
             extract_main_content("<html></html>", start, selector=self.options.selector)  # validates it
         self.fetcher = HttpFetcher(self.options)
@@ -667,7 +785,11 @@ class _SiteCrawler:
 
             visits = 1
             while self.frontier or in_flight:
-                while self.frontier and len(in_flight) < self.options.concurrency and visits < self.options.max_pages:
+                while (
+                    self.frontier
+                    and len(in_flight) < self.options.concurrency
+                    and visits < self.options.max_pages
+                ):
                     url, depth = self.frontier.popleft()
                     visits += 1
                     task = asyncio.create_task(self._visit(url, depth))
@@ -704,7 +826,9 @@ class _SiteCrawler:
                     await self.renderer.aclose()
 
     def _count(self, event: CrawlEvent) -> CrawlEvent:
-        key = {PageFetched: "fetched", PageUnchanged: "unchanged", PageFailed: "failed", PageGone: "gone"}[type(event)]
+        key = {PageFetched: "fetched", PageUnchanged: "unchanged", PageFailed: "failed", PageGone: "gone"}[
+            type(event)
+        ]
         self.counts[key] += 1
         return event
 
@@ -800,8 +924,7 @@ class _SiteCrawler:
             except ValueError:
                 continue
             # llms.txt links often point at the Markdown twin of a page ("page.html.md"); crawl the page.
-            if absolute.endswith(".md"):
-                absolute = absolute[:-3]
+            absolute = absolute.removesuffix(".md")
             urls.append(absolute)
         return urls
 
@@ -822,6 +945,23 @@ class _SiteCrawler:
             pending.extend(child for child in children if child not in fetched)
         return urls
 
+    def _claim_redirect_target(self, url: str) -> bool:
+        """Follow a redirect only to an in-scope, allowed page that no other URL of this crawl claimed."""
+        if not self._in_scope(url) or not self._robots_allow(url):
+            return False
+        key = _dedupe_key(normalize_url(url))
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def _in_scope(self, url: str) -> bool:
+        assert self.scope is not None
+        try:
+            return self.scope.contains(normalize_url(url))
+        except ValueError:
+            return False
+
     # -- robots.txt ---------------------------------------------------------------------------------
 
     async def _load_robots(self, url: str, *, is_start: bool = False) -> None:
@@ -834,7 +974,9 @@ class _SiteCrawler:
             result = await self.fetcher.fetch(origin + "/robots.txt", max_bytes=_ROBOTS_MAX_BYTES)
         except FetchError as exc:
             if is_start and exc.status is None and not exc.reason.startswith("page larger"):
-                raise CrawlError(f"could not reach {url}: {exc.reason}", hint="check the URL and your network") from None
+                raise CrawlError(
+                    f"could not reach {url}: {exc.reason}", hint="check the URL and your network"
+                ) from None
             result = None
         except UserError:
             result = None  # a robots.txt redirecting somewhere refused counts as no robots.txt
@@ -848,7 +990,9 @@ class _SiteCrawler:
             parser.allow_all = True
         parser.modified()
         self.robots[origin] = parser
-        delay = parser.crawl_delay(self.robots_agent) if not (parser.allow_all or parser.disallow_all) else None
+        delay = (
+            parser.crawl_delay(self.robots_agent) if not (parser.allow_all or parser.disallow_all) else None
+        )
         if delay:
             self.fetcher.limit_rate(origin, 1.0 / float(delay))
 
@@ -878,6 +1022,7 @@ class _SiteCrawler:
                 max_bytes=self.options.max_page_bytes,
                 accept=_accept_html,
                 conditional=self._conditional_headers,
+                follow=None if is_start else self._claim_redirect_target,
             )
         except BlockedURLError as exc:
             if is_start:
@@ -885,20 +1030,27 @@ class _SiteCrawler:
             return _VisitOutcome([PageFailed(url, exc.message)])
         except FetchError as exc:
             if is_start and exc.status is None:
-                raise CrawlError(f"could not reach {url}: {exc.reason}", hint="check the URL and your network") from None
+                raise CrawlError(
+                    f"could not reach {url}: {exc.reason}", hint="check the URL and your network"
+                ) from None
             if is_start:
                 raise CrawlError(f"could not crawl {url}: {exc.reason}", hint="check the start URL") from None
             return _VisitOutcome([PageFailed(url, exc.reason, exc.status)])
 
+        if result.location is not None:
+            location = result.location
+            if not self._in_scope(location):
+                return _VisitOutcome(
+                    [PageFailed(url, f"redirects outside the site to {location}", result.status)]
+                )
+            if _dedupe_key(normalize_url(location)) == _dedupe_key(url):
+                return _VisitOutcome([PageFailed(url, "redirects to itself", result.status)])
+            if not self._robots_allow(location):
+                return _VisitOutcome(
+                    [PageFailed(url, f"redirects to {location}, which robots.txt disallows", result.status)]
+                )
+            return _VisitOutcome([])  # it redirects to a page this crawl already has (or will have)
         final = normalize_url(result.url)
-        if final != url and not is_start:
-            assert self.scope is not None
-            if not self.scope.contains(final):
-                return _VisitOutcome([PageFailed(url, f"redirects outside the site to {final}", result.status)])
-            key = _dedupe_key(final)
-            if key in self.seen:
-                return _VisitOutcome([])  # another URL of a page this crawl already has
-            self.seen.add(key)
         outcome = _VisitOutcome([], final_url=final)
         status = result.status
         if status == 304:
@@ -923,7 +1075,9 @@ class _SiteCrawler:
                 outcome.events.append(PageFailed(final, reason, status))
                 return outcome
         if len(html) > _THREAD_EXTRACT_BYTES:
-            extracted = await asyncio.to_thread(extract_main_content, html, final, selector=self.options.selector)
+            extracted = await asyncio.to_thread(
+                extract_main_content, html, final, selector=self.options.selector
+            )
         else:
             extracted = extract_main_content(html, final, selector=self.options.selector)
         outcome.links = extracted.links
@@ -972,6 +1126,16 @@ def normalize_url(url: str) -> str:
     if parts.username is not None:
         netloc = f"{parts.username}{':' + parts.password if parts.password is not None else ''}@{netloc}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def _normalized_known(known: Mapping[str, KnownPage]) -> dict[str, KnownPage]:
+    normalized = {}
+    for url, page in known.items():
+        try:
+            normalized[normalize_url(url)] = page
+        except ValueError:
+            continue  # a URL stored by an older version that no longer parses: it is simply not revalidated
+    return normalized
 
 
 def _dedupe_key(url: str) -> str:
@@ -1056,4 +1220,3 @@ def _parse_sitemap(body: bytes) -> tuple[list[str], list[str]]:
         if text:
             (children if is_index else pages).append(text)
     return pages, children
-

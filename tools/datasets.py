@@ -54,7 +54,9 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})", hint="fix or remove that line") from None
+                raise UserError(
+                    f"{path}:{number}: not valid JSON ({exc.msg})", hint="fix or remove that line"
+                ) from None
             if not isinstance(value, dict):
                 raise UserError(f"{path}:{number}: expected a JSON object", hint="one object per line")
             yield number, value
@@ -88,7 +90,9 @@ def _load_qrels(path: Path) -> dict[str, dict[str, int]]:
             try:
                 grade = int(score)
             except ValueError:
-                raise UserError(f"{path}:{number}: score {score!r} is not an integer", hint="fix that line") from None
+                raise UserError(
+                    f"{path}:{number}: score {score!r} is not an integer", hint="fix that line"
+                ) from None
             qrels.setdefault(query_id, {})[doc_id] = grade
     if not qrels:
         raise UserError(f"{path} holds no judgments", hint="check the qrels file")
@@ -103,7 +107,9 @@ def load_beir(folder: Path, split: str = "test") -> BeirDataset:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise NotFoundError(f"no BEIR data set folder at {folder}", hint="pass the folder holding corpus.jsonl")
+        raise NotFoundError(
+            f"no BEIR data set folder at {folder}", hint="pass the folder holding corpus.jsonl"
+        )
     qrels = _load_qrels(folder / "qrels" / f"{split}.tsv")
 
     corpus: dict[str, dict[str, str]] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urljoin
 
 import lxml.etree
 from lxml.cssselect import CSSSelector
@@ -63,8 +63,23 @@ _MIN_CONTENT_CHARS = 40
 
 # Dropped wherever they are, before choosing the container.
 _ALWAYS_DROP = {
-    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed",
-    "form", "button", "input", "select", "textarea", "dialog", "link", "meta",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "canvas",
+    "iframe",
+    "object",
+    "embed",
+    "form",
+    "button",
+    "input",
+    "select",
+    "textarea",
+    "dialog",
+    "link",
+    "meta",
 }
 # Dropped inside the container: page furniture rather than content.
 _FURNITURE_TAGS = {"nav", "aside", "footer"}
@@ -81,28 +96,98 @@ _FURNITURE_WORDS = re.compile(
 # text in Sphinx) are only removed by the explicit rules below.
 _FURNITURE_CANDIDATES = {"div", "nav", "aside", "section", "ul", "ol", "header", "footer", "span", "p"}
 # Ids are mostly heading slugs in documentation ("file-menu"), so only these exact ids count.
-_FURNITURE_IDS = {"sidebar", "toc", "nav", "navbar", "navigation", "menu", "footer", "header", "breadcrumbs",
-                  "searchbox", "search", "left-sidebar", "right-sidebar", "sidebar-wrapper", "table-of-contents"}
+_FURNITURE_IDS = {
+    "sidebar",
+    "toc",
+    "nav",
+    "navbar",
+    "navigation",
+    "menu",
+    "footer",
+    "header",
+    "breadcrumbs",
+    "searchbox",
+    "search",
+    "left-sidebar",
+    "right-sidebar",
+    "sidebar-wrapper",
+    "table-of-contents",
+}
 _KEEP_CLASSES = re.compile(r"toctree|toc-backref|reference|headerlink-target", re.IGNORECASE)
-_EDIT_OR_SKIP_TEXT = re.compile(r"^\s*(?:edit this page|edit on github|skip to (?:main )?content|view page source)\s*$", re.I)
+_EDIT_OR_SKIP_TEXT = re.compile(
+    r"^\s*(?:edit this page|edit on github|skip to (?:main )?content|view page source)\s*$", re.IGNORECASE
+)
 _PERMALINK_TEXT = {"¶", "#", "§", "🔗", "\uf0c1", "\u200b", ""}
-_PERMALINK_CLASSES = re.compile(r"headerlink|hash-link|anchor-link|anchorjs-link|header-anchor|permalink", re.I)
+_PERMALINK_CLASSES = re.compile(
+    r"headerlink|hash-link|anchor-link|anchorjs-link|header-anchor|permalink", re.IGNORECASE
+)
 
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK_TAGS = {
-    "address", "article", "aside", "blockquote", "body", "center", "dd", "details", "dialog", "dir",
-    "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5",
-    "h6", "header", "hgroup", "hr", "li", "main", "menu", "nav", "ol", "p", "pre", "section",
-    "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "html", "caption",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "center",
+    "dd",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "hr",
+    "li",
+    "main",
+    "menu",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+    "html",
+    "caption",
 }
 _INLINE_CODE_TAGS = {"code", "tt", "kbd", "samp", "var"}
 _SKIP_INLINE = {"img", "picture", "video", "audio", "source", "track", "map", "wbr"}
 
 _LANGUAGE_CLASS = re.compile(r"^(?:language|lang|highlight|brush|sourcecode)-([\w+#.-]+)$", re.IGNORECASE)
-_LANGUAGE_ALIASES = {"python3": "python", "py": "python", "py3": "python", "ipython3": "ipython", "js": "javascript",
-                     "shell-session": "console", "yml": "yaml", "c++": "cpp"}
+_LANGUAGE_ALIASES = {
+    "python3": "python",
+    "py": "python",
+    "py3": "python",
+    "ipython3": "ipython",
+    "js": "javascript",
+    "shell-session": "console",
+    "yml": "yaml",
+    "c++": "cpp",
+}
 _NO_LANGUAGE = {"none", "text", "default", "plain", "plaintext", "txt", "nohighlight", "output"}
-_CODE_FURNITURE = re.compile(r"(?:^|[-_ ])(?:linenos?|lineno|line-numbers?|copybutton|clipboard|code-?copy)(?:[-_ ]|$)", re.I)
+_CODE_FURNITURE = re.compile(
+    r"(?:^|[-_ ])(?:linenos?|lineno|line-numbers?|copybutton|clipboard|code-?copy)(?:[-_ ]|$)", re.IGNORECASE
+)
 
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 _WORD = re.compile(r"\w")
@@ -166,8 +251,10 @@ def title_from_markdown(markdown: str) -> str:
 def _compile_selector(selector: str) -> CSSSelector:
     try:
         return CSSSelector(selector)
-    except Exception as exc:  # cssselect raises several unrelated error types
-        raise UserError(f"invalid CSS selector {selector!r}: {exc}", hint="fix the source's selector") from None
+    except Exception as exc:  # noqa: BLE001 - cssselect raises several unrelated error types
+        raise UserError(
+            f"invalid CSS selector {selector!r}: {exc}", hint="fix the source's selector"
+        ) from None
 
 
 # Plain lxml.etree elements: lxml.html's element classes cost a lookup on every element access.
@@ -567,6 +654,19 @@ def _nearest_table(element: lxml.etree._Element) -> lxml.etree._Element | None:
 def _has_block(element: lxml.etree._Element) -> bool:
     """An inline element wrapping blocks (``<a><div>..</div></a>``) is rendered as a block."""
     for descendant in element.iterdescendants():
-        if isinstance(descendant.tag, str) and descendant.tag in ("p", "pre", "div", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6"):
+        if isinstance(descendant.tag, str) and descendant.tag in (
+            "p",
+            "pre",
+            "div",
+            "ul",
+            "ol",
+            "table",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+        ):
             return True
     return False

@@ -4,6 +4,9 @@ Two families, both weighted per list so the balance can be tuned on evaluation d
 
 * ``rrf``: reciprocal-rank fusion, ``sum(w_i / (k + rank_i))``. Uses ranks only, so it needs no
   calibration between cosine similarities and BM25 scores; the robust default.
+* ``qdrant_rrf``: Qdrant's variant, ``sum(1 / (rank_i / w_i + k - 1))``: the weight stretches the
+  rank instead of scaling the contribution (and ``k`` is off by one). It is what the stores'
+  in-engine ``hybrid_search`` computes, so tune with it to get the same ranking there.
 * ``convex``: a weighted sum of per-list normalised scores. Keeps how *much* better the top hit is
   than the rest, which RRF throws away; normalisation ``"minmax"`` (to [0, 1]) or ``"dbsf"``
   (Qdrant's distribution-based score fusion: mean +- 3 standard deviations mapped to [0, 1]).
@@ -22,9 +25,9 @@ from typing import Literal
 
 from tools.types import Chunk, Hit
 
-__all__ = ["FusionMethod", "convex", "fuse", "rrf"]
+__all__ = ["FusionMethod", "convex", "fuse", "qdrant_rrf", "rrf"]
 
-FusionMethod = Literal["rrf", "minmax", "dbsf"]
+FusionMethod = Literal["rrf", "qdrant_rrf", "minmax", "dbsf"]
 
 
 @dataclass(slots=True)
@@ -95,6 +98,28 @@ def rrf(
     return _ranked(_accumulate(result_lists, contributions), limit)
 
 
+def qdrant_rrf(
+    result_lists: Sequence[Sequence[Hit]],
+    weights: Sequence[float] | None = None,
+    *,
+    k: int = 60,
+    limit: int = 10,
+) -> list[Hit]:
+    """Qdrant's weighted RRF: ``score = sum_i 1 / (rank_i / weights[i] + k - 1)``, ranks from 1.
+
+    Same ranking as ``VectorStore.hybrid_search(..., k=k, weights=weights)`` over the same
+    candidate lists; a zero weight drops a list. Raises ``ValueError`` like ``rrf``.
+    """
+    if k < 1:
+        raise ValueError(f"RRF k must be >= 1, got {k}")
+    weight_list = _check_weights(result_lists, weights)
+    contributions = [
+        [1.0 / (rank / weight + k - 1) if weight > 0 else 0.0 for rank in range(1, len(hits) + 1)]
+        for hits, weight in zip(result_lists, weight_list, strict=True)
+    ]
+    return _ranked(_accumulate(result_lists, contributions), limit)
+
+
 def _minmax(scores: Sequence[float]) -> list[float]:
     if not scores:
         return []
@@ -146,9 +171,11 @@ def fuse(
     k: int = 60,
     limit: int = 10,
 ) -> list[Hit]:
-    """One entry point for configuration: ``"rrf"`` (uses ``k``), ``"minmax"`` or ``"dbsf"``."""
+    """One entry point for configuration: ``"rrf"``/``"qdrant_rrf"`` (use ``k``), ``"minmax"``, ``"dbsf"``."""
     if method == "rrf":
         return rrf(result_lists, weights, k=k, limit=limit)
+    if method == "qdrant_rrf":
+        return qdrant_rrf(result_lists, weights, k=k, limit=limit)
     if method in ("minmax", "dbsf"):
         return convex(result_lists, weights, normalization=method, limit=limit)
-    raise ValueError(f"unknown fusion method {method!r}: use 'rrf', 'minmax' or 'dbsf'")
+    raise ValueError(f"unknown fusion method {method!r}: use 'rrf', 'qdrant_rrf', 'minmax' or 'dbsf'")

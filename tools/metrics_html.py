@@ -60,7 +60,9 @@ def _value(record: dict[str, Any], key: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _trend_segment(values: list[float | None], trend: Trend | None) -> tuple[float, float, float, float] | None:
+def _trend_segment(
+    values: list[float | None], trend: Trend | None
+) -> tuple[float, float, float, float] | None:
     """End points (x1, y1, x2, y2) of the least-squares line over the trend's window of overall scores."""
     if trend is None or trend.slope is None or trend.window < 2:
         return None
@@ -85,14 +87,18 @@ def _chart(title: str, values: list[float | None], trend: Trend | None) -> str:
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = _y(tick)
         parts.append(f'<line class="grid" x1="{_LEFT}" y1="{y:.1f}" x2="{_WIDTH - _RIGHT}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="label" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text>')
+        parts.append(
+            f'<text class="label" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+        )
     bottom = _HEIGHT - _BOTTOM
     parts.append(f'<line class="axis" x1="{_LEFT}" y1="{bottom}" x2="{_WIDTH - _RIGHT}" y2="{bottom}"/>')
     parts.append(f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{bottom}"/>')
     count = len(values)
     if count:
         parts.append(f'<text class="label" x="{_LEFT}" y="{_HEIGHT - 8}">#1</text>')
-        parts.append(f'<text class="label" x="{_WIDTH - _RIGHT}" y="{_HEIGHT - 8}" text-anchor="end">#{count}</text>')
+        parts.append(
+            f'<text class="label" x="{_WIDTH - _RIGHT}" y="{_HEIGHT - 8}" text-anchor="end">#{count}</text>'
+        )
     # A missing value (metric did not apply) breaks the line instead of being drawn as 0.
     run: list[str] = []
     for index, value in enumerate([*values, None]):
@@ -103,13 +109,17 @@ def _chart(title: str, values: list[float | None], trend: Trend | None) -> str:
             continue
         x, y = _x(index, count), _y(value)
         run.append(f"{x:.1f},{y:.1f}")
-        parts.append(f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="2.5"><title>#{index + 1}: {value:.3f}</title></circle>')
+        parts.append(
+            f'<circle class="dot" cx="{x:.1f}" cy="{y:.1f}" r="2.5"><title>#{index + 1}: {value:.3f}</title></circle>'
+        )
     segment = _trend_segment(values, trend)
     if segment is not None:
         x1, y1, x2, y2 = segment
         parts.append(f'<line class="trend" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>')
     if not any(v is not None for v in values):
-        parts.append(f'<text class="label" x="{_WIDTH / 2}" y="{_HEIGHT / 2}" text-anchor="middle">no data</text>')
+        parts.append(
+            f'<text class="label" x="{_WIDTH / 2}" y="{_HEIGHT / 2}" text-anchor="middle">no data</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -124,11 +134,15 @@ def _cell(value: Any) -> str:
 
 def _table(history: Sequence[dict[str, Any]]) -> str:
     columns = ["id", "created", "kind", "query", "model", *(key for key, _ in CHARTS), "tokens"]
-    rows = ["<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>"]
+    rows = [
+        "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>"
+    ]
     for record in reversed(list(history)[-TABLE_ROWS:]):
         created = record.get("created_at")
         created_text = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(created))) if isinstance(created, (int, float)) else created
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(created)))
+            if isinstance(created, (int, float))
+            else created
         )
         query = str(record.get("query") or "")
         tokens = [record.get("prompt_tokens"), record.get("completion_tokens")]
@@ -139,7 +153,11 @@ def _table(history: Sequence[dict[str, Any]]) -> str:
             _cell(query if len(query) <= 90 else query[:87] + "..."),
             _cell(record.get("model")),
             *(_cell(_value(record, key)) for key, _ in CHARTS),
-            _cell(" / ".join("-" if t is None else str(t) for t in tokens) if any(t is not None for t in tokens) else None),
+            _cell(
+                " / ".join("-" if t is None else str(t) for t in tokens)
+                if any(t is not None for t in tokens)
+                else None
+            ),
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     rows.append("</tbody></table>")
@@ -166,11 +184,15 @@ def write_html_report(history: Sequence[dict[str, Any]], path: Path, trend: Tren
     charts = []
     for key, title in CHARTS:
         values = [_value(record, key) for record in history]
-        charts.append(
-            f'<section><h2>{html.escape(title)}</h2>{_chart(title, values, trend if key == "overall" else None)}</section>'
-        )
+        caption = ""
+        if key == "overall" and trend is not None and trend.slope is not None:
+            caption = (
+                f'<div class="label">Dashed: least-squares trend over the last {trend.window} scores.</div>'
+            )
+        chart = _chart(title, values, trend if key == "overall" else None)
+        charts.append(f"<section><h2>{html.escape(title)}</h2>{chart}{caption}</section>")
     body = (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         "<title>evorag metrics</title>"
         f"<style>{_STYLE}</style></head><body>"
         f"<h1>evorag metrics</h1><p>{len(history)} records. {_trend_text(trend)}</p>"
@@ -184,5 +206,7 @@ def write_html_report(history: Sequence[dict[str, Any]], path: Path, trend: Tren
         tmp.write_text(body, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        raise UserError(f"cannot write the HTML report to {path}: {exc.strerror}", hint="choose a writable path") from exc
+        raise UserError(
+            f"cannot write the HTML report to {path}: {exc.strerror}", hint="choose a writable path"
+        ) from exc
     return path

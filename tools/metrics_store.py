@@ -141,7 +141,9 @@ class MetricsStore:
         with self._connect() as connection:
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise UserError(f"cannot switch {self.path} to WAL mode (got {mode})", hint="use a local disk")
+                raise UserError(
+                    f"cannot switch {self.path} to WAL mode (got {mode})", hint="use a local disk"
+                )
         with self._transaction() as connection:
             connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tools.datasets import BeirDataset, GoldenItem, load_beir, load_golden
 from tools.evaluation import evaluate_run
@@ -86,7 +87,7 @@ def _ranked_unique(urls: list[str], strip: str = "") -> list[str]:
 
 def search_options(service, *, source: str | None, limit: int = 100) -> SearchOptions:
     s = service.settings
-    return SearchOptions(limit=limit, source=source, candidates=max(s.candidates, limit), rrf_k=s.rrf_k,
+    return SearchOptions(limit=limit, source=source, candidates=s.candidates, rrf_k=s.rrf_k,
                          dense_weight=s.dense_weight, sparse_weight=s.sparse_weight)
 
 
@@ -126,27 +127,55 @@ def evaluate_beir(
     )
 
 
-def evaluate_golden(service, path: Path, *, source: str | None = None) -> tuple[RetrievalEvalResult, list[GoldenItem]]:
-    """Golden set ``{query, relevant: {url: grade}, answer?}`` against already crawled sources."""
+def _golden_key(url: str, keys_are_paths: bool) -> str:
+    return urlsplit(url).path or "/" if keys_are_paths else url
+
+
+def evaluate_golden(
+    service,
+    path: Path,
+    *,
+    source: str | None = None,
+    answers: bool = False,
+) -> tuple[RetrievalEvalResult, list[GoldenItem]]:
+    """Golden set ``{query, relevant: {url: grade}, answer?}`` against already crawled sources.
+
+    Relevance keys may be full URLs or URL paths (``/guide/install.html``), which makes a golden set
+    portable across hosts. With ``answers=True``, items with a reference answer are also answered and
+    scored; their means are reported as ``answer_*`` metrics.
+    """
     items = load_golden(path)
     if source:
         service.require_source(source)
+    keys_are_paths = all(key.startswith("/") for item in items for key in item.relevant)
     options = search_options(service, source=source, limit=20)
+    options.kind = "text"
     searcher = HybridSearcher(service.store, service.embedder)
     started = time.monotonic()
     run, qrels = {}, {}
     for number, item in enumerate(items):
         hits = searcher.search(item.query, options)
-        run[str(number)] = _ranked_unique([hit.chunk.url for hit in hits])
+        run[str(number)] = _ranked_unique([_golden_key(hit.chunk.url, keys_are_paths) for hit in hits])
         qrels[str(number)] = item.relevant
+    metrics = evaluate_run(run, qrels, (1, 3, 5, 10))
+    answered = [item for item in items if item.answer] if answers else []
+    totals: dict[str, list[float]] = {}
+    for item in answered:
+        answer = service.ask(item.query, source=source, reference=item.answer)
+        for name in ("overall", "grounding", "rougeL", "ndcg", "code_quality"):
+            value = (answer.metrics or {}).get(name)
+            if isinstance(value, (int, float)):
+                totals.setdefault(f"answer_{name}", []).append(float(value))
+        totals.setdefault("answer_fallback_rate", []).append(1.0 if answer.fallback else 0.0)
+    metrics.update({name: sum(values) / len(values) for name, values in totals.items()})
     return (
         RetrievalEvalResult(
             dataset=path.name,
             kind="golden",
-            metrics=evaluate_run(run, qrels, (1, 3, 5, 10)),
+            metrics=metrics,
             queries=len(items),
             search_seconds=round(time.monotonic() - started, 2),
-            config={"embedder": service.embedder.name, "source": source},
+            config={"embedder": service.embedder.name, "source": source, "answered": len(answered)},
         ),
         items,
     )
@@ -156,4 +185,4 @@ def evaluate_path(service, path: Path, **kwargs) -> RetrievalEvalResult:
     """A folder is a BEIR data set; a file is a golden set."""
     if path.is_dir():
         return evaluate_beir(service, path, **{k: v for k, v in kwargs.items() if k != "source"})
-    return evaluate_golden(service, path, source=kwargs.get("source"))[0]
+    return evaluate_golden(service, path, source=kwargs.get("source"), answers=kwargs.get("answers", False))[0]

@@ -90,7 +90,7 @@ def parse_ip_host(host: str) -> IPAddress | None:
             return ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
             return None
-    candidate = host[:-1] if host.endswith(".") else host
+    candidate = host.removesuffix(".")
     if candidate and _IPV4_LIKE.match(candidate):
         try:
             return ipaddress.IPv4Address(socket.inet_aton(candidate))

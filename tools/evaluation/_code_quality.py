@@ -65,20 +65,15 @@ def _session_input(code: str) -> str:
     kept = []
     for line in lines:
         stripped = line.lstrip()
-        if stripped.startswith(">>>") or stripped.startswith("..."):
+        if stripped.startswith((">>>", "...")):
             kept.append(stripped[4:] if len(stripped) > 3 and stripped[3] == " " else stripped[3:])
     return "\n".join(kept)
 
 
 def _looks_like_python(tree: ast.Module) -> bool:
-    """An unlabelled block that parses is Python only if it is more than bare words or literals:
-    ``pip`` or ``hello world`` parse as expressions but are not programs."""
-    for node in tree.body:
-        if not isinstance(node, ast.Expr):
-            return True
-        if not isinstance(node.value, (ast.Name, ast.Constant, ast.Attribute)):
-            return True
-    return False
+    """An unlabelled block that parses is Python only if it has a statement or a call: ``pip``,
+    ``hello world`` or ``ls -la`` parse as bare expressions but are not programs."""
+    return any(not isinstance(node, ast.Expr) or isinstance(node.value, ast.Call) for node in tree.body)
 
 
 def _defined_names(tree: ast.Module) -> set[str]:
@@ -134,7 +129,9 @@ def code_quality(blocks: Sequence[CodeBlock], config: CodeQualityConfig | None =
                 tree = ast.parse(source)
             except SyntaxError as exc:
                 if language:
-                    reports.append(CodeBlockReport(index, "python", 0.0, [f"line {exc.lineno}: syntax error: {exc.msg}"]))
+                    reports.append(
+                        CodeBlockReport(index, "python", 0.0, [f"line {exc.lineno}: syntax error: {exc.msg}"])
+                    )
                     continue
                 tree = None  # unlabelled and not Python: fall through to the generic check
             if tree is not None and (language or _looks_like_python(tree)):
@@ -148,7 +145,9 @@ def code_quality(blocks: Sequence[CodeBlock], config: CodeQualityConfig | None =
                 json.loads(block.code)
                 reports.append(CodeBlockReport(index, language, 1.0))
             except json.JSONDecodeError as exc:
-                reports.append(CodeBlockReport(index, language, 0.0, [f"line {exc.lineno}: invalid JSON: {exc.msg}"]))
+                reports.append(
+                    CodeBlockReport(index, language, 0.0, [f"line {exc.lineno}: invalid JSON: {exc.msg}"])
+                )
             continue
         if language == "toml":
             try:
@@ -159,7 +158,9 @@ def code_quality(blocks: Sequence[CodeBlock], config: CodeQualityConfig | None =
             continue
         problem = _balanced(block.code)
         reports.append(
-            CodeBlockReport(index, language, config.unbalanced_score if problem else 1.0, [problem] if problem else [])
+            CodeBlockReport(
+                index, language, config.unbalanced_score if problem else 1.0, [problem] if problem else []
+            )
         )
     score = sum(r.score for r in reports) / len(reports) if reports else 1.0
     return CodeQualityResult(score=round(score, 4), blocks=reports)

@@ -6,27 +6,35 @@ code blocks of every context, and each pair of adjacent sentences (a claim often
 
 Support test for a claim c against a unit u:
 
-* lexical coverage = share of c's content-word stems found in u;
+* lexical coverage = share of c's content-word stems (stemmed, stopwords dropped) found in u, where a
+  word that appears in no context at all counts ``novel_word_weight`` times: a claim made of the
+  contexts' vocabulary plus one new idea ("... automatically *retries* ...") must not pass on vocabulary;
 * semantic similarity = cosine of their embeddings (only when an embedder is given), rescaled so that
-  ``semantic_floor`` maps to 0 and ``semantic_ceiling`` to 1;
-* match score = coverage without an embedder, else ``lexical_weight * coverage + (1 - lexical_weight) *
-  semantic`` -- but never below coverage itself, so an extractive claim is not dragged down by a
-  lukewarm embedding;
+  ``semantic_floor`` maps to 0 and ``semantic_ceiling`` to 1 (MiniLM gives 0.6-0.85 to on-topic
+  inventions, so similarity is a bonus on top of the words, not a test of its own);
+* match score = coverage without an embedder, else ``max(coverage, lexical_weight * coverage +
+  (1 - lexical_weight) * semantic)``;
 * u *matches* c when the score reaches ``support_threshold``.
 
-A matching unit **supports** the claim unless it conflicts with it, in which case it **contradicts** it:
+A matching unit **supports** the claim unless it is inconsistent with it:
 
-* numbers conflict when each side has a number the other lacks ("5 seconds" vs "30 seconds");
-* negation conflicts when a clause of the claim and its closest clause in the unit (Jaccard of stems at
-  least 0.5) differ in polarity ("is thread-safe" vs "is not thread-safe");
-* opposite words conflict when the claim uses a word where the unit uses its opposite, from a short list
-  ("enabled" vs "disabled") or by a negating prefix ("safe" vs "unsafe").
+* a number of the claim that the whole context lacks is a **contradiction** when the unit's neighbourhood
+  (two sentences either side) states another number ("5 seconds" vs "30 seconds"), else the claim is
+  merely not supported by that unit (reason "number ... not found");
+* negation: a clause of the claim and the unit's clause that contains most of its words (at least 60%)
+  differ in polarity ("may be supplied" vs "may not be supplied") -> contradiction;
+* opposite words: the claim uses a word where the unit uses its opposite, from a short list ("enabled"
+  vs "disabled") or by a negating prefix ("safe" vs "unsafe") -> contradiction.
 
 A claim citing ``[n]`` is checked against context n first; support anywhere else still counts (and is
-reported as ``citation_ok=False``). Support beats contradiction: one context agreeing is enough.
+reported as ``citation_ok=False``). Support wins over contradiction unless the contradicting unit
+matches the claim clearly better (by more than ``conflict_margin``).
 
 grounding = (supported - contradiction_penalty * contradicted) / claims, clipped to [0, 1]; None when the
 answer has no claim (an empty or code-only answer), so the overall score is not skewed by a guess.
+
+Measured on 32 hand-labelled claims about five Python-documentation passages (tests/test_evaluation.py):
+29/32 verdicts right, with or without MiniLM; no invented claim accepted. Misses are deep paraphrases.
 """
 
 from __future__ import annotations
@@ -135,7 +143,9 @@ def negation_conflict(claim: TextUnit, unit: TextUnit) -> bool:
     return False
 
 
-def check_consistency(claim: TextUnit, unit: TextUnit, context_numbers: frozenset[str], nearby_numbers: frozenset[str]) -> tuple[str, str]:
+def check_consistency(
+    claim: TextUnit, unit: TextUnit, context_numbers: frozenset[str], nearby_numbers: frozenset[str]
+) -> tuple[str, str]:
     """("ok" | "conflict" | "unverified", reason) for a unit that already matches the claim.
 
     A number of the claim that the whole context lacks is a conflict when the unit's neighbourhood (two
@@ -190,7 +200,10 @@ class _Scorer:
         self.unit_vectors = unit_vectors
         self.all_stems = frozenset().union(*(c.stems for c in contexts)) if contexts else frozenset()
         self.nearby_numbers = [
-            [frozenset().union(*(u.numbers for u in c.units[max(0, i - 2) : i + 3])) for i in range(len(c.units))]
+            [
+                frozenset().union(*(u.numbers for u in c.units[max(0, i - 2) : i + 3]))
+                for i in range(len(c.units))
+            ]
             for c in contexts
         ]
 
@@ -322,7 +335,11 @@ def judge_claims(
                 conflict = _better(conflict, found.conflict)
             if found.unverified is not None:
                 unverified = _better(unverified, found.unverified)
-        if conflict is not None and support is not None and conflict.score > support.score + config.conflict_margin:
+        if (
+            conflict is not None
+            and support is not None
+            and conflict.score > support.score + config.conflict_margin
+        ):
             support = None  # a much closer passage says otherwise
         if support is not None:
             verdict = _verdict(claim, "supported", support, cited)
@@ -334,7 +351,10 @@ def judge_claims(
             verdict = _verdict(claim, "unsupported", closest, cited, reason="no context matches the claim")
         verdicts.append(verdict)
 
-    counts = {status: sum(v.status == status for v in verdicts) for status in ("supported", "unsupported", "contradicted")}
+    counts = {
+        status: sum(v.status == status for v in verdicts)
+        for status in ("supported", "unsupported", "contradicted")
+    }
     score: float | None = None
     if verdicts:
         raw = (counts["supported"] - config.contradiction_penalty * counts["contradicted"]) / len(verdicts)

@@ -1,7 +1,8 @@
 """nDCG of the retrieved contexts of one answer, with or without relevance labels.
 
-With labels (``{url or chunk id: grade}``, e.g. from a golden set): each context is looked up by chunk id,
-then by URL (fragment and trailing slash ignored); repeats of a document count once; the score is
+With labels (``{url or chunk id: grade}``, e.g. from a golden set): each context is looked up by chunk id
+(or the ids of the chunks a passage was merged from), then by URL (fragment and trailing slash ignored);
+repeats of a document count once; the score is
 :func:`~tools.evaluation.ndcg_at_k` at ``k`` with the ideal built from all labelled documents.
 
 Without labels, each context gets a grade from what the answer itself shows:
@@ -29,17 +30,26 @@ def normalize_url(url: str) -> str:
 
 
 def labelled_ndcg(
-    ids: Sequence[str | None], urls: Sequence[str | None], labels: Mapping[str, float], k: int
+    ids: Sequence[Sequence[str]], urls: Sequence[str | None], labels: Mapping[str, float], k: int
 ) -> float:
+    """nDCG@k of retrieved items labelled by chunk id or URL.
+
+    ``ids[i]`` holds the chunk ids of item i (several for a passage merged from neighbouring chunks: the
+    best-graded labelled one not yet credited stands for it); without a labelled id the item's URL is used.
+    """
     normalized = {normalize_url(key) if "://" in key else key: grade for key, grade in labels.items()}
+    credited: set[str] = set()
     ranked: list[str] = []
-    for chunk_id, url in zip(ids, urls, strict=True):
-        if chunk_id is not None and chunk_id in normalized:
-            ranked.append(chunk_id)
+    for chunk_ids, url in zip(ids, urls, strict=True):
+        labelled = [i for i in chunk_ids if i in normalized and i not in credited]
+        if labelled:
+            key = max(labelled, key=lambda i: normalized[i])
         elif url is not None:
-            ranked.append(normalize_url(url))
+            key = normalize_url(url)
         else:
-            ranked.append(f"\x00unlabelled-{len(ranked)}")
+            key = f"\x00unlabelled-{len(ranked)}"
+        credited.add(key)
+        ranked.append(key)
     return ndcg_at_k(ranked, normalized, k)
 
 

@@ -54,7 +54,12 @@ class Weights:
         values = {}
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise UserError(
                     f"weight {item.name} must be a non-negative number, got {value!r}",
                     hint="e.g. grounding=0.35, rouge=0.25, ndcg=0.25, code_quality=0.15",
@@ -109,7 +114,7 @@ class CorrectnessReport:
     grounding: float | None
     rouge1: float | None
     rouge2: float | None
-    rougeL: float | None  # noqa: N815
+    rougeL: float | None
     rouge_target: Literal["reference", "context"] | None
     ndcg: float | None
     ndcg_source: Literal["labels", "graded"] | None
@@ -151,25 +156,29 @@ class CorrectnessReport:
 class _Context:
     text: str
     url: str | None
-    id: str | None
+    ids: list[str]  # the chunk id, or the ids of the chunks a merged passage was built from
 
 
 def _as_context(item: ContextLike, position: int) -> _Context:
-    """Accept a Hit, a Chunk, or a dict with "text" or "content" (Hit.to_dict() uses "content")."""
+    """Accept a Hit, a Chunk, or a dict with "text" or "content" (Hit.to_dict() uses "content") and
+    optionally "url", "id" and "chunk_ids" (an assembled passage)."""
     chunk = getattr(item, "chunk", None)
     if chunk is not None:  # Hit
         item = chunk
     if isinstance(item, Mapping):
         text = item.get("text", item.get("content"))
-        url, chunk_id = item.get("url"), item.get("id")
+        url, chunk_id, chunk_ids = item.get("url"), item.get("id"), item.get("chunk_ids")
     else:
         text = getattr(item, "text", None)
-        url, chunk_id = getattr(item, "url", None), getattr(item, "id", None)
+        url, chunk_id, chunk_ids = getattr(item, "url", None), getattr(item, "id", None), None
     if not isinstance(text, str):
         raise UserError(
-            f"context {position + 1} has no text", hint="pass dicts with a 'text' or 'content' key, Chunks or Hits"
+            f"context {position + 1} has no text",
+            hint="pass dicts with a 'text' or 'content' key, Chunks or Hits",
         )
-    return _Context(text=text, url=str(url) if url is not None else None, id=str(chunk_id) if chunk_id is not None else None)
+    ids = [str(chunk_id)] if chunk_id is not None else []
+    ids += [str(i) for i in chunk_ids or () if str(i) not in ids]
+    return _Context(text=text, url=str(url) if url is not None else None, ids=ids)
 
 
 class _Stopwatch:
@@ -238,7 +247,9 @@ class Evaluator:
         evidence: list[ContextEvidence] = []
         for item in items:
             context_prose, context_blocks = split_code_blocks(item.text)
-            units = [TextUnit.of(clean_markdown(s)) for s in split_sentences(context_prose, keep_headings=True)]
+            units = [
+                TextUnit.of(clean_markdown(s)) for s in split_sentences(context_prose, keep_headings=True)
+            ]
             units += [TextUnit.of(block.code) for block in context_blocks]
             evidence.append(ContextEvidence.of([u for u in units if u.stems][: config.max_units_per_context]))
         watch.lap("parse")
@@ -252,7 +263,9 @@ class Evaluator:
             wanted = semantic_candidates(claims, evidence, config.grounding)
             query_stems = TextUnit.of(query).stems
             for index, context in enumerate(evidence):
-                overlaps = sorted(((len(query_stems & u.stems), -i) for i, u in enumerate(context.units)), reverse=True)
+                overlaps = sorted(
+                    ((len(query_stems & u.stems), -i) for i, u in enumerate(context.units)), reverse=True
+                )
                 wanted[index].update(-i for shared, i in overlaps[: config.query_units_per_context] if shared)
             embedded = [sorted(indices) for indices in wanted]
             texts = [query] + [c.text for c in claims]
@@ -276,7 +289,7 @@ class Evaluator:
         answer_text = strip_citations(answer)
         rouge_result: RougeResult | None = None
         if reference is not None and reference.strip():
-            rouge_result = rouge(answer_text, reference, "reference")
+            rouge_result = rouge(answer_text, strip_citations(reference), "reference")
         elif items and answer_text.strip():
             rouge_result = rouge(answer_text, "\n".join(item.text for item in items), "context")
         watch.lap("rouge")
@@ -295,7 +308,12 @@ class Evaluator:
             rouge_component = rouge_result.rougeL.precision if use_precision else rouge_result.rougeL.fmeasure
         overall = _weighted(
             config.weights,
-            {"grounding": grounding.score, "rouge": rouge_component, "ndcg": ndcg, "code_quality": code.score},
+            {
+                "grounding": grounding.score,
+                "rouge": rouge_component,
+                "ndcg": ndcg,
+                "code_quality": code.score,
+            },
         )
         return CorrectnessReport(
             query=query,
@@ -335,7 +353,9 @@ class Evaluator:
         except EvoragError:
             raise
         except Exception as exc:  # the embedder is someone else's code: report, do not crash the answer path
-            raise ModelError(f"the embedder failed during evaluation: {exc}", hint="check the embedding model") from exc
+            raise ModelError(
+                f"the embedder failed during evaluation: {exc}", hint="check the embedding model"
+            ) from exc
         if matrix.ndim != 2 or matrix.shape[0] != len(texts):
             raise ModelError(
                 f"the embedder returned an array of shape {matrix.shape} for {len(texts)} texts",
@@ -359,10 +379,14 @@ class Evaluator:
         if not items:
             return None, None, []
         if relevance:
-            score = labelled_ndcg([i.id for i in items], [i.url for i in items], relevance, self.config.ndcg_k)
+            score = labelled_ndcg(
+                [i.ids for i in items], [i.url for i in items], relevance, self.config.ndcg_k
+            )
             return score, "labels", []
         cited = {n - 1 for n in citation_numbers(answer)}
-        used = cited | {v.evidence for v in grounding.verdicts if v.status == "supported" and v.evidence is not None}
+        used = cited | {
+            v.evidence for v in grounding.verdicts if v.status == "supported" and v.evidence is not None
+        }
         query_stems = TextUnit.of(query).stems
         grades: list[float] = []
         for index, context in enumerate(evidence):
@@ -402,4 +426,6 @@ def evaluate_answer(
     config = EvaluatorConfig()
     if weights is not None:
         config.weights = weights if isinstance(weights, Weights) else Weights.from_mapping(weights)
-    return Evaluator(config, embed=embed).evaluate(query, answer, contexts, reference=reference, relevance=relevance)
+    return Evaluator(config, embed=embed).evaluate(
+        query, answer, contexts, reference=reference, relevance=relevance
+    )

@@ -34,7 +34,7 @@ class RougeResult:
     target: RougeTarget
     rouge1: RougeScore
     rouge2: RougeScore
-    rougeL: RougeScore  # noqa: N815 -- the metric's conventional name
+    rougeL: RougeScore  # the metric's conventional name
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -70,7 +70,11 @@ def citation_numbers(text: str) -> list[int]:
     for match in CITATION_RE.finditer(text):
         for part in re.split(r"\s*,\s*", match.group(1)):
             bounds = [int(x) for x in re.split(r"\s*[-–]\s*", part.replace("^", ""))]
-            span = range(bounds[0], bounds[-1] + 1) if len(bounds) == 2 and bounds[1] - bounds[0] < 50 else bounds
+            span = (
+                range(bounds[0], bounds[-1] + 1)
+                if len(bounds) == 2 and bounds[1] - bounds[0] < 50
+                else bounds
+            )
             for number in span:
                 if number not in numbers:
                     numbers.append(number)
@@ -84,10 +88,13 @@ def strip_citations(text: str) -> str:
 # ---------------------------------------------------------------------------------------------- sentences
 
 # Words after which a period does not end a sentence (compared lowercased, without the final period).
-_ABBREVIATIONS = frozenset(
-    "e.g i.e cf vs etc al approx ca fig figs eq no nos vol pp p sec ch mr mrs ms dr prof st jr sr inc ltd "
-    "co corp dept est min max resp incl excl esp viz".split()
-)
+# fmt: off
+_ABBREVIATIONS = frozenset({
+    "e.g", "i.e", "cf", "vs", "etc", "al", "approx", "ca", "fig", "figs", "eq", "no", "nos", "vol", "pp",
+    "p", "sec", "ch", "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp",
+    "dept", "est", "min", "max", "resp", "incl", "excl", "esp", "viz",
+})
+# fmt: on
 # Only split after an abbreviation that can end a sentence when what follows clearly starts one.
 _TERMINAL_ABBREVIATIONS = frozenset({"etc", "al", "inc", "ltd", "co", "corp"})
 _SENTENCE_END = re.compile(
@@ -173,7 +180,7 @@ def split_sentences(prose: str, *, keep_headings: bool = False) -> list[str]:
             flush()
             if keep_headings:
                 segments.append(stripped.lstrip("#").strip())
-        elif _LIST_ITEM.match(line) or stripped.startswith("|") or stripped.startswith(">"):
+        elif _LIST_ITEM.match(line) or stripped.startswith(("|", ">")):
             flush()
             current.append(_LIST_ITEM.sub("", stripped.lstrip(">").strip()).strip("|").replace("|", "; "))
         else:
@@ -213,7 +220,7 @@ _STOPWORDS = frozenset(
     there there's these they this those through to too under until up upon us very via was wasn't we were
     weren't what when where which while who whom why will with within without won't would wouldn't you
     your yours yourself yourselves i.e e.g etc may might must shall use used using one two also thus
-    however therefore e g ie eg""".split()
+    however therefore e g ie eg""".split()  # noqa: SIM905 -- easier to read
 )
 _NEGATION = re.compile(
     r"\b(?:not(?!\s+only\b)|no(?!\s+longer\b)|never|cannot|none|nothing|nobody|neither|nor|without)\b|n['’]t\b",
@@ -227,7 +234,9 @@ _NUMBER_WORDS = {
 _NUMBER = re.compile(r"(?<![A-Za-z_\d.])(\d{1,3}(?:,\d{3})+(?![\d])|\d+(?:\.\d+)*)(?![\d])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _CAMEL = re.compile(r"[A-Z]+s?(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_CLAUSE_BREAK = re.compile(r"[;:,()]|\b(?:but|whereas|while|although|though|however|except|unless)\b", re.I)
+_CLAUSE_BREAK = re.compile(
+    r"[;:,()]|\b(?:but|whereas|while|although|though|however|except|unless)\b", re.IGNORECASE
+)
 
 _local = threading.local()
 
@@ -253,7 +262,9 @@ def words(text: str) -> list[str]:
 
 def content_stems(text: str) -> frozenset[str]:
     """Stems of the words that carry meaning (stopwords, negations and one-letter words dropped)."""
-    kept = [w for w in words(_URL.sub(" ", text)) if len(w) > 1 and w not in _STOPWORDS and w not in _NUMBER_WORDS]
+    kept = [
+        w for w in words(_URL.sub(" ", text)) if len(w) > 1 and w not in _STOPWORDS and w not in _NUMBER_WORDS
+    ]
     return frozenset(_stemmer().stemWords(kept))
 
 

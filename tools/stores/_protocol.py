@@ -21,7 +21,8 @@ class SearchFilter:
     url: str | None = None
 
     def conditions(self) -> dict[str, str]:
-        return {key: value for key, value in (("source", self.source), ("kind", self.kind), ("url", self.url)) if value is not None}
+        fields = (("source", self.source), ("kind", self.kind), ("url", self.url))
+        return {key: value for key, value in fields if value is not None}
 
 
 @runtime_checkable
@@ -91,6 +92,26 @@ class VectorStore(Protocol):
 
     def sparse_search(self, vector: SparseVector, limit: int, where: SearchFilter | None = None) -> list[Hit]:
         """Chunks by BM25 (the store applies IDF), best first; chunks sharing no term are not returned."""
+        ...
+
+    def hybrid_search(
+        self,
+        dense: np.ndarray,
+        sparse: SparseVector,
+        limit: int,
+        where: SearchFilter | None = None,
+        *,
+        candidates: int = 100,
+        k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[Hit]:
+        """Dense and BM25 candidates fused inside Qdrant by RRF, in one request.
+
+        The ranking and scores equal ``tools.fusion.qdrant_rrf`` over ``dense_search(candidates)``
+        and ``sparse_search(candidates)`` with the same ``k`` and (dense, sparse) ``weights``; only
+        the fused top ``limit`` payloads are read, which makes it the fast path. A zero weight
+        leaves that retriever out. For the other fusions in tools.fusion, search separately.
+        """
         ...
 
     def get_page_chunks(self, url: str) -> list[Chunk]:

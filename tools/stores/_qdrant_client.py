@@ -283,9 +283,41 @@ class QdrantServerStore:
             ),
             "search",
         )
-        # Sparse search in local mode also returns points scoring 0 (no shared term); a server doesn't.
-        points = [point for point in response.points if using != SPARSE or point.score > 0]
-        return hits_from_points(points)
+        return hits_from_points(response.points)
+
+    def hybrid_search(
+        self,
+        dense: np.ndarray,
+        sparse: SparseVector,
+        limit: int,
+        where: SearchFilter | None = None,
+        *,
+        candidates: int = 100,
+        k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+    ) -> list[Hit]:
+        name = self._require_name()
+        selector = _search_filter(where)
+        prefetches, fused_weights = [], []
+        if weights[0] > 0:
+            dense_query = query_vector(dense, int(self._meta["dim"]))
+            prefetches.append(models.Prefetch(query=dense_query, using=DENSE, limit=candidates, filter=selector))
+            fused_weights.append(float(weights[0]))
+        if weights[1] > 0 and sparse.indices:
+            sparse_query = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+            prefetches.append(models.Prefetch(query=sparse_query, using=SPARSE, limit=candidates, filter=selector))
+            fused_weights.append(float(weights[1]))
+        if limit <= 0 or candidates <= 0 or not prefetches:
+            return []
+        # Weighted RRF needs Qdrant >= 1.17 on a server.
+        fusion = models.RrfQuery(rrf=models.Rrf(k=k, weights=fused_weights))
+        response = self._call(
+            lambda: self._client.query_points(
+                name, prefetch=prefetches, query=fusion, limit=limit, query_filter=selector, with_payload=True
+            ),
+            "hybrid search",
+        )
+        return hits_from_points(response.points)
 
     def _scroll(self, name: str, selector: models.Filter | None, page: int) -> Iterator[Chunk]:
         offset = None
