@@ -1,1 +1,28 @@
-"""The agent team (AutoGen AgentChat) and the model-client factory: see issue 4."""
+"""evorag's agents (AutoGen AgentChat) and the model-client factory they share with the answerer.
+
+The Evolution Orchestrator plans, the Tool Generator writes, the Dependency Validator and Code Debugger run the
+static gates (and repair), the Integration Tester runs the sandbox and regression gates, the human proxy
+approves, and the Deployer commits. Teams are assembled in ``teams``.
+"""
+
+from agents._evolution_agents import (
+    CodeDebugger,
+    Deployer,
+    DependencyValidator,
+    EvolutionOrchestrator,
+    IntegrationTester,
+    ToolGenerator,
+)
+from agents._human import approval_proxy
+from agents._state import EvolutionState
+
+__all__ = [
+    "CodeDebugger",
+    "Deployer",
+    "DependencyValidator",
+    "EvolutionOrchestrator",
+    "EvolutionState",
+    "IntegrationTester",
+    "ToolGenerator",
+    "approval_proxy",
+]

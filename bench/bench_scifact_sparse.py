@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.sparse import Bm25Encoder  # noqa: E402
-from tools.stores import EdgeStore  # noqa: E402
-from tools.types import Chunk  # noqa: E402
+from tools.sparse import Bm25Encoder
+from tools.stores import EdgeStore
+from tools.types import Chunk
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
@@ -59,8 +59,16 @@ def evaluate_store(encoder: Bm25Encoder, corpus, queries, qrels) -> tuple[float,
     doc_of = {str(uuid.uuid5(uuid.NAMESPACE_URL, f"scifact:{doc_id}")): doc_id for doc_id in corpus}
     chunks = [
         Chunk(
-            id=chunk_id, url=f"scifact://{doc_id}", source="scifact", title="", heading_path=[],
-            text=corpus[doc_id], kind="text", position=0, content_hash="", crawled_at=0.0,
+            id=chunk_id,
+            url=f"scifact://{doc_id}",
+            source="scifact",
+            title="",
+            heading_path=[],
+            text=corpus[doc_id],
+            kind="text",
+            position=0,
+            content_hash="",
+            crawled_at=0.0,
         )
         for chunk_id, doc_id in doc_of.items()
     ]
@@ -71,7 +79,9 @@ def evaluate_store(encoder: Bm25Encoder, corpus, queries, qrels) -> tuple[float,
             start = time.perf_counter()
             for begin in range(0, len(chunks), 1024):
                 part = chunks[begin : begin + 1024]
-                store.upsert(part, np.ones((len(part), 1), np.float32), [encoder.encode_document(c.text) for c in part])
+                store.upsert(
+                    part, np.ones((len(part), 1), np.float32), [encoder.encode_document(c.text) for c in part]
+                )
             seconds = time.perf_counter() - start
             ndcgs, recalls = [], []
             for query_id, relevant in qrels.items():
@@ -96,13 +106,19 @@ def evaluate_bm25s(corpus, queries, qrels, k1: float, b: float) -> float:
         show_progress=False,
     )
     query_ids = list(qrels)
-    tokens = bm25s.tokenize([queries[q] for q in query_ids], stopwords="en", stemmer=stemmer, show_progress=False)
+    tokens = bm25s.tokenize(
+        [queries[q] for q in query_ids], stopwords="en", stemmer=stemmer, show_progress=False
+    )
     results, _ = retriever.retrieve(tokens, k=10, show_progress=False)
-    return float(np.mean([ndcg_at_10([doc_ids[j] for j in results[i]], qrels[q]) for i, q in enumerate(query_ids)]))
+    return float(
+        np.mean([ndcg_at_10([doc_ids[j] for j in results[i]], qrels[q]) for i, q in enumerate(query_ids)])
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--grid", action="store_true", help="also try other k1 / b / avgdl")
     args = parser.parse_args()
@@ -111,11 +127,21 @@ def main() -> None:
 
     configs = [Bm25Encoder()]
     if args.grid:
-        configs += [Bm25Encoder(k1=k1, b=b, avgdl=avgdl) for k1, b, avgdl in
-                    [(1.5, 0.75, 150), (0.9, 0.4, 150), (1.2, 0.75, 100), (1.2, 0.75, 250), (2.0, 0.75, 150)]]
+        configs += [
+            Bm25Encoder(k1=k1, b=b, avgdl=avgdl)
+            for k1, b, avgdl in [
+                (1.5, 0.75, 150),
+                (0.9, 0.4, 150),
+                (1.2, 0.75, 100),
+                (1.2, 0.75, 250),
+                (2.0, 0.75, 150),
+            ]
+        ]
     print(f"{'retriever':<58}{'nDCG@10':>9}{'R@100':>8}{'index s':>9}")
     for k1, b in ((1.2, 0.75), (1.5, 0.75)):
-        print(f"{f'bm25s lucene k1={k1} b={b} (baseline)':<58}{evaluate_bm25s(corpus, queries, qrels, k1, b):>9.4f}")
+        print(
+            f"{f'bm25s lucene k1={k1} b={b} (baseline)':<58}{evaluate_bm25s(corpus, queries, qrels, k1, b):>9.4f}"
+        )
     for encoder in configs:
         ndcg, recall, seconds = evaluate_store(encoder, corpus, queries, qrels)
         label = f"evorag EdgeStore k1={encoder.k1:g} b={encoder.b:g} avgdl={encoder.avgdl:g}"

@@ -38,10 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.fusion import rrf  # noqa: E402
-from tools.sparse import encode_document, encode_query  # noqa: E402
-from tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore  # noqa: E402
-from tools.types import Chunk  # noqa: E402
+from tools.fusion import rrf
+from tools.sparse import encode_document, encode_query
+from tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore
+from tools.types import Chunk
 
 DIM = 384
 WORDS_PER_CHUNK = 180
@@ -107,11 +107,13 @@ def unit_vectors(rng: np.random.Generator, count: int, uniform: bool = False) ->
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p50 = statistics.median(ordered)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return p50 * 1000, p95 * 1000
 
 
-def timed_round_robin(runs: dict[str, Callable[[int], object]], count: int, warmup: int = 10) -> dict[str, list[float]]:
+def timed_round_robin(
+    runs: dict[str, Callable[[int], object]], count: int, warmup: int = 10
+) -> dict[str, list[float]]:
     """Seconds per call of each run, alternating runs on every query index."""
     for i in range(min(warmup, count)):
         for run in runs.values():
@@ -130,7 +132,9 @@ def timed_round_robin(runs: dict[str, Callable[[int], object]], count: int, warm
     return samples
 
 
-def ingest(store: VectorStore, chunks: list[Chunk], dense: np.ndarray, batch: int = 1024) -> tuple[float, float]:
+def ingest(
+    store: VectorStore, chunks: list[Chunk], dense: np.ndarray, batch: int = 1024
+) -> tuple[float, float]:
     """(encode + upsert seconds, optimize seconds)."""
     start = time.perf_counter()
     for begin in range(0, len(chunks), batch):
@@ -178,15 +182,87 @@ def single_threaded_samples(run: Callable[[int], object], count: int) -> list[fl
         return timed_round_robin({"run": run}, count)["run"]
 
 
+Row = tuple[str, int, str, float, float]
+
+
+def measure_size(
+    size: int,
+    args: argparse.Namespace,
+    vocabulary: list[str],
+    query_texts: list[str],
+    query_vectors: np.ndarray,
+) -> tuple[list[Row], list[str]]:
+    """Table rows and notes for one collection size."""
+    chunks = make_chunks(np.random.default_rng(size), vocabulary, size)
+    matrix = unit_vectors(np.random.default_rng(size + 1), size, args.uniform)
+    baseline = numpy_dense(matrix, args.candidates)
+    notes: list[str] = []
+
+    root = Path(tempfile.mkdtemp(prefix="evorag-bench-"))
+    store = EdgeStore(root)
+    try:
+        store.open("bench-model", DIM)
+        upsert_s, optimize_s = ingest(store, chunks, matrix)
+        recall = recall_at(store, matrix, query_vectors)
+        notes.append(
+            f"EdgeStore {size:,}: encode+upsert {upsert_s:.1f} s ({size / upsert_s:,.0f} chunks/s), "
+            f"optimize {optimize_s:.1f} s, dense recall@10 vs exact {recall:.3f}"
+        )
+        search = hybrid(store, args.candidates, args.limit)
+        filtered = hybrid(store, args.candidates, args.limit, SearchFilter(source="numpy"))
+        runs: dict[str, Callable[[int], object]] = {
+            "numpy brute-force dense": lambda i: baseline(query_vectors[i]),
+            "EdgeStore hybrid": lambda i: search(query_vectors[i], query_texts[i]),
+            "EdgeStore hybrid, source filter": lambda i: filtered(query_vectors[i], query_texts[i]),
+            "EdgeStore hybrid_search (in-engine)": lambda i: store.hybrid_search(
+                query_vectors[i], encode_query(query_texts[i]), args.limit, candidates=args.candidates, k=61
+            ),
+        }
+        samples = timed_round_robin(runs, args.queries)
+        samples["numpy brute-force dense, 1 thread"] = single_threaded_samples(
+            lambda i: baseline(query_vectors[i]), args.queries
+        )
+    finally:
+        store.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+    base_p95 = min(percentiles(values)[1] for name, values in samples.items() if name.startswith("numpy"))
+    rows: list[Row] = []
+    for name, values in sorted(samples.items(), key=lambda item: not item[0].startswith("numpy")):
+        p50, p95 = percentiles(values)
+        if name.startswith("EdgeStore"):
+            ratio = f"{p95 / base_p95:.2f}x"
+        else:
+            ratio = "baseline" if p95 == base_p95 else ""
+        rows.append((name, size, ratio, p50, p95))
+
+    if size == args.client_reference:
+        client = QdrantServerStore(location=":memory:")
+        client.open("bench-model", DIM)
+        upsert_s, _ = ingest(client, chunks, matrix)
+        notes.append(f"qdrant-client local {size:,}: encode+upsert {upsert_s:.1f} s")
+        local = hybrid(client, args.candidates, args.limit)
+        count = min(args.client_queries, args.queries)
+        values = timed_round_robin({"local": lambda i: local(query_vectors[i], query_texts[i])}, count, 2)
+        p50, p95 = percentiles(values["local"])
+        rows.append((f"qdrant-client local hybrid ({count} q)", size, f"{p95 / base_p95:.2f}x", p50, p95))
+        client.close()
+    return rows, notes
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated chunk counts")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=100, help="hits per retriever before fusion")
     parser.add_argument("--limit", type=int, default=10, help="fused hits returned")
     parser.add_argument("--uniform", action="store_true", help="uniform random vectors (HNSW worst case)")
     parser.add_argument(
-        "--client-reference", type=int, default=10000,
+        "--client-reference",
+        type=int,
+        default=10000,
         help="also time qdrant-client local mode at this size (0 to skip; it is slow)",
     )
     parser.add_argument("--client-queries", type=int, default=50)
@@ -195,64 +271,23 @@ def main() -> None:
 
     rng = np.random.default_rng(42)
     vocabulary = make_vocabulary(rng)
-    query_texts = [" ".join(zipf_words(rng, vocabulary, int(rng.integers(2, 7)))) for _ in range(args.queries)]
+    query_texts = [
+        " ".join(zipf_words(rng, vocabulary, int(rng.integers(2, 7)))) for _ in range(args.queries)
+    ]
     query_vectors = unit_vectors(rng, args.queries, args.uniform)
 
-    rows: list[tuple[str, int, str, float, float]] = []
+    rows: list[Row] = []
     notes: list[str] = []
     for size in sizes:
-        chunks = make_chunks(np.random.default_rng(size), vocabulary, size)
-        matrix = unit_vectors(np.random.default_rng(size + 1), size, args.uniform)
-        baseline = numpy_dense(matrix, args.candidates)
-        runs: dict[str, Callable[[int], object]] = {"numpy brute-force dense": lambda i: baseline(query_vectors[i])}
-
-        root = Path(tempfile.mkdtemp(prefix="evorag-bench-"))
-        store = EdgeStore(root)
-        try:
-            store.open("bench-model", DIM)
-            upsert_s, optimize_s = ingest(store, chunks, matrix)
-            notes.append(
-                f"EdgeStore {size:,}: encode+upsert {upsert_s:.1f} s ({size / upsert_s:,.0f} chunks/s), "
-                f"optimize {optimize_s:.1f} s, dense recall@10 vs exact {recall_at(store, matrix, query_vectors):.3f}"
-            )
-            search = hybrid(store, args.candidates, args.limit)
-            filtered = hybrid(store, args.candidates, args.limit, SearchFilter(source="numpy"))
-            runs["EdgeStore hybrid"] = lambda i: search(query_vectors[i], query_texts[i])
-            runs["EdgeStore hybrid, source filter"] = lambda i: filtered(query_vectors[i], query_texts[i])
-            runs["EdgeStore hybrid_search (in-engine)"] = lambda i: store.hybrid_search(
-                query_vectors[i], encode_query(query_texts[i]), args.limit, candidates=args.candidates, k=61
-            )
-            samples = timed_round_robin(runs, args.queries)
-            samples["numpy brute-force dense, 1 thread"] = single_threaded_samples(
-                lambda i: baseline(query_vectors[i]), args.queries
-            )
-        finally:
-            store.close()
-            shutil.rmtree(root, ignore_errors=True)
-
-        base_p95 = min(percentiles(values)[1] for name, values in samples.items() if name.startswith("numpy"))
-        for name, values in sorted(samples.items(), key=lambda item: not item[0].startswith("numpy")):
-            p50, p95 = percentiles(values)
-            ratio = f"{p95 / base_p95:.2f}x" if name.startswith("EdgeStore") else "baseline" if p95 == base_p95 else ""
-            rows.append((name, size, ratio, p50, p95))
-
-        if size == args.client_reference:
-            client = QdrantServerStore(location=":memory:")
-            client.open("bench-model", DIM)
-            upsert_s, _ = ingest(client, chunks, matrix)
-            notes.append(f"qdrant-client local {size:,}: encode+upsert {upsert_s:.1f} s")
-            local = hybrid(client, args.candidates, args.limit)
-            count = min(args.client_queries, args.queries)
-            values = timed_round_robin({"local": lambda i: local(query_vectors[i], query_texts[i])}, count, 2)
-            p50, p95 = percentiles(values["local"])
-            rows.append((f"qdrant-client local hybrid ({count} q)", size, f"{p95 / base_p95:.2f}x", p50, p95))
-            client.close()
-        del chunks, matrix
+        size_rows, size_notes = measure_size(size, args, vocabulary, query_texts, query_vectors)
+        rows += size_rows
+        notes += size_notes
         gc.collect()
 
     print(
         f"\nhybrid = encode_query + dense_search({args.candidates}) + sparse_search({args.candidates}) + "
-        f"rrf(limit={args.limit}); {args.queries} queries; payloads included; query embedding excluded; "
+        f"rrf(limit={args.limit}); hybrid_search = the same candidates fused by Qdrant (k=61, the textbook 60); "
+        f"{args.queries} queries; payloads included; query embedding excluded; "
         f"{'uniform' if args.uniform else 'embedding-like'} vectors"
     )
     print(f"{'engine':<40}{'chunks':>9}{'p50 ms':>10}{'p95 ms':>10}{'p95 / baseline p95':>20}")

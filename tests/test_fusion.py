@@ -10,8 +10,16 @@ from tools.types import Chunk, Hit
 
 def hit(name: str, score: float = 0.0) -> Hit:
     chunk = Chunk(
-        id=name, url=f"https://d.test/{name}", source="docs", title=name, heading_path=[], text=name,
-        kind="text", position=0, content_hash="h", crawled_at=0.0,
+        id=name,
+        url=f"https://d.test/{name}",
+        source="docs",
+        title=name,
+        heading_path=[],
+        text=name,
+        kind="text",
+        position=0,
+        content_hash="h",
+        crawled_at=0.0,
     )
     return Hit(chunk=chunk, score=score)
 

@@ -37,7 +37,10 @@ def test_term_ids_are_stable_32_bit_crc32() -> None:
     assert term_id("run") == 1349952704
     script = "from tools.sparse import term_id; print(term_id('tinyhttp.get'))"
     other_process = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).resolve().parents[1],
     )
     assert other_process.stdout.strip() == "3572587093"  # not Python's per-process salted hash

@@ -68,10 +68,23 @@ def index(store: VectorStore, chunks: list[Chunk]) -> np.ndarray:
 
 CORPUS = [
     make_chunk("https://d.test/http", 0, "Call tinyhttp.get(url) to fetch a page and return its body."),
-    make_chunk("https://d.test/http", 1, "The tinyhttp library can get pages over HTTP.", kind="code", language="python"),
+    make_chunk(
+        "https://d.test/http",
+        1,
+        "The tinyhttp library can get pages over HTTP.",
+        kind="code",
+        language="python",
+    ),
     make_chunk("https://d.test/http", 2, "Retries: get a page again after a timeout."),
     make_chunk("https://d.test/cats", 0, "Cats sleep most of the day.", source="pets"),
-    make_chunk("https://d.test/cats", 1, "def feed_cat(cat): cat.eat()", source="pets", kind="code", language="python"),
+    make_chunk(
+        "https://d.test/cats",
+        1,
+        "def feed_cat(cat): cat.eat()",
+        source="pets",
+        kind="code",
+        language="python",
+    ),
 ]
 
 Factory = Callable[[], VectorStore]
@@ -138,9 +151,13 @@ def test_hybrid_search_is_qdrant_rrf_of_the_two_searches(
 
     expected = qdrant_rrf(
         [store.dense_search(dense_query, 4, where), store.sparse_search(sparse_query, 4, where)],
-        weights, k=2, limit=10,
+        weights,
+        k=2,
+        limit=10,
     )
-    assert {hit.chunk.id: hit.score for hit in fused} == pytest.approx({hit.chunk.id: hit.score for hit in expected})
+    assert {hit.chunk.id: hit.score for hit in fused} == pytest.approx(
+        {hit.chunk.id: hit.score for hit in expected}
+    )
     assert [hit.score for hit in fused] == sorted((hit.score for hit in fused), reverse=True)
     assert all(hit.chunk == next(c for c in CORPUS if c.id == hit.chunk.id) for hit in fused)
 
@@ -150,7 +167,9 @@ def test_hybrid_search_leaves_out_a_zero_weight_or_empty_query(store: VectorStor
     sparse_query = encode_query("tinyhttp.get")
 
     sparse_only = store.hybrid_search(dense[4], sparse_query, 10, weights=(0.0, 1.0))
-    assert [hit.chunk.id for hit in sparse_only] == [hit.chunk.id for hit in store.sparse_search(sparse_query, 10)]
+    assert [hit.chunk.id for hit in sparse_only] == [
+        hit.chunk.id for hit in store.sparse_search(sparse_query, 10)
+    ]
     dense_only = store.hybrid_search(dense[4], SparseVector([], []), 3)
     assert [hit.chunk.id for hit in dense_only] == [hit.chunk.id for hit in store.dense_search(dense[4], 3)]
     assert store.hybrid_search(dense[4], sparse_query, 10, weights=(0.0, 0.0)) == []
@@ -176,7 +195,9 @@ def test_upsert_is_idempotent_and_replaces_by_id(store: VectorStore) -> None:
     index(store, CORPUS)
     assert store.count() == len(CORPUS)
 
-    changed = make_chunk("https://d.test/cats", 0, "Cats hunt mice at night.", source="pets", content_hash="v2")
+    changed = make_chunk(
+        "https://d.test/cats", 0, "Cats hunt mice at night.", source="pets", content_hash="v2"
+    )
     index(store, [changed])
 
     assert store.count() == len(CORPUS)
@@ -260,7 +281,9 @@ def test_reusing_a_model_name_with_another_dimension_is_a_config_error(store: Ve
 def test_bad_input_is_rejected_before_anything_is_written(store: VectorStore) -> None:
     chunk = make_chunk("https://d.test/x", 0, "text")
     with pytest.raises(InternalError, match="UUID"):
-        store.upsert([dataclasses.replace(chunk, id="not-a-uuid")], vectors_for([chunk]), [encode_document("text")])
+        store.upsert(
+            [dataclasses.replace(chunk, id="not-a-uuid")], vectors_for([chunk]), [encode_document("text")]
+        )
     with pytest.raises(InternalError, match="one dense row"):
         store.upsert([chunk], np.zeros((2, DIM), dtype=np.float32), [encode_document("text")])
     with pytest.raises(InternalError, match="4-d"):
@@ -328,7 +351,9 @@ def test_edge_writes_survive_kill_9_once_upsert_returns(tmp_path: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    result = subprocess.run([sys.executable, "-c", writer], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", writer], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert result.stdout.strip() == "written"
 
@@ -381,4 +406,3 @@ def test_store_from_settings_picks_the_backend(tmp_path: Path, monkeypatch: pyte
 def test_invalid_alias_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         EdgeStore(tmp_path, alias="Bad Alias!")
-

@@ -72,7 +72,9 @@ def canonical_id(chunk_id: str) -> str:
     return canonical
 
 
-def check_upsert(chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], dim: int) -> np.ndarray:
+def check_upsert(
+    chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector], dim: int
+) -> np.ndarray:
     """Validate the three parallel inputs and return the dense matrix as float32."""
     matrix = np.asarray(dense, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(chunks) or len(sparse) != len(chunks):
@@ -111,7 +113,10 @@ def chunk_from_payload(point_id: object, payload: dict) -> Chunk:
 
 
 def hits_from_points(points: Sequence) -> list[Hit]:
-    return [Hit(chunk=chunk_from_payload(point.id, point.payload or {}), score=float(point.score)) for point in points]
+    return [
+        Hit(chunk=chunk_from_payload(point.id, point.payload or {}), score=float(point.score))
+        for point in points
+    ]
 
 
 def delete_conditions(url: str | None, source: str | None, content_hash_not: str | None) -> tuple[dict, dict]:

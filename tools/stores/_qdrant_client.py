@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -52,7 +52,10 @@ def _match_filter(must: dict[str, str], must_not: dict[str, str] | None = None) 
     if not must and not must_not:
         return None
     return models.Filter(
-        must=[models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in must.items()]
+        must=[
+            models.FieldCondition(key=key, match=models.MatchValue(value=value))
+            for key, value in must.items()
+        ]
         or None,
         must_not=[
             models.FieldCondition(key=key, match=models.MatchValue(value=value))
@@ -95,7 +98,7 @@ class QdrantServerStore:
                 )
             else:
                 self._client = QdrantClient(location=location, path=path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - qdrant-client raises many unrelated types
             raise StoreError(
                 f"cannot open Qdrant at {self._where}: {exc}",
                 hint="check EVORAG_QDRANT_URL, or unset it to use the embedded index",
@@ -110,7 +113,14 @@ class QdrantServerStore:
             check_dim(name, meta, model_name, dim)
             meta.setdefault("model", model_name)
         else:
-            meta = new_metadata(model_name, dim)
+            meta = self._create_collection(name, model_name, dim)
+        self._name, self._meta = name, meta
+        if activate:
+            self.activate()
+
+    def _create_collection(self, name: str, model_name: str, dim: int) -> dict:
+        meta = new_metadata(model_name, dim)
+        try:
             self._call(
                 lambda: self._client.create_collection(
                     name,
@@ -120,17 +130,22 @@ class QdrantServerStore:
                 ),
                 "create collection",
             )
-            if not self.local:  # local mode ignores payload indexes and warns about them
-                for field in KEYWORD_FIELDS:
-                    self._call(
-                        lambda field=field: self._client.create_payload_index(
-                            name, field, models.PayloadSchemaType.KEYWORD
-                        ),
-                        "create payload index",
-                    )
-        self._name, self._meta = name, meta
-        if activate:
-            self.activate()
+        except StoreError:
+            # Another process sharing the server may have created it first: use theirs.
+            if not self._call(lambda: self._client.collection_exists(name), "collection lookup"):
+                raise
+            meta = self._recorded_meta(name)
+            check_dim(name, meta, model_name, dim)
+            return meta
+        if not self.local:  # local mode ignores payload indexes and warns about them
+            for field in KEYWORD_FIELDS:
+                self._call(
+                    lambda field=field: self._client.create_payload_index(
+                        name, field, models.PayloadSchemaType.KEYWORD
+                    ),
+                    "create payload index",
+                )
+        return meta
 
     def _recorded_meta(self, name: str) -> dict:
         config = self._call(lambda: self._client.get_collection(name), "collection info").config
@@ -153,7 +168,9 @@ class QdrantServerStore:
     def open_current(self) -> None:
         target = self._alias_target()
         if target is None:
-            raise NotFoundError(f"no index yet at {self._where} (alias {self.alias!r})", hint="index a source first")
+            raise NotFoundError(
+                f"no index yet at {self._where} (alias {self.alias!r})", hint="index a source first"
+            )
         meta = self._recorded_meta(target)
         if "model" not in meta:
             raise StoreError(
@@ -166,12 +183,18 @@ class QdrantServerStore:
         name = self._require_name()
         operations: list = []
         if self._alias_target() is not None:
-            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias))
+            )
         operations.append(
-            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=name, alias_name=self.alias))
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=name, alias_name=self.alias)
+            )
         )
         # One request: the server swaps the alias atomically, searches never see it missing.
-        self._call(lambda: self._client.update_collection_aliases(change_aliases_operations=operations), "alias swap")
+        self._call(
+            lambda: self._client.update_collection_aliases(change_aliases_operations=operations), "alias swap"
+        )
 
     def info(self) -> dict:
         name = self._require_name()
@@ -210,7 +233,9 @@ class QdrantServerStore:
 
     def drop_collection(self, name: str) -> None:
         if name in (self._name, self._alias_target()):
-            raise UserError(f"collection {name} is in use", hint="open or activate another model's collection first")
+            raise UserError(
+                f"collection {name} is in use", hint="open or activate another model's collection first"
+            )
         if not name.startswith(f"{self.alias}-") or not self._call(
             lambda: self._client.collection_exists(name), "collection lookup"
         ):
@@ -234,7 +259,11 @@ class QdrantServerStore:
                     payload=chunk.payload(),
                 )
                 for point_id, chunk, row, vector in zip(
-                    ids[start:end], chunks[start:end], matrix[start:end].tolist(), sparse[start:end], strict=True
+                    ids[start:end],
+                    chunks[start:end],
+                    matrix[start:end].tolist(),
+                    sparse[start:end],
+                    strict=True,
                 )
             ]
             self._call(lambda points=points: self._client.upsert(name, points=points, wait=True), "upsert")
@@ -245,7 +274,9 @@ class QdrantServerStore:
             return
         point_ids = [canonical_id(chunk_id) for chunk_id in ids]
         self._call(
-            lambda: self._client.delete(name, points_selector=models.PointIdsList(points=point_ids), wait=True),
+            lambda: self._client.delete(
+                name, points_selector=models.PointIdsList(points=point_ids), wait=True
+            ),
             "delete",
         )
 
@@ -254,10 +285,14 @@ class QdrantServerStore:
     ) -> int:
         name = self._require_name()
         selector = _match_filter(*delete_conditions(url, source, content_hash_not))
-        doomed = self._call(lambda: self._client.count(name, count_filter=selector, exact=True).count, "count")
+        doomed = self._call(
+            lambda: self._client.count(name, count_filter=selector, exact=True).count, "count"
+        )
         if doomed:
             self._call(
-                lambda: self._client.delete(name, points_selector=models.FilterSelector(filter=selector), wait=True),
+                lambda: self._client.delete(
+                    name, points_selector=models.FilterSelector(filter=selector), wait=True
+                ),
                 "delete",
             )
         return doomed
@@ -276,10 +311,17 @@ class QdrantServerStore:
         query = models.SparseVector(indices=list(vector.indices), values=list(vector.values))
         return self._query(name, query, SPARSE, limit, where)
 
-    def _query(self, name: str, query: object, using: str, limit: int, where: SearchFilter | None) -> list[Hit]:
+    def _query(
+        self, name: str, query: object, using: str, limit: int, where: SearchFilter | None
+    ) -> list[Hit]:
         response = self._call(
             lambda: self._client.query_points(
-                name, query=query, using=using, limit=limit, query_filter=_search_filter(where), with_payload=True
+                name,
+                query=query,
+                using=using,
+                limit=limit,
+                query_filter=_search_filter(where),
+                with_payload=True,
             ),
             "search",
         )
@@ -301,11 +343,15 @@ class QdrantServerStore:
         prefetches, fused_weights = [], []
         if weights[0] > 0:
             dense_query = query_vector(dense, int(self._meta["dim"]))
-            prefetches.append(models.Prefetch(query=dense_query, using=DENSE, limit=candidates, filter=selector))
+            prefetches.append(
+                models.Prefetch(query=dense_query, using=DENSE, limit=candidates, filter=selector)
+            )
             fused_weights.append(float(weights[0]))
         if weights[1] > 0 and sparse.indices:
             sparse_query = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
-            prefetches.append(models.Prefetch(query=sparse_query, using=SPARSE, limit=candidates, filter=selector))
+            prefetches.append(
+                models.Prefetch(query=sparse_query, using=SPARSE, limit=candidates, filter=selector)
+            )
             fused_weights.append(float(weights[1]))
         if limit <= 0 or candidates <= 0 or not prefetches:
             return []
@@ -324,7 +370,12 @@ class QdrantServerStore:
         while True:
             records, offset = self._call(
                 lambda offset=offset: self._client.scroll(
-                    name, scroll_filter=selector, limit=page, offset=offset, with_payload=True, with_vectors=False
+                    name,
+                    scroll_filter=selector,
+                    limit=page,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
                 ),
                 "scroll",
             )
@@ -352,7 +403,9 @@ class QdrantServerStore:
 
     def sources(self) -> dict[str, int]:
         name = self._require_name()
-        response = self._call(lambda: self._client.facet(name, "source", limit=_FACET_LIMIT, exact=True), "facet")
+        response = self._call(
+            lambda: self._client.facet(name, "source", limit=_FACET_LIMIT, exact=True), "facet"
+        )
         return {str(hit.value): int(hit.count) for hit in response.hits if hit.count > 0}
 
     # -- maintenance ----------------------------------------------------------------------------
@@ -373,7 +426,7 @@ class QdrantServerStore:
                 warnings.simplefilter("ignore")
                 client.close()
 
-    def __enter__(self) -> QdrantServerStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -392,9 +445,8 @@ class QdrantServerStore:
             return operation()
         except EvoragError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - httpx, grpc, UnexpectedResponse, ValueError (local mode)
             raise StoreError(
                 f"Qdrant {what} failed at {self._where}: {exc}",
                 hint="check that the Qdrant server is up and EVORAG_QDRANT_URL / EVORAG_QDRANT_API_KEY are right",
             ) from None
-

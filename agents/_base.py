@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from autogen_agentchat.agents import BaseChatAgent
+from autogen_agentchat.base import Response
+from autogen_agentchat.messages import BaseChatMessage, TextMessage
+from autogen_core import CancellationToken
+from autogen_core.models import SystemMessage, UserMessage
+
+
+class StepAgent(BaseChatAgent):
+    """An agent doing one step of a flow: deterministic work, optionally with a model call.
+
+    Subclasses implement ``step`` and return the text of their message; the first line is the verdict
+    the flow's edges read (e.g. ``TESTS: PASS``).
+    """
+
+    def __init__(self, name: str, description: str, *, state, model_client=None, system_prompt: str = "") -> None:
+        super().__init__(name=name, description=description)
+        self.state = state
+        self.model_client = model_client
+        self.system_prompt = system_prompt
+
+    @property
+    def produced_message_types(self):
+        return (TextMessage,)
+
+    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+        text = await self.step(messages, cancellation_token)
+        return Response(chat_message=TextMessage(content=text, source=self.name))
+
+    async def on_reset(self, cancellation_token: CancellationToken) -> None:
+        return None
+
+    async def step(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> str:
+        raise NotImplementedError
+
+    async def ask_model(self, prompt: str, cancellation_token: CancellationToken | None = None) -> str:
+        if self.model_client is None:
+            return ""
+        result = await self.model_client.create(
+            [SystemMessage(content=self.system_prompt), UserMessage(content=prompt, source="user")],
+            cancellation_token=cancellation_token,
+        )
+        self.state.add_usage(result)
+        content = result.content
+        return content if isinstance(content, str) else str(content)
+
+
+def last_text(messages: Sequence[BaseChatMessage]) -> str:
+    for message in reversed(messages):
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            return content
+    return ""

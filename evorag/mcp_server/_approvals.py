@@ -1,0 +1,99 @@
+"""Approving risky changes over MCP: ask the person through elicitation, or leave the change pending.
+
+An MCP client may be a model acting on its own, so what counts as a person's approval is narrow:
+
+* LOW/MEDIUM: an accepted elicitation form with ``approve`` ticked.
+* HIGH: the same form must also carry the human approval token (``EVORAG_APPROVAL_TOKEN``), which the
+  model never sees; the decision is then recorded with that token, like ``approve(id, human_token)``.
+* A client without elicitation, a declined-to-answer (cancel) or a timeout: the change stays pending
+  and can be approved later in the UI, with the CLI or the ``approve`` tool.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from pydantic import BaseModel, Field
+
+from tools.approvals import ApprovalRequest, Decision
+
+logger = logging.getLogger(__name__)
+
+BY = "mcp-elicitation"
+PENDING_HINT = "approve it in the UI, with `evorag approvals approve ID` or the approve tool"
+# A person may take a while to read a diff, but an unanswered form must not hold the call forever.
+ELICITATION_TIMEOUT_S = 600.0
+
+
+class ApprovalForm(BaseModel):
+    approve: bool = Field(description="Deploy this change?")
+
+
+class HighRiskApprovalForm(BaseModel):
+    approve: bool = Field(description="Deploy this HIGH-risk change?")
+    human_token: str = Field(default="", description="The human approval token (EVORAG_APPROVAL_TOKEN).")
+
+
+def client_supports_elicitation(session) -> bool:
+    params = getattr(session, "client_params", None)
+    return bool(params and params.capabilities and params.capabilities.elicitation is not None)
+
+
+def approval_message(request: ApprovalRequest, *, max_diff: int = 4000) -> str:
+    lines = [f"evorag asks to deploy tool '{request.tool}' (risk {request.risk}).", request.summary]
+    lines += [f"- {reason}" for reason in request.risk_reasons]
+    if request.diff:
+        diff = request.diff if len(request.diff) <= max_diff else request.diff[:max_diff] + "\n... (diff truncated)"
+        lines += ["", "Change:", diff]
+    if request.risk == "HIGH":
+        lines += ["", "HIGH risk: approving needs the human approval token."]
+    return "\n".join(lines)
+
+
+class McpApprover:
+    """The Approver for one tool call: elicits when the client can, else leaves the change pending."""
+
+    def __init__(self, ctx, approvals, *, timeout: float = ELICITATION_TIMEOUT_S) -> None:
+        self._ctx = ctx
+        self._approvals = approvals  # the ApprovalStore the pipeline records decisions in
+        self._timeout = timeout
+
+    async def __call__(self, request: ApprovalRequest) -> Decision:
+        if not client_supports_elicitation(self._ctx.session):
+            return Decision(None, "mcp", f"this MCP client cannot ask a person; left pending: {PENDING_HINT}")
+        form = HighRiskApprovalForm if request.risk == "HIGH" else ApprovalForm
+        try:
+            with anyio.move_on_after(self._timeout) as scope:
+                result = await self._ctx.elicit(approval_message(request), form)
+        except Exception as exc:  # noqa: BLE001 - a failed question leaves the decision to a person later
+            logger.warning("elicitation failed for approval %s: %s", request.id, type(exc).__name__)
+            return Decision(None, "mcp", f"could not ask through the client ({type(exc).__name__}); "
+                                         f"left pending: {PENDING_HINT}")
+        if scope.cancelled_caught:
+            return Decision(None, "mcp", f"no answer within {self._timeout:g}s; left pending: {PENDING_HINT}")
+        if result.action == "decline":
+            return Decision(False, BY, "declined in the MCP client")
+        if result.action != "accept":
+            return Decision(None, "mcp", f"the question was dismissed; left pending: {PENDING_HINT}")
+        if not result.data.approve:
+            return Decision(False, BY, "rejected in the MCP client")
+        if request.risk != "HIGH":
+            return Decision(True, BY, f"{request.risk} risk approved in the MCP client")
+        return self._approve_high(request, result.data.human_token)
+
+    def _approve_high(self, request: ApprovalRequest, token: str) -> Decision:
+        from evorag.errors import UserError
+
+        try:
+            # Recorded here, with the token, so the pipeline sees a human's decision already made.
+            self._approvals.decide(request.id, approve=True, by=BY, token=usable_token(token),
+                                                     reason="HIGH risk approved with the human token")
+        except UserError:
+            return Decision(None, "mcp", f"HIGH risk needs a valid human approval token; left pending: {PENDING_HINT}")
+        return Decision(True, BY, "HIGH risk approved with the human token")
+
+
+def usable_token(token: str | None) -> str | None:
+    """The token as the approval store can compare it (its constant-time check takes ASCII only)."""
+    return token if token and token.isascii() else None

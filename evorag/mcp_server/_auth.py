@@ -1,0 +1,98 @@
+"""HTTP guard in front of the MCP endpoint: Origin check, then bearer token.
+
+* Origin: browsers send it; a page on another site must not drive the local server (DNS rebinding,
+  CSRF). An absent Origin is a non-browser client and is accepted; a present one must match the
+  allowed list, else 403.
+* Bearer token: every request except the open paths needs ``Authorization: Bearer <token>``, else
+  401. The comparison is constant-time and the token is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; False for anything else, including 0.0.0.0."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class OriginPolicy:
+    """Allowed origins: exact ``scheme://host[:port]`` values, or ``scheme://host:*`` for any port."""
+
+    def __init__(self, allowed: Iterable[str]) -> None:
+        self._exact: set[str] = set()
+        self._any_port: set[tuple[str, str]] = set()
+        for entry in allowed:
+            entry = entry.strip().rstrip("/").lower()
+            if entry.endswith(":*"):
+                parts = urlsplit(entry[:-2])
+                self._any_port.add((parts.scheme, (parts.hostname or "").strip("[]")))
+            elif entry:
+                self._exact.add(entry)
+
+    def allows(self, origin: str) -> bool:
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self._exact:
+            return True
+        match = re.fullmatch(r"([a-z][a-z0-9+.-]*)://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}))?", origin)
+        if not match:
+            return False  # "null", userinfo, paths: never an allowed browser origin
+        scheme, host, port = match.groups()
+        return port is not None and (scheme, host.strip("[]")) in self._any_port
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    """Constant-time comparison on bytes (``compare_digest`` refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+
+
+class GuardMiddleware:
+    """ASGI middleware applying the Origin policy and, when a token is set, bearer authentication."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, allowed_origins: Iterable[str]) -> None:
+        self.app = app
+        self._token = token
+        self._origins = OriginPolicy(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
+        origin = headers.get("origin")
+        if origin is not None and not self._origins.allows(origin):
+            await _reply(send, 403, "forbidden", "this Origin is not allowed (see EVORAG_MCP_ALLOWED_ORIGINS)")
+            return
+        if self._token is not None and not self._authorized(headers.get("authorization", "")):
+            await _reply(send, 401, "unauthorized", "send 'Authorization: Bearer <EVORAG_MCP_TOKEN>'",
+                         extra=[(b"www-authenticate", b'Bearer realm="evorag"')])
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return False
+        return tokens_match(credentials.strip(), self._token or "")
+
+
+async def _reply(send: Send, status: int, error: str, message: str, extra: list | None = None) -> None:
+    body = json.dumps({"error": error, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,51 @@
+"""Inline approval in the chat: the Approver (tools.approvals) that asks the logged-in person."""
+
+from __future__ import annotations
+
+from tools.approvals import ApprovalRequest, Decision
+
+from evorag.ui._render import code_span, render_approval
+
+APPROVE, REJECT = "approve", "reject"
+
+
+class ChainlitApprover:
+    """Shows the change, its risk, the diff (a code element) and the sandbox test output, then waits for
+    Approve / Reject for up to ``timeout`` seconds.
+
+    Only a person can click in the logged-in UI, so its decisions count as human ones (channel "ui").
+    A timeout, a closed browser or a Reject all return a rejection: nothing is deployed without a click.
+    """
+
+    def __init__(self, *, timeout: float, user: str | None = None) -> None:
+        self.timeout = timeout
+        self.user = user
+
+    async def __call__(self, request: ApprovalRequest) -> Decision:
+        import chainlit as cl
+
+        elements = []
+        if request.diff:
+            elements.append(cl.Text(name=f"{request.tool}.diff", content=request.diff, language="diff",
+                                    display="inline"))
+        if request.tests:
+            elements.append(cl.Text(name="sandbox test results", content=request.tests, language="text",
+                                    display="inline"))
+        await cl.Message(content=render_approval(request), elements=elements).send()
+        actions = [
+            cl.Action(name="approval", payload={"decision": APPROVE, "id": request.id}, label="Approve",
+                      icon="check", tooltip=f"Deploy {request.tool}"),
+            cl.Action(name="approval", payload={"decision": REJECT, "id": request.id}, label="Reject",
+                      icon="x", tooltip="Do not deploy"),
+        ]
+        question = f"Deploy {code_span(request.tool)} ({request.risk} risk)?"
+        try:
+            answer = await cl.AskActionMessage(content=question, actions=actions, timeout=self.timeout).send()
+        except Exception as exc:  # noqa: BLE001 - a lost connection must reject, never deploy
+            return Decision(False, "ui", f"no answer: {exc}")
+        who = f" by {self.user}" if self.user else ""
+        if not answer:
+            return Decision(False, "ui", f"timed out: no answer within {self.timeout:g}s")
+        if (answer.get("payload") or {}).get("decision") == APPROVE:
+            return Decision(True, "ui", f"approved in the UI{who}")
+        return Decision(False, "ui", f"rejected in the UI{who}")

@@ -1,0 +1,62 @@
+"""The metrics dashboard's plot: each answer-quality metric over time and the trend of the overall score."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from evorag.ui._render import QUALITY_COLUMNS
+
+_COLORS = {"grounding": "#2f81f7", "rougeL": "#a371f7", "ndcg": "#3fb950", "code_quality": "#d29922",
+           "overall": "#f0f6fc"}
+
+
+def trend_line(values: Sequence[float]) -> tuple[float, float] | None:
+    """Least-squares (intercept, slope) of ``values`` against their index, or None for fewer than 2."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    denominator = sum((x - mean_x) ** 2 for x in range(n))
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values)) / denominator
+    return mean_y - slope * mean_x, slope
+
+
+def metrics_figure(history: Sequence[dict], window: int = 10):
+    """A Plotly figure of ``history`` (oldest first, as MetricsStore.history returns it).
+
+    One line per metric (a metric that did not apply to an answer leaves a gap) and a dashed least-squares
+    trend over the newest ``window`` overall scores. Returns None for an empty history.
+    """
+    import plotly.graph_objects as go
+
+    if not history:
+        return None
+    times = [dt.datetime.fromtimestamp(row["created_at"], dt.UTC) for row in history]
+    questions = [str(row.get("query") or "")[:80] for row in history]
+    figure = go.Figure()
+    for key, label in QUALITY_COLUMNS:
+        values = [row.get(key) for row in history]
+        if all(v is None for v in values):
+            continue
+        figure.add_trace(go.Scatter(
+            x=times, y=values, name=label, mode="lines+markers", connectgaps=False,
+            line={"color": _COLORS[key], "width": 3 if key == "overall" else 1.5},
+            customdata=questions, hovertemplate="%{customdata}<br>" + label + " %{y:.2f}<extra></extra>",
+        ))
+    recent = [(t, row["overall"]) for t, row in zip(times, history) if row.get("overall") is not None][-window:]
+    fit = trend_line([value for _, value in recent])
+    if fit is not None:
+        intercept, slope = fit
+        figure.add_trace(go.Scatter(
+            x=[recent[0][0], recent[-1][0]], y=[intercept, intercept + slope * (len(recent) - 1)],
+            name=f"trend (overall, last {len(recent)})", mode="lines",
+            line={"color": "#f85149", "dash": "dash", "width": 2}, hoverinfo="skip",
+        ))
+    figure.update_layout(
+        title={"text": "Answer quality over time"}, yaxis={"range": [0, 1.05], "title": "score"},
+        xaxis={"title": "time (UTC)"}, legend={"orientation": "h", "y": -0.25}, margin={"l": 50, "r": 20, "t": 50},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(127,127,127,0.06)", font={"color": "#8b949e"},
+        height=420,
+    )
+    return figure

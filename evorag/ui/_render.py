@@ -1,0 +1,211 @@
+"""Markdown for the chat: answers with clickable citations, quality reports, crawl, evolution and
+healing results, lists. Pure functions of the service's results, so they are tested without a browser.
+
+Text that comes from crawled pages or models is escaped where it would otherwise become markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+_CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+QUALITY_COLUMNS = (("grounding", "grounding"), ("rougeL", "ROUGE-L"), ("ndcg", "nDCG"),
+                   ("code_quality", "code"), ("overall", "overall"))
+
+
+def safe_url(url: str) -> str:
+    """A URL usable inside a Markdown link: no spaces, parentheses or angle brackets left raw."""
+    return quote(url or "", safe=":/?#@!$&'*+,;=%-._~[]")
+
+
+def text_cell(value: object, limit: int = 80) -> str:
+    """A value for a Markdown table cell or link label: one line, no pipes, no link syntax."""
+    text = " ".join(str(value if value is not None else "").split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return re.sub(r"([\\|\[\]`*_<>])", r"\\\1", text)
+
+
+def code_span(value: object, limit: int = 80) -> str:
+    """An inline code span: one line; content is literal there, so nothing is escaped, only fenced."""
+    text = " ".join(str(value if value is not None else "").split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def number(value: Any, digits: int = 2) -> str:
+    return "–" if not isinstance(value, (int, float)) or isinstance(value, bool) else f"{value:.{digits}f}"
+
+
+def when(timestamp: float | None) -> str:
+    if not timestamp:
+        return "–"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def link_citations(text: str, citations: Sequence[dict]) -> str:
+    """Turn ``[1]`` and ``[1, 2]`` markers into links to the cited pages; unknown numbers stay plain."""
+    urls = {int(c["number"]): c.get("url") for c in citations if c.get("url")}
+
+    def replace(match: re.Match) -> str:
+        parts = [int(p) for p in re.split(r"[,;]", match.group(1))]
+        linked = [f"[{n}]({safe_url(urls[n])})" if n in urls else str(n) for n in parts]
+        return "\\[" + ", ".join(linked) + "\\]"
+
+    return _CITATION.sub(replace, text)
+
+
+def sources_list(citations: Sequence[dict]) -> str:
+    lines = []
+    for c in citations:
+        label = text_cell(" — ".join(part for part in (c.get("title"), c.get("section")) if part) or c.get("url"), 120)
+        lines.append(f"- **\\[{c['number']}\\]** [{label}]({safe_url(c.get('url', ''))})")
+    return "\n".join(lines)
+
+
+def quality_table(metrics: dict | None) -> str:
+    """The correctness report as one compact table row (– for metrics that do not apply)."""
+    if not metrics:
+        return ""
+    header = "| " + " | ".join(label for _, label in QUALITY_COLUMNS) + " |"
+    rule = "|" + "---:|" * len(QUALITY_COLUMNS)
+    row = "| " + " | ".join(number(metrics.get(key)) for key, _ in QUALITY_COLUMNS) + " |"
+    return "\n".join((header, rule, row))
+
+
+def render_answer(answer) -> str:
+    """An ``Answer`` (tools.answering) as Markdown: text with linked citations, note, sources, report."""
+    parts = [link_citations(answer.answer, answer.citations)]
+    if answer.note:
+        parts.append(f"> **Note:** {text_cell(answer.note, 300)}")
+    if answer.citations:
+        parts.append("**Sources**\n\n" + sources_list(answer.citations))
+    if answer.metrics:
+        parts.append(f"**Correctness report** · model {code_span(answer.model, 60)}\n\n"
+                     + quality_table(answer.metrics))
+    return "\n\n".join(parts)
+
+
+def render_crawl_progress(url: str, progress) -> str:
+    if progress is None:
+        return f"Crawling {url} … starting"
+    last = f"\n\nlast: {code_span(progress.last_url, 120)}" if progress.last_url else ""
+    return (f"Crawling {url} … **{progress.done}** of {progress.discovered} pages done · "
+            f"{progress.indexed} indexed · {progress.unchanged} unchanged · {progress.failed} failed · "
+            f"{progress.chunks} chunks{last}")
+
+
+def render_crawl_report(report: dict) -> str:
+    lines = [f"Crawled **{text_cell(report['source'])}**: {report['pages_indexed']} pages indexed "
+             f"({report['chunks_indexed']} chunks), {report['pages_unchanged']} unchanged, "
+             f"{report['pages_removed']} removed, {report['pages_failed']} failed "
+             f"in {report['elapsed_s']:.1f} s"]
+    failures = report.get("failures") or []
+    for failure in failures[:10]:
+        lines.append(f"- skipped {code_span(failure.get('url'), 120)}: {text_cell(failure.get('reason'), 160)}")
+    if len(failures) > 10:
+        lines.append(f"- … and {len(failures) - 10} more")
+    return "\n".join(lines)
+
+
+_STATUS = {"deployed": "✓", "pending": "…", "rejected": "✗"}
+
+
+def render_outcome(outcome) -> str:
+    """An ``EvolutionOutcome``: status, tool, version, then each gate's verdict."""
+    head = f"{_STATUS.get(outcome.status, '•')} **{outcome.status}** (risk {outcome.risk})"
+    if outcome.tool:
+        head += f": tool {code_span(outcome.tool)}"
+    if outcome.version_id:
+        head += f", version `{outcome.version_id[:12]}`"
+    lines = [head]
+    if outcome.reason and outcome.status != "deployed":
+        lines.append(f"\n{text_cell(outcome.reason, 400)}")
+    if outcome.verdicts:
+        lines += ["", "| gate | result | detail |", "|---|---|---|"]
+        for v in outcome.verdicts:
+            lines.append(f"| {v.gate} | {'✓ pass' if v.ok else '✗ fail'} | {text_cell(v.reason or '', 160)} |")
+    if outcome.status == "pending" and outcome.approval_id:
+        lines.append(f"\nWaiting for a human: approval `{outcome.approval_id}`.")
+    return "\n".join(lines)
+
+
+def render_healing(report) -> str:
+    checks = report.after or report.before
+    status = "✓ **healthy**" if report.healed else "✗ **not healed**"
+    lines = [f"{status} — {text_cell(report.description, 200)}", "", "| check | ok | detail |", "|---|---|---|"]
+    lines += [f"| {c.name} | {'✓' if c.ok else '✗'} | {text_cell(c.detail, 160)} |" for c in checks]
+    lines += [f"\n- diagnosis: {text_cell(d, 300)}" for d in report.diagnosis]
+    lines += [f"- action: {text_cell(a, 300)}" for a in report.actions]
+    return "\n".join(lines)
+
+
+def render_approval(request) -> str:
+    reasons = "".join(f"\n- {text_cell(r, 200)}" for r in request.risk_reasons)
+    return (f"### Approval needed: deploy {code_span(request.tool)}\n\n"
+            f"**Risk: {request.risk}**{reasons}\n\n{text_cell(request.summary, 500)}\n\n"
+            "The change and the sandbox test results are below.")
+
+
+def render_sources(records: Iterable) -> str:
+    rows = [f"| {text_cell(r.name)} | {r.pages} | {r.chunks} | {when(r.last_crawl_at)} | {text_cell(r.start_url, 100)} |"
+            for r in records]
+    if not rows:
+        return "No sources yet. Add one with `/crawl URL`."
+    return "\n".join(["| source | pages | chunks | last crawl (UTC) | start URL |", "|---|---:|---:|---|---|", *rows])
+
+
+def render_tools(manifests: Iterable) -> str:
+    rows = [f"| {code_span(m.name)} | v{m.version} | {m.risk} | "
+            f"{text_cell((m.description or '').splitlines()[0] if m.description else '', 120)} |" for m in manifests]
+    if not rows:
+        return "No evolved tools yet. Ask for one with `/evolve REQUEST`."
+    return "\n".join(["| tool | version | risk | description |", "|---|---|---|---|", *rows])
+
+
+def render_versions(versions: Sequence) -> str:
+    """Newest first: the top row is the tool set in force."""
+    if not versions:
+        return "No checkpoints yet."
+    lines = ["| version | created (UTC) | change | tools |", "|---|---|---|---|"]
+    for index, v in enumerate(reversed(versions)):
+        current = " (current)" if index == 0 else ""
+        first = v.message.splitlines()[0] if v.message else ""
+        lines.append(f"| `{v.id[:12]}`{current} | {when(v.created_at)} | {text_cell(first, 90)} | "
+                     f"{text_cell(', '.join(v.tools) or '–', 90)} |")
+    return "\n".join(lines)
+
+
+def render_history(history: Sequence[dict], limit: int = 10) -> str:
+    """The newest answers' scores, newest first."""
+    if not history:
+        return "No answers measured yet: ask a question first."
+    lines = ["| # | when (UTC) | question | grounding | ROUGE-L | nDCG | code | overall |",
+             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for row in list(reversed(history))[:limit]:
+        lines.append(f"| {row.get('id', '')} | {when(row.get('created_at'))} | {text_cell(row.get('query'), 50)} | "
+                     + " | ".join(number(row.get(key)) for key, _ in QUALITY_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def render_trend(trend) -> str:
+    arrow = {"improving": "↗", "declining": "↘", "flat": "→"}.get(trend.direction, "·")
+    slope = f", slope {trend.slope:+.4f} per answer" if trend.slope is not None else ""
+    return f"{arrow} Overall quality over the last {trend.window} answers: **{trend.direction}**{slope}"
+
+
+def render_evolutions(entries: Sequence[dict], limit: int = 10) -> str:
+    """Finished evolutions from the audit log, newest first."""
+    finished = [e for e in entries if e.get("event") == "evolution_finished"][-limit:]
+    if not finished:
+        return "No evolutions yet."
+    lines = ["| when (UTC) | status | gate | reason |", "|---|---|---|---|"]
+    for e in reversed(finished):
+        lines.append(f"| {when(e.get('ts'))} | {_STATUS.get(e.get('status'), '')} {e.get('status')} | "
+                     f"{e.get('gate') or '–'} | {text_cell(e.get('reason') or '', 120)} |")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""The evolution flow as an AutoGen GraphFlow (the seed's LangGraph flow):
+
+    orchestrator -> dependency_validator --PASS--> tool_generator -> code_debugger --PASS--> integration_tester
+                                 |FAIL: stop         ^        FAIL |       ^          FAIL |     |PASS
+                                                     +-------------+       +---------------+     v
+                                                                                    human --APPROVE--> deployer
+
+Every retry consumes an attempt; when none are left a step says STOP and the flow ends. A message
+limit backs the graph up in case a model loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+
+from autogen_agentchat.conditions import MaxMessageTermination
+from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
+
+from agents import (
+    CodeDebugger,
+    Deployer,
+    DependencyValidator,
+    EvolutionOrchestrator,
+    EvolutionState,
+    IntegrationTester,
+    ToolGenerator,
+    approval_proxy,
+)
+from tools.approvals import max_risk
+from tools.evolution import EvolutionOutcome
+
+
+def _starts(prefix: str) -> Callable:
+    return lambda message: getattr(message, "content", "").startswith(prefix)
+
+
+def build_evolution_flow(state: EvolutionState, model_client, *, memory=None) -> GraphFlow:
+    orchestrator = EvolutionOrchestrator(state=state, model_client=model_client, memory=memory)
+    validator = DependencyValidator(state=state)
+    generator = ToolGenerator(state=state, model_client=model_client)
+    debugger = CodeDebugger(state=state, model_client=model_client)
+    tester = IntegrationTester(state=state)
+    human = approval_proxy(state)
+    deployer = Deployer(state=state)
+
+    builder = DiGraphBuilder()
+    for agent in (orchestrator, validator, generator, debugger, tester, human, deployer):
+        builder.add_node(agent)
+    builder.set_entry_point(orchestrator)
+    builder.add_edge(orchestrator, validator)
+    builder.add_edge(validator, generator, condition=_starts("DEPENDENCIES: PASS"),
+                     activation_group="generate", activation_condition="any")
+    builder.add_edge(generator, debugger, activation_group="debug", activation_condition="any")
+    builder.add_edge(debugger, generator, condition=_starts("DEBUG: FAIL"),
+                     activation_group="generate", activation_condition="any")
+    builder.add_edge(debugger, tester, condition=_starts("DEBUG: PASS"))
+    builder.add_edge(tester, debugger, condition=_starts("TESTS: FAIL"),
+                     activation_group="debug", activation_condition="any")
+    builder.add_edge(tester, human, condition=_starts("TESTS: PASS"))
+    builder.add_edge(human, deployer, condition=_starts("APPROVE"))
+    return GraphFlow(
+        participants=builder.get_participants(),
+        graph=builder.build(),
+        termination_condition=MaxMessageTermination(4 + 6 * state.max_attempts),
+    )
+
+
+async def _docs_context(service, request: str, docs: Sequence[str], run_id: str) -> str:
+    """Crawl the given documentation (as a source of its own) and keep the passages the request needs."""
+    if not docs:
+        return ""
+    from evorag.service import CrawlRequest
+
+    passages = []
+    for number, url in enumerate(docs):
+        source = f"evolve-{run_id}-{number}"
+        await service.acrawl(CrawlRequest(url=url, source=source, max_pages=30, max_depth=2))
+        hits = await asyncio.to_thread(service.search, request, source=source, limit=4)
+        passages += [f"[{hit.chunk.url} — {hit.chunk.section}]\n{hit.chunk.text[:1200]}" for hit in hits]
+    return "\n\n".join(passages)[:6000]
+
+
+async def run_evolution(
+    service,
+    request: str,
+    *,
+    docs: Sequence[str] = (),
+    approver,
+    model_client=None,
+    on_event: Callable[[object], None] | None = None,
+) -> EvolutionOutcome:
+    """Run the whole evolution for ``request``; returns how it ended (deployed, rejected or pending).
+
+    Raises RateLimitedError when the hourly limit is reached and ResourceError when the machine is too
+    short of memory or disk to run it safely. Everything else ends as a rejected outcome with its gate.
+    """
+    from tools.resources import check_resources
+
+    from teams._runtime import team_model_client
+
+    if not request or not request.strip():
+        from evorag.errors import UserError
+
+        raise UserError("the feature request is empty", hint="describe the tool you want")
+    check_resources(service.settings.home)
+    service._rate_limiter().acquire("evolution")
+    pipeline = service.evolution
+    run_id = uuid.uuid4().hex[:12]
+    workdir = service.settings.home / "work" / run_id
+    state = EvolutionState(request=request.strip(), run_id=run_id, workdir=workdir, pipeline=pipeline,
+                           approver=approver, max_attempts=service.settings.evolution_attempts)
+    pipeline.audit.write("evolution_started", run_id=run_id, request=state.request, docs=list(docs))
+    try:
+        state.docs_context = await _docs_context(service, state.request, docs, run_id)
+        client = model_client or team_model_client(service)
+        flow = build_evolution_flow(state, client, memory=getattr(service, "memory_store", None))
+        async for event in flow.run_stream(task=state.request):
+            source = getattr(event, "source", None)
+            content = getattr(event, "content", None)
+            if source and isinstance(content, str):
+                pipeline.audit.write("agent_message", run_id=run_id, agent=source, content=content[:2000])
+            if on_event is not None:
+                on_event(event)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    outcome = state.outcome or EvolutionOutcome(
+        "rejected", state.last_gate or "flow", state.last_failure or "the flow ended without a deployable tool",
+        max_risk(*(v.risk for v in state.verdicts)), tool=state.plan.get("tool_name"), verdicts=state.verdicts,
+        run_id=run_id,
+    )
+    outcome.tokens = dict(state.tokens)
+    pipeline.audit.write("evolution_finished", run_id=run_id, status=outcome.status, gate=outcome.gate,
+                         reason=outcome.reason, tokens=state.tokens)
+    if state.outcome is None:
+        pipeline._remember(state.request, outcome)
+    return outcome

@@ -1,0 +1,119 @@
+"""Candidates through the real gates: code checks, dependency checks (pip dry-run), the sandbox, approval."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evorag.cli import main
+from evorag.service import Evorag
+from tools.approvals import PolicyApprover, TerminalApprover
+
+CANDIDATES = Path(__file__).parent / "candidates"
+
+# candidate -> (status, gate, reason substring)
+BATTERY = {
+    "syntax_error": ("rejected", "code", "syntax error"),
+    "missing_docstring": ("rejected", "code", "docstring"),
+    "missing_types": ("rejected", "code", "annotation"),
+    "two_public_functions": ("rejected", "code", "public function"),
+    "failing_test": ("rejected", "tests", "AssertionError"),
+    "infinite_loop": ("rejected", "tests", "killed in the sandbox"),
+    "memory_bomb": ("rejected", "tests", ""),
+    "typosquat": ("rejected", "dependencies", "typo of 'requests'"),
+    "dependency_conflict": ("rejected", "dependencies", "pydantic"),
+    "unknown_package": ("rejected", "dependencies", "evorag-nonexistent-pkg-zz9"),
+    "uses_eval": ("rejected", "tests", "NameError"),  # generated edge cases crash its eval()
+    # HIGH risk passes the static gates and the sandbox but never deploys without a human.
+    "uses_network": ("pending", "approval", "HIGH"),
+    "uses_subprocess": ("pending", "approval", "HIGH"),
+    "writes_outside": ("pending", "approval", "HIGH"),
+    "reads_secret_env": ("pending", "approval", "HIGH"),
+}
+
+
+@pytest.fixture(scope="module")
+def rag(tmp_path_factory):
+    home = tmp_path_factory.mktemp("evolution-home")
+    with Evorag(home=home, evolutions_per_hour=1000) as service:
+        yield service
+
+
+@pytest.mark.parametrize("name", sorted(BATTERY))
+def test_defective_candidates_stop_at_the_right_gate(rag, name, tmp_path):
+    status, gate, reason = BATTERY[name]
+    outcome = rag.add_tool(CANDIDATES / name, approver=PolicyApprover(assume_yes=True))
+    assert (outcome.status, outcome.gate) == (status, gate), outcome.reason
+    assert reason in (outcome.reason or "") + " " + outcome.risk
+    assert outcome.version_id is None
+    assert name not in [m.name for m in rag.registry.tools()]
+
+
+def test_a_tool_writing_outside_has_no_effect_on_the_host(rag):
+    target = Path("/tmp/evorag-candidate-notes.log")
+    target.unlink(missing_ok=True)
+    outcome = rag.add_tool(CANDIDATES / "writes_outside", approver=PolicyApprover(assume_yes=True))
+    assert outcome.status == "pending"
+    tests = next(v for v in outcome.verdicts if v.gate == "tests")
+    assert tests.ok  # its tests ran (in the sandbox's private /tmp) ...
+    assert not target.exists()  # ... and the host's /tmp never saw the file
+
+
+def test_good_candidate_deploys_is_callable_and_rolls_back(rag):
+    before = rag.evolution.repository.current()
+    outcome = rag.add_tool(CANDIDATES / "good_word_count", approver=PolicyApprover(assume_yes=True))
+    assert outcome.status == "deployed" and outcome.tool == "word_count"
+    assert [v.gate for v in outcome.verdicts] == ["code", "dependencies", "tests", "approval"]
+    assert rag.registry.call("word_count", {"text": "one two  three"}) == 3
+    with pytest.raises(Exception, match="invalid arguments"):
+        rag.registry.call("word_count", {"text": 5})
+    events = [e["event"] for e in rag.evolution.audit.entries()]
+    assert "deployed" in events and "approval_requested" in events
+    rag.rollback(before.id)
+    assert "word_count" not in [m.name for m in rag.registry.tools()]
+
+
+def test_human_rejection_stops_the_deploy(rag):
+    outcome = rag.add_tool(CANDIDATES / "good_word_count",
+                           approver=TerminalApprover(ask=lambda prompt: "n", show=lambda text: None))
+    assert (outcome.status, outcome.gate) == ("rejected", "approval")
+    assert "word_count" not in [m.name for m in rag.registry.tools()]
+
+
+def test_pending_high_risk_is_deployed_only_after_a_human_approves(rag, tmp_path):
+    candidate = tmp_path / "net"
+    shutil.copytree(CANDIDATES / "uses_network", candidate)
+    outcome = rag.add_tool(candidate, approver=PolicyApprover(assume_yes=True))
+    assert outcome.status == "pending"
+    with pytest.raises(Exception, match="only a human"):
+        rag.decide_approval(outcome.approval_id, approve=True, by="mcp")
+    deployed = rag.decide_approval(outcome.approval_id, approve=True, by="ui", human=True)
+    assert deployed.status == "deployed" and deployed.tool in [m.name for m in rag.registry.tools()]
+
+
+def test_cli_tools_add_reports_status_gate_reason_risk(tmp_path, capsys):
+    assert main(["tools", "add", str(CANDIDATES / "typosquat"), "--yes", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert (data["status"], data["gate"], data["risk"]) == ("rejected", "dependencies", "HIGH")  # a new dependency
+    assert "typo" in data["reason"]
+    assert main(["tools", "add", str(CANDIDATES / "good_word_count"), "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "deployed"
+    assert main(["versions", "--json"]) == 0
+    versions = json.loads(capsys.readouterr().out)
+    assert [v["tools"] for v in versions] == [[], ["word_count"]]
+    assert main(["rollback", versions[0]["id"], "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["word_count"]
+
+
+def test_the_rate_limit_holds(tmp_path):
+    with Evorag(home=tmp_path / "h", evolutions_per_hour=2) as rag:
+        for _ in range(2):
+            rag.add_tool(CANDIDATES / "syntax_error")
+        from tools.rate_limit import RateLimitedError
+
+        with pytest.raises(RateLimitedError, match="2 evolutions per 1 h"):
+            rag.add_tool(CANDIDATES / "syntax_error")

@@ -1,0 +1,475 @@
+"""The Chainlit UI: its helpers (parsing, rendering, login, history schema, plots) and, end to end, the
+real UI in a real browser (Debian Chromium through Playwright) on a pre-crawled demo site.
+
+Screenshots of the browser test go to test-artifacts/ui/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from evorag.errors import ConfigError, UserError
+from evorag.settings import Settings
+from evorag.ui import (
+    check_credentials,
+    crawl_arguments,
+    ensure_auth_secret,
+    link_citations,
+    parse_command,
+    quality_table,
+    render_answer,
+    render_outcome,
+    render_versions,
+    require_credentials,
+)
+from evorag.ui._launch import allowed_origins, prepare_app_root
+from evorag.ui._plots import metrics_figure, trend_line
+from evorag.ui._render import text_cell
+from evorag.ui._steps import event_text, step_title
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts" / "ui"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+# Commands
+
+
+def test_plain_text_is_a_question_and_slash_commands_are_parsed():
+    assert parse_command("  How do I crawl?  ").name == "ask"
+    assert parse_command("How do I crawl?").argument == "How do I crawl?"
+    assert (parse_command("/crawl http://x/docs/ mydocs").name, parse_command("/crawl http://x/ a").argument) == (
+        "crawl", "http://x/ a")
+    assert crawl_arguments("http://x/docs/ mydocs") == ("http://x/docs/", "mydocs")
+    assert crawl_arguments("http://x/") == ("http://x/", None)
+    assert parse_command("/METRICS").name == "metrics"
+    assert parse_command("").name == "help"
+
+
+def test_a_command_picked_in_the_composer_menu_carries_its_argument_as_text():
+    command = parse_command("word count", command="evolve")
+    assert (command.name, command.argument) == ("evolve", "word count")
+    assert parse_command("", command="versions").name == "versions"
+
+
+def test_evolve_takes_documentation_urls():
+    command = parse_command("/evolve a slugify tool --docs http://a/ --docs http://b/ please")
+    assert command.argument == "a slugify tool please"
+    assert command.options == {"docs": ["http://a/", "http://b/"]}
+    assert parse_command("/evolve count words, don't fail").argument == "count words, don't fail"
+
+
+@pytest.mark.parametrize("text", ["/frobnicate", "/crawl", "/evolve", "/evolve --docs http://a/", "/ask  "])
+def test_bad_commands_are_user_errors_with_the_usage(text):
+    with pytest.raises(UserError) as info:
+        parse_command(text)
+    assert info.value.hint
+
+
+def test_crawl_refuses_extra_words():
+    with pytest.raises(UserError):
+        crawl_arguments("http://x/ a b")
+
+
+# Rendering
+
+CITATIONS = [
+    {"number": 1, "url": "http://127.0.0.1:9/a (b).html", "title": "Getting | started", "section": "Install [x]"},
+    {"number": 3, "url": "http://127.0.0.1:9/c.html", "title": "Search", "section": "Python"},
+]
+
+
+def test_citation_markers_become_links_and_unknown_numbers_stay_plain():
+    text = link_citations("Use a [1]. Both [1, 3]. Bogus [7].", CITATIONS)
+    assert "\\[[1](http://127.0.0.1:9/a%20%28b%29.html)\\]" in text
+    assert "\\[[1](http://127.0.0.1:9/a%20%28b%29.html), [3](http://127.0.0.1:9/c.html)\\]" in text
+    assert text.endswith("Bogus \\[7\\].")
+
+
+def test_answer_shows_linked_sources_and_the_correctness_report():
+    class Answer:
+        answer = "Crawl with --allow-private [1]."
+        citations = CITATIONS[:1]
+        note = "the language model failed: timeout: this answer quotes the top sources instead."
+        metrics = {"grounding": 0.91, "rougeL": None, "ndcg": 0.5, "code_quality": None, "overall": 0.734}
+        model = "replay:x.json"
+
+    markdown = render_answer(Answer())
+    assert "[1](http://127.0.0.1:9/a%20%28b%29.html)" in markdown
+    assert "**Sources**" in markdown
+    # Page text cannot break the list or the link: pipes and brackets are escaped.
+    assert "[Getting \\| started — Install \\[x\\]](http://127.0.0.1:9/a%20%28b%29.html)" in markdown
+    assert "**Note:** the language model failed" in markdown
+    assert "| 0.91 | – | 0.50 | – | 0.73 |" in markdown
+
+
+def test_quality_table_is_empty_without_metrics():
+    assert quality_table(None) == ""
+    assert quality_table({}) == ""
+
+
+def test_text_cell_keeps_one_line_and_escapes_markup():
+    assert text_cell("a\n|b|  [c](d) *e*") == "a \\|b\\| \\[c\\](d) \\*e\\*"
+    assert len(text_cell("x" * 500, 20)) == 20
+
+
+def test_outcome_lists_each_gate_and_versions_mark_the_current_one():
+    from tools.evolution import EvolutionOutcome, GateVerdict
+    from tools.plugins import Version
+
+    outcome = EvolutionOutcome("rejected", "tests", "1 test failed", "LOW", tool="word_count",
+                               verdicts=[GateVerdict("code", True), GateVerdict("tests", False, "1 test failed")])
+    text = render_outcome(outcome)
+    assert text.startswith("✗ **rejected** (risk LOW): tool `word_count`")
+    assert "| tests | ✗ fail | 1 test failed |" in text
+    versions = [Version("a" * 40, "Initial checkpoint", 0.0, []), Version("b" * 40, "add tool x", 1.0, ["x"])]
+    rows = render_versions(versions).splitlines()
+    assert rows[2].startswith("| `bbbbbbbbbbbb` (current)") and rows[3].startswith("| `aaaaaaaaaaaa` |")
+
+
+def test_team_events_become_titled_steps():
+    class Message:
+        source, content = "integration_tester", "TESTS: PASS (3.2s)\nall good"
+
+    assert event_text(Message()) == ("integration_tester", "TESTS: PASS (3.2s)\nall good")
+    assert event_text({"source": "health_checks", "content": "ok"}) == ("health_checks", "ok")
+    assert event_text({"source": "user", "content": "the task"}) is None
+    assert event_text({"source": "human", "content": ""}) is None
+    assert event_text(object()) is None
+    assert step_title("integration_tester", Message.content) == "integration_tester · TESTS: PASS (3.2s)"
+    assert step_title("tool_generator", "Here is the code") == "tool_generator"
+
+
+# Plots
+
+
+def test_metrics_figure_plots_each_metric_and_the_trend():
+    history = [{"created_at": 1_700_000_000 + i * 60, "query": f"q{i}", "grounding": 0.5 + i / 20,
+                "rougeL": None, "ndcg": 0.6, "code_quality": None, "overall": 0.4 + i / 10} for i in range(4)]
+    figure = metrics_figure(history, window=3)
+    names = [trace.name for trace in figure.data]
+    assert names == ["grounding", "nDCG", "overall", "trend (overall, last 3)"]
+    trend = figure.data[-1]
+    assert trend.y[0] == pytest.approx(0.5) and trend.y[1] == pytest.approx(0.7)
+    assert metrics_figure([], window=3) is None
+    assert trend_line([1.0]) is None
+    assert trend_line([1.0, 2.0, 3.0]) == pytest.approx((1.0, 1.0))
+
+
+# Login and launch
+
+
+def _settings(tmp_path, **values) -> Settings:
+    return Settings(home=tmp_path / "home", **values)
+
+
+def test_login_needs_both_configured_credentials(tmp_path):
+    settings = _settings(tmp_path, ui_user="admin", ui_password="s3cret passphrase")
+    assert check_credentials(settings, "admin", "s3cret passphrase")
+    assert not check_credentials(settings, "admin", "s3cret passphrase ")
+    assert not check_credentials(settings, "Admin", "s3cret passphrase")
+    assert not check_credentials(settings, "", "")
+    unset = _settings(tmp_path)
+    assert not check_credentials(unset, "", "")
+    with pytest.raises(ConfigError):
+        require_credentials(unset)
+    with pytest.raises(ConfigError):
+        require_credentials(_settings(tmp_path, ui_user="admin", ui_password=""))
+
+
+def test_auth_secret_is_generated_once_privately_unless_given(tmp_path, monkeypatch):
+    monkeypatch.delenv("CHAINLIT_AUTH_SECRET", raising=False)
+    first = ensure_auth_secret(tmp_path)
+    assert len(first) >= 40 and ensure_auth_secret(tmp_path) == first
+    path = tmp_path / "ui" / "auth_secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "from-the-environment")
+    assert ensure_auth_secret(tmp_path) == "from-the-environment"
+
+
+def test_app_root_is_under_the_home_with_cors_limited_to_the_ui(tmp_path):
+    import tomllib
+
+    root = prepare_app_root(tmp_path, "127.0.0.1", 8123)
+    assert root == tmp_path / "ui"
+    config = tomllib.loads((root / ".chainlit" / "config.toml").read_text())
+    assert config["project"]["allow_origins"] == ["http://127.0.0.1:8123", "http://localhost:8123"]
+    assert config["features"]["spontaneous_file_upload"]["enabled"] is False
+    assert (root / "chainlit.md").read_text() == (REPO / "chainlit.md").read_text()
+    assert json.loads((root / "public" / "theme.json").read_text()) == {"custom_fonts": []}
+    assert allowed_origins("0.0.0.0", 80) == []
+    assert allowed_origins("10.1.2.3", 80) == ["http://10.1.2.3:80"]
+
+
+# Chat history schema (imports Chainlit, which writes into its app root: point it at a temporary folder)
+
+
+@pytest.fixture(scope="module")
+def chainlit_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chainlit-root")
+    previous = os.environ.get("CHAINLIT_APP_ROOT")
+    if "chainlit" not in sys.modules:
+        os.environ["CHAINLIT_APP_ROOT"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("CHAINLIT_APP_ROOT", None)
+    else:
+        os.environ["CHAINLIT_APP_ROOT"] = previous
+
+
+def test_history_schema_is_idempotent_and_holds_a_real_conversation(tmp_path, chainlit_root):
+    from chainlit.context import init_http_context
+    from chainlit.types import Pagination, ThreadFilter
+    from chainlit.user import User
+
+    from evorag.ui._datalayer import chainlit_columns, create_data_layer, ensure_schema, history_db_path
+
+    home = tmp_path / "home"
+    ensure_schema(history_db_path(home), chainlit_columns())
+    ensure_schema(history_db_path(home), chainlit_columns())  # a second start changes nothing
+
+    async def conversation():
+        init_http_context()
+        layer = create_data_layer(home)  # ensures the schema a third time
+        try:
+            user = await layer.create_user(User(identifier="admin", metadata={"provider": "credentials"}))
+            await layer.update_thread("t-1", name="How do I crawl?", user_id=user.id)
+            for number, (kind, output) in enumerate([("user_message", "How do I crawl?"),
+                                                     ("assistant_message", "Use --allow-private [1].")]):
+                await layer.create_step({
+                    "id": f"s-{number}", "threadId": "t-1", "name": "admin", "type": kind, "output": output,
+                    "streaming": False, "isError": False, "waitForAnswer": False, "metadata": {"k": 1},
+                    "createdAt": f"2026-01-01T00:00:0{number}Z", "showInput": "json", "defaultOpen": False,
+                    "autoCollapse": False, "command": None, "language": None,
+                })
+            from chainlit.element import Text
+
+            element = Text(name="word_count.diff", content="+def word_count(): ...", language="diff",
+                           display="inline", for_id="s-1", thread_id="t-1")
+            await layer.create_element(element)
+            threads = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=user.id))
+            return threads.data
+        finally:
+            await layer.close()
+
+    threads = asyncio.run(conversation())
+    assert [t["name"] for t in threads] == ["How do I crawl?"]
+    steps = threads[0]["steps"]
+    assert [s["output"] for s in steps] == ["How do I crawl?", "Use --allow-private [1]."]
+    assert not steps[1]["streaming"] and steps[1]["showInput"] == "json"
+    [element] = threads[0]["elements"]
+    assert element["url"].startswith("data:") and ";base64," in element["url"]
+    import base64
+
+    assert base64.b64decode(element["url"].split(",", 1)[1]) == b"+def word_count(): ..."
+
+
+# End to end in a real browser
+
+WORD_COUNT = (REPO / "tests" / "candidates" / "good_word_count" / "tool.py").read_text()
+WORD_COUNT_TESTS = (REPO / "tests" / "candidates" / "good_word_count" / "test_word_count.py").read_text()
+# Every model client the UI creates replays this script from its start: the answerer takes the first
+# response as its answer (one citation), the evolution team takes it as its plan (the JSON object in it),
+# then the second as the generated code. The third is spare, in case a gate sends the team round again.
+REPLAY = [
+    "Pass `--allow-private` to crawl documentation served on localhost [1].\n\n"
+    '```json\n{"tool_name": "word_count", "description": "Count the words in a text", "requirements": []}\n```',
+    f"```python tool.py\n{WORD_COUNT}```\n\n```python test_tool.py\n{WORD_COUNT_TESTS}```\n",
+    f"```python tool.py\n{WORD_COUNT}```\n\n```python test_tool.py\n{WORD_COUNT_TESTS}```\n",
+]
+USER, PASSWORD = "admin", "correct horse battery staple"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the UI exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the UI did not answer within {timeout:g}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory):
+    """`evorag ui` on a free port, on a home holding the demo site (served for the whole test)."""
+    from evorag.demo import DEMO_SOURCE, serve_demo_site
+    from evorag.service import CrawlRequest, Evorag
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium); the UI test drives it")
+    tmp = tmp_path_factory.mktemp("ui")
+    home = tmp / "home"
+    replay = tmp / "replay.json"
+    replay.write_text(json.dumps(REPLAY))
+    with serve_demo_site(0) as base_url:
+        with Evorag(home=home) as rag:
+            report = rag.crawl(CrawlRequest(url=base_url + "index.html", source=DEMO_SOURCE, allow_private=True))
+        assert report.pages_indexed >= 5
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EVORAG_", "CHAINLIT_")) and k != "CI"}
+        env.update({
+            "EVORAG_HOME": str(home), "EVORAG_CONFIG": str(tmp / "no-config.toml"),
+            "EVORAG_UI_USER": USER, "EVORAG_UI_PASSWORD": PASSWORD, "CHAINLIT_AUTH_SECRET": "x" * 64,
+            "EVORAG_ALLOW_PRIVATE": "true", "EVORAG_LLM_PROVIDER": "replay", "EVORAG_REPLAY_FILE": str(replay),
+            "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        })
+        log = tmp / "ui.log"
+        with log.open("w") as output:
+            process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "ui", "--port", str(port)], cwd=REPO,
+                                       env=env, stdout=output, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            _wait_until_up(url, process, log)
+            yield {"url": url, "base_url": base_url, "home": home, "log": log, "process": process}
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium); the UI test drives it")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _send(page, text: str) -> None:
+    """Type into the composer as a person would. A bare `/command` becomes a chip in Chainlit's command
+    menu on the first Enter, and is sent by the second; text after a command is sent at once."""
+    box = page.locator("#chat-input")
+    box.click()
+    box.press_sequentially(text)
+    box.press("Enter")
+    if text.startswith("/") and " " not in text:
+        page.locator(f"#command-{text[1:]}").wait_for(timeout=5000)
+        box.press("Enter")
+
+
+def _log_tail(server) -> str:
+    return server["log"].read_text()[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ui_end_to_end(ui_server, browser):
+    from playwright.sync_api import expect
+
+    base_url = ui_server["base_url"]
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(ui_server["url"])
+        page.get_by_label("Email address").fill(USER)
+        page.get_by_label("Password").fill("wrong password")
+        page.get_by_role("button", name="Sign In").click()
+        expect(page.locator("#chat-input")).to_have_count(0)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign In").click()
+        page.locator("#chat-input").wait_for()
+        expect(page.get_by_text("Quality dashboard")).to_be_visible()  # a starter per intent
+        _shot(page, "01-start")
+
+        # Ask (the starter sends the demo question): the citation links to the crawled page.
+        page.get_by_text("Ask the documentation").click()
+        citation = page.locator(f".message-content a[href^='{base_url}']").first
+        citation.wait_for()
+        expect(page.get_by_text("Correctness report")).to_be_visible()
+        expect(page.get_by_role("columnheader", name="overall")).to_be_visible()
+        _shot(page, "02-answer")
+
+        # Crawl again: nothing changed, so the report counts the pages as unchanged.
+        _send(page, f"/crawl {base_url}index.html evorag-demo")
+        expect(page.get_by_text("Crawled evorag-demo")).to_be_visible()
+        expect(page.get_by_text("0 pages indexed")).to_be_visible()
+
+        # Evolve: the team streams its steps, then asks for approval with the diff and the test output.
+        _send(page, "/evolve word count")
+        approve = page.get_by_role("button", name="Approve")
+        approve.wait_for()
+        expect(page.get_by_text("Approval needed: deploy")).to_be_visible()
+        expect(page.get_by_text("Risk: LOW")).to_be_visible()
+        expect(page.get_by_text("+def word_count(text: str", exact=False).first).to_be_visible()
+        expect(page.get_by_text("passed", exact=False).first).to_be_visible()
+        _shot(page, "03-approval")
+        approve.click()
+        expect(page.get_by_text("deployed", exact=True)).to_be_visible()
+        expect(page.get_by_text("Evolution team", exact=False).first).to_be_visible()
+        expect(page.get_by_text("integration_tester · TESTS: PASS", exact=False).first).to_be_visible()
+        _shot(page, "04-deployed")
+
+        _send(page, "/tools")
+        expect(page.get_by_role("cell", name="word_count")).to_be_visible()
+
+        # The dashboard: the Plotly chart of the answer's scores, the evolution, the versions.
+        _send(page, "/metrics")
+        page.locator(".js-plotly-plot").first.wait_for()
+        expect(page.get_by_text("Evolutions", exact=True)).to_be_visible()
+        rollback = page.get_by_role("button", name="Roll back to", exact=False).first
+        rollback.wait_for()
+        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+        _shot(page, "05-metrics")
+
+        # Roll back to the checkpoint before the tool, after confirming.
+        rollback.click()
+        page.get_by_role("button", name="Roll back", exact=True).click()
+        expect(page.get_by_text("Rolled back to", exact=False)).to_be_visible()
+        expect(page.get_by_text("Tools now: none.", exact=False)).to_be_visible()
+        _shot(page, "06-rollback")
+
+        # History: a fresh page lists the conversation and reopens it with the answer's citation.
+        page.goto(ui_server["url"])
+        page.get_by_text("How do I crawl documentation", exact=False).first.click()
+        page.locator(f".message-content a[href^='{base_url}']").first.wait_for()
+        expect(page.get_by_text("Approval needed: deploy")).to_be_visible()
+        _shot(page, "07-history")
+    except Exception as exc:
+        _shot(page, "failure")
+        raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(ui_server)}") from exc
+    finally:
+        page.close()
+    # The deploy and the rollback really happened, and the tool set is back to none.
+    from evorag.service import Evorag
+
+    with Evorag(home=ui_server["home"]) as rag:
+        messages = [v.message.splitlines()[0] for v in rag.versions()]
+        deployed = rag.registry.tools()
+    assert any(m.startswith("add tool word_count") for m in messages), messages
+    assert deployed == []

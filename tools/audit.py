@@ -1,0 +1,72 @@
+"""A JSON-lines audit trail of every evolution step. Secrets are redacted before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(
+    r"(sk-[A-Za-z0-9_-]{8,}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})"
+)
+REDACTED = "[REDACTED]"
+
+
+def _secret_values_from_env() -> list[str]:
+    return [value for name, value in os.environ.items() if _SECRET_KEY.search(name) and len(value) >= 6]
+
+
+class Redactor:
+    """Removes secrets: values of secret-looking keys, known secret values, and token-shaped strings."""
+
+    def __init__(self, known_secrets: Iterable[str] = ()) -> None:
+        self.known = sorted({s for s in [*known_secrets, *_secret_values_from_env()] if s}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self.known:
+            value = value.replace(secret, REDACTED)
+        return _SECRET_VALUE.sub(REDACTED, value)
+
+    def __call__(self, value, key: str = ""):
+        if key and _SECRET_KEY.search(key) and value not in (None, "", [], {}):
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self(v, str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self(v) for v in value]
+        return value
+
+
+class AuditLog:
+    def __init__(self, path: Path, *, known_secrets: Iterable[str] = ()) -> None:
+        self.path = path
+        self.redact = Redactor(known_secrets)
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, event: str, **fields) -> dict:
+        entry = {"ts": round(time.time(), 3), "event": event, **self.redact(fields)}
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return entry
+
+    def entries(self, last: int | None = None) -> list[dict]:
+        if not self.path.exists():
+            return []
+        rows = []
+        for raw in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(raw))
+            except ValueError:  # a line torn by a kill is skipped, not fatal
+                continue
+        return rows[-last:] if last else rows

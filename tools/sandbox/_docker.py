@@ -1,0 +1,343 @@
+"""The Docker sandbox, for hosts where bubblewrap cannot run but a Docker daemon is reachable.
+
+Each run is ``docker create`` + ``docker start --attach`` of a throwaway container: no network, read-only
+root filesystem, every capability dropped, no-new-privileges, uid 65534, its own init, a memory cap with no
+swap, one CPU, a pids limit, a private /tmp tmpfs. The host's ``/usr`` and the interpreter's prefix are
+mounted read-only (as with bubblewrap), and the workdir at ``/work`` read-only. The image is built locally
+(``build_image``), never pulled.
+
+The container runs as uid 65534 on the host, so it could not read a workdir only root may read (a
+``TemporaryDirectory`` is 0700): each run mounts a world-readable copy of the workdir instead.
+The daemon must be local, since host paths are mounted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from tools.sandbox._cgroup import read_counter
+from tools.sandbox._docker_image import DEFAULT_IMAGE, build_image, host_lib_dirs
+from tools.sandbox._limits import (
+    SANDBOX_UID,
+    SHARED_ETC,
+    check_argv,
+    check_workdir,
+    decode_output,
+    explain,
+    interpreter_prefixes,
+    rlimit_argv,
+    sandbox_env,
+)
+from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits, SandboxError, SandboxResult
+from tools.sandbox._supervisor import Outcome, kill_process_group, supervise
+
+_DAEMON_OK_FOR_S = 60.0
+_daemon_checked: dict[tuple[str, str], float] = {}
+_images_built: set[tuple[str, str, str]] = set()
+_START_HINT = "start the Docker daemon (dockerd > /tmp/dockerd.log 2>&1 &) and check that `docker info` works"
+# Docker's init (tini) runs in the container's pid cgroup besides the program.
+_INIT_PROCESSES = 1
+# Which process created a container: lets a later process remove what a crashed one left behind.
+_OWNER_LABEL = "evorag.sandbox.pid"
+
+
+class DockerSandbox:
+    """Sandbox backed by a local Docker daemon; builds its image on first use when missing."""
+
+    name = "docker"
+
+    def __init__(self, image: str = DEFAULT_IMAGE, docker: str | None = None) -> None:
+        self.image = image
+        self.docker = docker or shutil.which("docker") or ""
+
+    def __repr__(self) -> str:
+        return f"DockerSandbox(image={self.image!r})"
+
+    # Availability
+    def available(self) -> bool:
+        return self.why_unavailable() is None
+
+    def why_unavailable(self) -> str | None:
+        if not self.docker:
+            return "the docker CLI is not installed (Debian package docker.io)"
+        key = (self.docker, os.environ.get("DOCKER_HOST", ""))
+        if time.monotonic() - _daemon_checked.get(key, -_DAEMON_OK_FOR_S) < _DAEMON_OK_FOR_S:
+            return None
+        try:
+            info = subprocess.run(
+                [self.docker, "info", "--format", "{{.ServerVersion}}"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"`docker info` failed: {exc}"
+        if info.returncode != 0 or not info.stdout.strip():
+            detail = (info.stderr.strip().splitlines() or ["no answer"])[-1]
+            return f"no Docker daemon is reachable: {detail}"
+        _daemon_checked[key] = time.monotonic()
+        return None
+
+    # Running
+    def run(
+        self,
+        workdir: Path,
+        argv: list[str],
+        *,
+        limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> SandboxResult:
+        limits = limits or Limits()
+        workdir = check_workdir(workdir)
+        check_argv(argv)
+        problem = self.why_unavailable()
+        if problem:
+            raise SandboxError(f"the Docker sandbox is unavailable: {problem}", hint=_START_HINT)
+        self._ensure_image()
+        with _readable_copy(workdir) as visible:
+            outcome, state = self._run_container(visible, argv, limits, env, stdin)
+        started = state is not None and not state.get("StartedAt", "").startswith("0001-")
+        if not started and outcome.stopped_for is None:
+            detail = (state or {}).get("Error") or _last_line(outcome.stderr.decode(errors="replace"))
+            raise SandboxError(f"docker could not start the sandbox container: {detail}", hint=_START_HINT)
+        exit_code = int(state["ExitCode"]) if state and not state.get("Running") else outcome.exit_code
+        reason = explain(
+            exit_code,
+            stopped_for=outcome.stopped_for,
+            oom_killed=bool(state and state.get("OOMKilled")),
+            cpu_used=None,
+            limits=limits,
+            stderr=outcome.stderr,
+        )
+        return SandboxResult(
+            exit_code=exit_code,
+            stdout=decode_output(outcome.stdout, outcome.stdout_cut, limits),
+            stderr=decode_output(outcome.stderr, outcome.stderr_cut, limits),
+            timed_out=outcome.stopped_for == "timeout",
+            killed_reason=reason,
+            duration_s=round(outcome.duration_s, 3),
+        )
+
+    def _run_container(
+        self,
+        workdir: Path,
+        argv: list[str],
+        limits: Limits,
+        env: Mapping[str, str] | None,
+        stdin: bytes | None,
+    ) -> tuple[Outcome, dict | None]:
+        """Create, run (attached) and remove one container; return what ran and its final state."""
+        name = f"evorag-sandbox-{uuid.uuid4().hex[:16]}"
+        created = self._docker(self._create_argv(name, workdir, argv, limits, env, stdin is not None))
+        if created.returncode != 0:
+            raise SandboxError(
+                f"docker could not create the sandbox container: {_last_line(created.stderr)}",
+                hint=_START_HINT,
+            )
+
+        def kill(proc: subprocess.Popen) -> None:
+            # The CLI first (a daemon blocked writing to it would not act on the kill), then the container
+            # itself, which would otherwise run on without its CLI.
+            kill_process_group(proc)
+            self._docker(["kill", name], check=False)
+
+        attach = ["start", "--attach", *(["--interactive"] if stdin is not None else []), name]
+        try:
+            outcome = supervise(
+                [self.docker, *attach],
+                env=os.environ,  # the CLI's own settings (DOCKER_HOST ...): none of them enters the container
+                stdin=stdin,
+                wall_seconds=limits.wall_seconds,
+                max_output_bytes=limits.max_output_bytes,
+                kill=kill,
+                breach=_ContainerCgroups(created.stdout.strip()).breach,
+            )
+            return outcome, self._state(name)
+        except OSError as exc:
+            raise SandboxError(f"could not start the docker CLI: {exc}") from None
+        finally:
+            self._docker(["rm", "--force", name], check=False)
+
+    def _ensure_image(self) -> None:
+        """Build the image on first use, and remove containers left by processes that died mid-run."""
+        key = (self.docker, os.environ.get("DOCKER_HOST", ""), self.image)
+        if key not in _images_built:
+            build_image(self.image, docker=self.docker)
+            self._remove_orphans()
+            _images_built.add(key)
+
+    def _remove_orphans(self) -> None:
+        listing = self._docker(
+            [
+                "ps",
+                "--all",
+                "--filter",
+                "label=evorag.sandbox=1",
+                "--format",
+                f'{{{{.ID}}}} {{{{.Label "{_OWNER_LABEL}"}}}}',
+            ],
+            check=False,
+        )
+        for line in listing.stdout.splitlines():
+            container, _, owner = line.partition(" ")
+            if owner.isdigit() and not _alive(int(owner)):
+                self._docker(["rm", "--force", container], check=False)
+
+    def _create_argv(
+        self,
+        name: str,
+        workdir: Path,
+        argv: list[str],
+        limits: Limits,
+        env: Mapping[str, str] | None,
+        interactive: bool,
+    ) -> list[str]:
+        memory = f"{limits.memory_mb}m"
+        args = [
+            "create",
+            "--name",
+            name,
+            "--label",
+            "evorag.sandbox=1",
+            "--label",
+            f"{_OWNER_LABEL}={os.getpid()}",
+            "--network",
+            "none",
+            "--memory",
+            memory,
+            "--memory-swap",
+            memory,
+            "--cpus",
+            "1",
+            "--pids-limit",
+            str(limits.max_processes + _INIT_PROCESSES),
+            "--read-only",
+            "--tmpfs",
+            f"{SCRATCH_DIR}:rw,nosuid,nodev,size={memory},mode=1777",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--user",
+            f"{SANDBOX_UID}:{SANDBOX_UID}",
+            "--init",
+            "--ipc",
+            "private",
+            "--hostname",
+            "sandbox",
+            "--log-driver",
+            "none",  # output goes to us only, never into the daemon's log files
+            "--workdir",
+            WORKDIR_MOUNT,
+        ]
+        mounts = [(str(workdir), WORKDIR_MOUNT), ("/usr", "/usr")]
+        mounts += [(d, d) for d in host_lib_dirs()]
+        mounts += [(f, f) for f in SHARED_ETC if os.path.exists(f)]
+        mounts += [
+            (str(p), str(p))
+            for p in interpreter_prefixes()
+            if not (p == Path("/usr") or Path("/usr") in p.parents)
+        ]
+        for source, target in mounts:
+            if "," in source or "," in target:
+                raise SandboxError(f"cannot mount {source} in Docker: the path contains a comma")
+            args += ["--mount", f"type=bind,source={source},target={target},readonly"]
+        for key, value in sandbox_env(env).items():
+            args += ["--env", f"{key}={value}"]
+        if interactive:
+            args.append("--interactive")
+        # RLIMIT_NPROC would count every host process of uid 65534, other containers included:
+        # --pids-limit does that job here.
+        return args + [self.image, *rlimit_argv(limits, with_nproc=False), *argv]
+
+    def _docker(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a docker CLI command; with ``check=False`` a failure is returned rather than raised."""
+        try:
+            return subprocess.run(
+                [self.docker, *args], capture_output=True, text=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            if not check:
+                return subprocess.CompletedProcess(args, 1, "", str(exc))
+            raise SandboxError(f"docker {args[0]} failed: {exc}", hint=_START_HINT) from None
+
+    def _state(self, name: str) -> dict | None:
+        done = self._docker(["inspect", "--format", "{{json .State}}", name])
+        if done.returncode != 0:
+            return None
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            return None
+
+
+class _ContainerCgroups:
+    """Reads the container's cgroup counters when the daemon is local, so that a fork bomb or an OOM kill
+    stops the run at once as with bubblewrap (otherwise the wall clock does). Best effort: where these
+    files are not found, nothing is reported."""
+
+    def __init__(self, container_id: str) -> None:
+        roots = [
+            "/sys/fs/cgroup/{c}/docker/{id}",
+            "/sys/fs/cgroup/{c}/system.slice/docker-{id}.scope",
+            "/sys/fs/cgroup/docker/{id}",
+            "/sys/fs/cgroup/system.slice/docker-{id}.scope",
+        ]
+        self.pids_events = [Path(r.format(c="pids", id=container_id)) / "pids.events" for r in roots]
+        self.oom_events = [
+            Path(r.format(c="memory", id=container_id)) / "memory.oom_control" for r in roots[:2]
+        ]
+        self.oom_events += [Path(r.format(id=container_id)) / "memory.events" for r in roots[2:]]
+
+    def breach(self) -> str | None:
+        if any(read_counter(path, "max") for path in self.pids_events):
+            return "processes"
+        if any(read_counter(path, "oom_kill") for path in self.oom_events):
+            return "memory"
+        return None
+
+
+@contextmanager
+def _readable_copy(workdir: Path) -> Iterator[Path]:
+    """A copy of ``workdir`` that uid 65534 may read (symlinks kept as links; they resolve inside)."""
+    stage = Path(tempfile.mkdtemp(prefix="evorag-sandbox-work-"))
+    try:
+        copy = stage / "work"
+        shutil.copytree(workdir, copy, symlinks=True)
+        for root, _dirs, files in os.walk(copy):
+            os.chmod(root, 0o755)
+            for name in files:
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    mode = os.stat(path).st_mode
+                    os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+        yield copy
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "no output"

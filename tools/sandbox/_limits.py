@@ -1,0 +1,153 @@
+"""Pieces both backends share: the in-sandbox rlimit wrapper, the scrubbed environment, and naming the
+limit that stopped a run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from evorag.errors import UserError
+from tools.sandbox._protocol import SCRATCH_DIR, Limits
+
+MiB = 1024 * 1024
+
+# The sandboxed program is started through util-linux ``prlimit`` *inside* the sandbox, so the limits are
+# set after the namespaces exist: RLIMIT_NPROC then counts only the sandbox's own processes (per user
+# namespace) instead of every process of the host user. Root ignores RLIMIT_NPROC, which is why the
+# backends add a cgroup (bubblewrap) or --pids-limit (Docker) on top.
+PRLIMIT = "/usr/bin/prlimit"
+
+# The sandboxed program's uid and gid ("nobody" on Debian), and the only users its /etc/passwd knows.
+SANDBOX_UID = 65534
+ETC_PASSWD = (
+    "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+    f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:{SCRATCH_DIR}:/usr/sbin/nologin\n"
+)
+ETC_GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n"
+
+# Host files of /etc that hold no secrets and that programs expect, shared read-only with the sandbox:
+# the library cache, the targets of /usr/bin/* -> /etc/alternatives/* links, the time zone.
+SHARED_ETC = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime")
+
+
+def rlimit_argv(limits: Limits, *, with_nproc: bool) -> list[str]:
+    """``prlimit`` options for one run, ending with ``--`` (the command follows)."""
+    memory = limits.memory_mb * MiB
+    argv = [
+        PRLIMIT,
+        f"--as={memory}:{memory}",
+        # Soft limit -> SIGXCPU (named "cpu"); a second later the hard limit: SIGKILL, which cannot be caught.
+        f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
+        f"--fsize={limits.max_file_mb * MiB}:{limits.max_file_mb * MiB}",
+        "--core=0:0",
+    ]
+    if with_nproc:
+        argv.append(f"--nproc={limits.max_processes}:{limits.max_processes}")
+    return argv + ["--"]
+
+
+def interpreter_prefixes() -> list[Path]:
+    """The host interpreter's installation(s): base prefix, plus the venv when there is one."""
+    seen: list[Path] = []
+    for raw in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix):
+        # As Python sees itself (not resolved): that is the path it looks for its files under.
+        path = Path(os.path.normpath(raw))
+        if not any(path == p or p in path.parents for p in seen):
+            seen = [p for p in seen if path not in p.parents] + [path]
+    return seen
+
+
+def interpreter_bin_dirs() -> list[str]:
+    """Directories to put first on PATH so that ``python`` inside is this interpreter (venv first)."""
+    dirs = [str(Path(sys.executable).parent), str(Path(sys.base_prefix) / "bin")]
+    return list(dict.fromkeys(dirs))
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def sandbox_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The complete environment inside: a fixed base plus what the caller passes, never the host's."""
+    env = {
+        "PATH": ":".join(interpreter_bin_dirs() + ["/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": SCRATCH_DIR,
+        "TMPDIR": SCRATCH_DIR,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONUNBUFFERED": "1",
+        # /work is read-only: pytest's cache would only produce warnings.
+        "PYTEST_ADDOPTS": "-p no:cacheprovider",
+    }
+    for name, value in (extra or {}).items():
+        if not _ENV_NAME.match(name) or not isinstance(value, str) or "\0" in value:
+            raise UserError(
+                f"invalid sandbox environment variable {name!r}", hint="use NAME=text without NUL bytes"
+            )
+        env[name] = value
+    return env
+
+
+def check_argv(argv: list[str]) -> None:
+    if not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
+        raise UserError(
+            "the sandbox needs a non-empty command of strings", hint='e.g. ["python", "-m", "pytest", "-q"]'
+        )
+
+
+def check_workdir(workdir: Path) -> Path:
+    """Resolve the workdir and refuse the ones that would expose the host (``/``, a home directory)."""
+    path = Path(workdir).resolve()
+    if not path.is_dir():
+        raise UserError(
+            f"sandbox workdir {workdir} is not a directory", hint="create it and put the files to run in it"
+        )
+    for exposed in (Path("/"), Path.home().resolve()):
+        if path == exposed or path in exposed.parents:
+            raise UserError(
+                f"refusing to mount {path} in the sandbox: it contains {exposed}",
+                hint="use a dedicated directory holding only the files to run",
+            )
+    return path
+
+
+def explain(
+    exit_code: int,
+    *,
+    stopped_for: str | None,
+    oom_killed: bool,
+    cpu_used: float | None,
+    limits: Limits,
+    stderr: bytes,
+) -> str | None:
+    """Name the limit behind an exit, from what the supervisor did and what the kernel reported."""
+    if stopped_for:
+        return stopped_for
+    if oom_killed:
+        return "memory"
+    if exit_code == 0:
+        return None
+    signum = exit_code - 128 if exit_code > 128 else None
+    if signum == signal.SIGXCPU:
+        return "cpu"
+    if signum == signal.SIGXFSZ:
+        return "file"
+    if signum == signal.SIGKILL and cpu_used is not None and cpu_used >= limits.cpu_seconds:
+        return "cpu"
+    # Under RLIMIT_AS Python raises MemoryError rather than being killed. The program could print this line
+    # itself, but that only mislabels its own failure.
+    last_line = stderr.rstrip().rsplit(b"\n", 1)[-1].strip()
+    if last_line.startswith(b"MemoryError"):
+        return "memory"
+    return None
+
+
+def decode_output(data: bytes, cut: bool, limits: Limits) -> str:
+    """Captured bytes as text, with a marker line when the stream was cut at the output limit."""
+    text = data.decode("utf-8", errors="replace")
+    return text + f"\n[output cut at {limits.max_output_bytes} bytes]\n" if cut else text
