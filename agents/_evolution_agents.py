@@ -7,6 +7,7 @@ import json
 from agents import _prompts
 from agents._base import StepAgent, last_text
 from agents._parsing import extract_files, extract_json, slug
+from tools.approvals import max_risk
 
 
 class EvolutionOrchestrator(StepAgent):
@@ -96,14 +97,15 @@ class CodeDebugger(StepAgent):
             prompt += f"\n\nFailure:\n{incoming[:3000]}"
             for name, text in extract_files(await self.ask_model(prompt, cancellation_token)).items():
                 (state.workdir / name).write_text(text)
-        for check in (state.pipeline.check_dependencies, self._check_code):
+        for check in (self._check_code, state.pipeline.check_dependencies):
             verdict = check(state.workdir)
             state.record(verdict)
             if not verdict.ok:
                 if state.attempts_left:
                     return f"DEBUG: FAIL {verdict.gate}: {verdict.reason}"
                 return f"STOP: {verdict.gate} gate failed after {state.attempts} attempts: {verdict.reason}"
-        return f"DEBUG: PASS (function {state.signature.name}, risk {state.verdicts[-1].risk})"
+        risk = max_risk(*(v.risk for v in state.verdicts[-2:]))
+        return f"DEBUG: PASS (function {state.signature.name}, risk {risk})"
 
     def _check_code(self, path):
         verdict, result = self.state.pipeline.check_code(path)

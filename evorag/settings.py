@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0: greedy decoding.")
     llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per request to a remote model endpoint.")
     llm_threads: int = Field(
-        default=0, ge=0, description="Torch threads for the local model (process-wide); 0: torch's default."
+        default=0, ge=0, description="Torch threads of the local model's generation thread (others keep theirs); 0: 1."
     )
     llm_function_calling: bool = Field(
         default=False, description="Whether an openai/ollama model unknown to AutoGen accepts tool calls."

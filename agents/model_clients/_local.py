@@ -46,6 +46,7 @@ from agents.model_clients._runtime import (
     encode_chat,
     get_local_model,
     get_tokenizer,
+    pin_torch_threads,
     resolve_model_path,
 )
 
@@ -149,7 +150,8 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
             (llama_cpp when importable, else torch).
         max_tokens: default cap on new tokens; ``extra_create_args={"max_tokens": n}`` overrides it.
         temperature: 0 for greedy decoding, else sampling among the 32 most likely tokens.
-        threads: torch threads (process-wide); 0 leaves torch's default.
+        threads: torch threads of the generation thread (others keep theirs); 0 means 1, which
+            was fastest on a busy 2-core machine and leaves the other cores to the rest of the process.
         seed: makes sampling repeatable.
 
     Failure modes: ConfigError when the model package/file or the llama_cpp runtime is missing;
@@ -191,9 +193,13 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
         c = self._config
         return get_local_model(resolve_model_path(c.model_path), c.runtime, c.threads)
 
+    def _load_on_generation_thread(self) -> LocalModel:
+        pin_torch_threads(self._config.threads or 1)
+        return self._model()
+
     async def load(self) -> None:
         """Load the model now (off the event loop) instead of on the first request."""
-        await asyncio.get_running_loop().run_in_executor(_generation_executor(), self._model)
+        await asyncio.get_running_loop().run_in_executor(_generation_executor(), self._load_on_generation_thread)
 
     # -- generation ------------------------------------------------------------------------------
 
@@ -234,6 +240,7 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
         stop: threading.Event,
         on_text: Callable[[str], None] | None,
     ) -> _Generation:
+        pin_torch_threads(self._config.threads or 1)  # this is the generation thread
         model = self._model()
         prompt = model.encode_chat(chat)
         context = model.generator.context_length

@@ -56,6 +56,25 @@ class LocalModel:
         return encode_chat(self.tokenizer, chat)
 
 
+def pin_torch_threads(threads: int) -> None:
+    """Give the calling thread ``threads`` intra-op threads without changing other threads' count.
+
+    Why: a decode step is ~120 small parallel regions; on 2 busy cores, OpenMP threads waiting
+    for each other made generation 5-15x slower than one thread (bench/bench_llm.py). Torch's
+    setting is per thread once a thread has initialised it, but set_num_threads also changes the
+    default for threads started later, which we put back from a throwaway thread.
+    """
+    import torch
+
+    if torch.get_num_threads() == threads:  # also runs this thread's lazy initialisation
+        return
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="evorag-torch-threads")
+    restore.start()
+    restore.join()
+
+
 def encode_chat(tokenizer: Any, chat: list[dict[str, str]]) -> list[int]:
     """Token ids of ``chat`` rendered with the model's chat template, ready for the assistant's turn."""
     ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
@@ -158,13 +177,8 @@ def get_local_model(path: Path, runtime: RuntimeName = "auto", threads: int = 0)
         if runtime == "llama_cpp":
             generator = LlamaCppGenerator(path, threads)
         else:
-            import torch
-
             from agents.model_clients._decoder import LlamaDecoder
 
-            if threads:
-                # Process-wide in torch; on a busy 2-core machine 1 thread avoids OpenMP stalls.
-                torch.set_num_threads(threads)
             generator = LlamaDecoder(read_llama_gguf(path))
         vocab = tokenizer.get_vocab()
         stop_ids = {vocab[t] for t in _STOP_TOKENS if t in vocab}
