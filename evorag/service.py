@@ -301,6 +301,11 @@ class Evorag(EvolutionMixin):
                 report, query=question, source_filter=source, model=answer.model, timings=timings,
                 tokens=answer.tokens,
             )
+        elif evaluate:
+            # Nothing retrieved is the weakest answer there is: keep it, it is a knowledge gap.
+            answer.metrics = {"grounding": None, "ndcg": 0.0, "overall": 0.0, "note": "no sources matched"}
+            answer.report_id = self.metrics.record(answer.metrics, query=question, source_filter=source,
+                                                   model=answer.model, timings=timings)
         timings["total"] = round((time.perf_counter() - started) * 1000, 1)
         answer.timings_ms = timings
         return answer

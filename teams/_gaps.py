@@ -43,7 +43,8 @@ class GapReport:
 
 def _weak(row: dict, threshold: float) -> bool:
     values = [row.get("grounding"), row.get("ndcg")]
-    return row.get("model") == "extractive" or any(v is not None and v < threshold for v in values)
+    # Answered without a model, or from no sources at all, counts as weak whatever the scores say.
+    return row.get("model") in ("extractive", "none") or any(v is not None and v < threshold for v in values)
 
 
 def _url_terms(url: str) -> set[str]:

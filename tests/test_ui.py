@@ -405,6 +405,7 @@ def test_ui_end_to_end(ui_server, browser):
         page.get_by_role("button", name="Sign In").click()
         page.locator("#chat-input").wait_for()
         expect(page.get_by_text("Quality dashboard")).to_be_visible()  # a starter per intent
+        page.wait_for_timeout(700)  # the starters fade in
         _shot(page, "01-start")
 
         # Ask (the starter sends the demo question): the citation links to the crawled page.
@@ -428,6 +429,7 @@ def test_ui_end_to_end(ui_server, browser):
         expect(page.get_by_text("Risk: LOW")).to_be_visible()
         expect(page.get_by_text("+def word_count(text: str", exact=False).first).to_be_visible()
         expect(page.get_by_text("passed", exact=False).first).to_be_visible()
+        approve.scroll_into_view_if_needed()
         _shot(page, "03-approval")
         approve.click()
         expect(page.get_by_text("deployed", exact=True)).to_be_visible()

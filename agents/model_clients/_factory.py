@@ -62,6 +62,7 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
 
         return LocalChatCompletionClient(
             model_path=settings.llm_model,
+            cache_dir=str(settings.home / "cache" / "llm"),
             runtime=settings.llm_runtime,
             max_tokens=settings.llm_max_tokens,
             temperature=settings.llm_temperature,

