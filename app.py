@@ -18,14 +18,20 @@ from evorag.service import CrawlRequest, Evorag
 from evorag.settings import load_settings
 
 log = logging.getLogger("evorag.ui")
-# Chainlit's CLI sets the root logger to INFO, and AutoGen logs every message it routes at INFO.
-for _name in ("autogen_core", "autogen_agentchat"):
+# Chainlit's CLI sets the root logger to INFO: AutoGen then logs every message it routes, httpx every page.
+for _name in ("autogen_core", "autogen_agentchat", "httpx"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 SETTINGS = load_settings()
 _state: dict[str, object] = {}
 # Crawls and evolutions write the index and the plugin repository: one at a time per UI process, waiting
 # on the event loop (the service's own lock is a thread lock that would block the loop).
 _writes = asyncio.Lock()
+
+
+async def _wait_turn(what: str) -> None:
+    if _writes.locked():
+        await cl.Message(content=f"Another crawl, evolution or rollback is running: the {what} starts when it "
+                                 "ends.").send()
 
 
 def service() -> Evorag:
@@ -147,6 +153,7 @@ async def crawl(command: ui.Command) -> None:
                 message.content = ui.render_crawl_progress(url, shown)
                 await message.update()
 
+    await _wait_turn("crawl")
     async with _writes:
         ticker = asyncio.create_task(show_progress())
         try:
@@ -165,6 +172,7 @@ async def evolve(command: ui.Command) -> None:
     from teams import run_evolution
 
     approver = ui.ChainlitApprover(timeout=SETTINGS.approval_timeout, user=current_user())
+    await _wait_turn("evolution")
     async with _writes, ui.AgentSteps("Evolution team") as steps:
         outcome = await run_evolution(service(), command.argument, docs=command.options.get("docs", []),
                                       approver=approver, on_event=steps)
@@ -175,6 +183,7 @@ async def heal(command: ui.Command) -> None:
     from teams import run_healing
 
     approver = ui.ChainlitApprover(timeout=SETTINGS.approval_timeout, user=current_user())
+    await _wait_turn("healing")
     async with _writes, ui.AgentSteps("Healing team") as steps:
         report = await run_healing(service(), command.argument or "health check", approver=approver,
                                    on_event=steps)
@@ -233,6 +242,7 @@ async def rollback(action: cl.Action) -> None:
     if not confirm or not (confirm.get("payload") or {}).get("confirm"):
         await cl.Message(content="Rollback cancelled.").send()
         return
+    await _wait_turn("rollback")
     try:
         async with _writes:
             checkpoint, change = await asyncio.to_thread(service().rollback, version)

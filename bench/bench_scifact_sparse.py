@@ -6,6 +6,12 @@ the search service uses them. The baseline is bm25s (Lucene BM25, Snowball stemm
 stopwords) in the same run. Published BM25 on SciFact: 0.665 (Anserini) to 0.679.
 
     python bench/bench_scifact_sparse.py [--data /work/shared/data/scifact] [--grid]
+
+``--fusion EMBEDDINGS.npz`` adds the hybrid table: dense (the configured embedder, all-MiniLM-L6-v2 by
+default; computed once, about 15 minutes on 2 cores, and cached in that file) and BM25 candidates
+(100 each) from one EdgeStore, fused by every method of tools.fusion over a small grid. The grid is
+scored on the test queries themselves, so read the best row as optimistic; the untuned rows
+(equal weights) are the fair comparison with published figures.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.sparse import Bm25Encoder
+from tools.fusion import fuse
+from tools.sparse import DEFAULT_ENCODER, Bm25Encoder
 from tools.stores import EdgeStore
 from tools.types import Chunk
 
@@ -56,22 +63,7 @@ def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
 
 def evaluate_store(encoder: Bm25Encoder, corpus, queries, qrels) -> tuple[float, float, float]:
     """(nDCG@10, recall@100, indexing seconds) of the encoder served by a real EdgeStore."""
-    doc_of = {str(uuid.uuid5(uuid.NAMESPACE_URL, f"scifact:{doc_id}")): doc_id for doc_id in corpus}
-    chunks = [
-        Chunk(
-            id=chunk_id,
-            url=f"scifact://{doc_id}",
-            source="scifact",
-            title="",
-            heading_path=[],
-            text=corpus[doc_id],
-            kind="text",
-            position=0,
-            content_hash="",
-            crawled_at=0.0,
-        )
-        for chunk_id, doc_id in doc_of.items()
-    ]
+    chunks, doc_of = scifact_chunks(corpus)
     root = Path(tempfile.mkdtemp(prefix="evorag-scifact-"))
     try:
         with EdgeStore(root) as store:
@@ -115,12 +107,99 @@ def evaluate_bm25s(corpus, queries, qrels, k1: float, b: float) -> float:
     )
 
 
+def scifact_chunks(corpus: dict[str, str]) -> tuple[list[Chunk], dict[str, str]]:
+    doc_of = {str(uuid.uuid5(uuid.NAMESPACE_URL, f"scifact:{doc_id}")): doc_id for doc_id in corpus}
+    chunks = [
+        Chunk(
+            id=chunk_id,
+            url=f"scifact://{doc_id}",
+            source="scifact",
+            title="",
+            heading_path=[],
+            text=corpus[doc_id],
+            kind="text",
+            position=0,
+            content_hash="",
+            crawled_at=0.0,
+        )
+        for chunk_id, doc_id in doc_of.items()
+    ]
+    return chunks, doc_of
+
+
+def load_embeddings(path: Path, corpus, queries) -> tuple[str, np.ndarray, dict[str, np.ndarray]]:
+    """(model name, corpus matrix in corpus order, query vectors by id), computed once and cached."""
+    if path.exists():
+        cached = np.load(path)
+        if list(cached["doc_ids"]) == list(corpus) and list(cached["query_ids"]) == list(queries):
+            return str(cached["model"]), cached["docs"], dict(zip(queries, cached["queries"], strict=True))
+    from evorag.settings import load_settings
+    from tools.embedding import create_embedder
+
+    embedder = create_embedder(load_settings())
+    start = time.perf_counter()
+    docs = embedder.embed_documents(list(corpus.values()))
+    query_matrix = embedder.embed_documents(list(queries.values()))
+    print(f"embedded {len(corpus):,} documents with {embedder.name} in {time.perf_counter() - start:.0f} s")
+    np.savez(
+        path,
+        model=embedder.name,
+        docs=docs,
+        queries=query_matrix,
+        doc_ids=np.array(list(corpus)),
+        query_ids=np.array(list(queries)),
+    )
+    return embedder.name, docs, dict(zip(queries, query_matrix, strict=True))
+
+
+def fusion_table(corpus, queries, qrels, embeddings: Path) -> None:
+    model, docs, query_vectors = load_embeddings(embeddings, corpus, queries)
+    chunks, doc_of = scifact_chunks(corpus)
+    root = Path(tempfile.mkdtemp(prefix="evorag-scifact-"))
+    try:
+        with EdgeStore(root) as store:
+            store.open(model, docs.shape[1])
+            store.upsert(chunks, docs, [DEFAULT_ENCODER.encode_document(chunk.text) for chunk in chunks])
+            candidates = {
+                query_id: (
+                    store.dense_search(query_vectors[query_id], 100),
+                    store.sparse_search(DEFAULT_ENCODER.encode_query(queries[query_id]), 100),
+                )
+                for query_id in qrels
+            }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    def score(rank) -> float:
+        return float(
+            np.mean([ndcg_at_10([doc_of[h.chunk.id] for h in rank(*candidates[q])], qrels[q]) for q in qrels])
+        )
+
+    rows = [
+        (f"dense only ({model})", score(lambda dense, sparse: dense)),
+        ("BM25 only", score(lambda d, s: s)),
+    ]
+    grid = [("rrf", k, w) for k in (60, 20, 10, 5) for w in (1.0, 1.3, 1.6)]
+    grid += [("qdrant_rrf", k, w) for k in (61, 10, 2) for w in (1.0, 1.3)]
+    grid += [(method, 0, w) for method in ("minmax", "dbsf") for w in (0.7, 1.0, 1.3, 1.6, 2.0)]
+    for method, k, weight in grid:
+        label = f"{method}{f' k={k}' if k else ''}, weights dense 1 / sparse {weight:g}"
+        rows.append(
+            (label, score(lambda d, s, m=method, k=k, w=weight: fuse([d, s], [1.0, w], method=m, k=k or 60)))
+        )
+    print(f"\nhybrid on SciFact test ({len(qrels)} queries, 100 candidates each):")
+    print(f"{'fusion':<58}{'nDCG@10':>9}")
+    for label, value in rows:
+        print(f"{label:<58}{value:>9.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--grid", action="store_true", help="also try other k1 / b / avgdl")
+    parser.add_argument("--fusion", type=Path, metavar="EMBEDDINGS.npz", help="add the hybrid fusion table")
     args = parser.parse_args()
     corpus, queries, qrels = load(args.data)
     print(f"SciFact: {len(corpus):,} documents, {len(qrels)} test queries\n")
@@ -146,6 +225,8 @@ def main() -> None:
         ndcg, recall, seconds = evaluate_store(encoder, corpus, queries, qrels)
         label = f"evorag EdgeStore k1={encoder.k1:g} b={encoder.b:g} avgdl={encoder.avgdl:g}"
         print(f"{label:<58}{ndcg:>9.4f}{recall:>8.3f}{seconds:>9.1f}")
+    if args.fusion:
+        fusion_table(corpus, queries, qrels, args.fusion)
 
 
 if __name__ == "__main__":

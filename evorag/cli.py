@@ -658,6 +658,39 @@ def ui_serve(
     run_ui(load_settings(), host=host, port=port)
 
 
+@app.command("backup")
+def backup_cmd(
+    dest: Annotated[str, typer.Argument(help="The .tar.gz file to write.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Back up EVORAG_HOME (index, catalog, metrics, approvals, plugins history, audit log)."""
+    from pathlib import Path
+
+    from tools.backup import backup
+
+    with _service() as service:
+        manifest = backup(service, Path(dest))
+    _print_json(manifest) if as_json else out.print(f"wrote {manifest['path']} ({manifest['bytes']} bytes): "
+                                                    f"{', '.join(manifest['parts'])}")
+
+
+@app.command("restore")
+def restore_cmd(
+    archive: Annotated[str, typer.Argument(help="A backup written by `evorag backup`.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty EVORAG_HOME.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore EVORAG_HOME from a backup."""
+    from pathlib import Path
+
+    from evorag.settings import load_settings
+    from tools.backup import restore
+
+    home = load_settings().home
+    manifest = restore(Path(archive), home, force=force)
+    _print_json(manifest) if as_json else out.print(f"restored {', '.join(manifest['parts'])} into {home}")
+
+
 @app.command()
 def config(as_json: JsonFlag = False) -> None:
     """Show the effective settings (secrets masked) and where they come from."""

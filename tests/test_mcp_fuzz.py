@@ -22,27 +22,82 @@ from evorag.mcp_server import build_server
 CALL_TIMEOUT_S = 20.0
 
 # Strings that have hurt parsers, paths and SQL before.
-NASTY = ["", " ", "\x00", "../../etc", "..\\..\\windows", "/etc/passwd", "%2e%2e%2f", "a" * 5000, "ünïcødé ✓",
-         "🙂" * 50, "'; DROP TABLE sources; --", "${jndi:ldap://x}", "{{7*7}}", "\n\r\t", "null", "[]", "{}",
-         "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"), "0123456789ab", "deadbeef"]
+NASTY = [
+    "",
+    " ",
+    "\x00",
+    "../../etc",
+    "..\\..\\windows",
+    "/etc/passwd",
+    "%2e%2e%2f",
+    "a" * 5000,
+    "ünïcødé ✓",
+    "🙂" * 50,
+    "'; DROP TABLE sources; --",
+    "${jndi:ldap://x}",
+    "{{7*7}}",
+    "\n\r\t",
+    "null",
+    "[]",
+    "{}",
+    "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+    "0123456789ab",
+    "deadbeef",
+]
 # URLs the guard refuses without any lookup: other schemes, private and loopback addresses, credentials.
 REFUSED_URLS = st.one_of(
-    st.sampled_from(["file:///etc/passwd", "ftp://example.com/", "gopher://x/", "javascript:alert(1)", "data:,x",
-                     "http://127.0.0.1/", "http://localhost:8080/", "http://10.0.0.1/docs", "http://[::1]/",
-                     "http://169.254.169.254/latest/meta-data/", "http://2130706433/", "http://0x7f000001/",
-                     "http://user:pw@example.com/", "http://192.168.0.1:99999/", "http:///nohost", "http://a b/",
-                     "http://example.com\\@evil/", "//example.com", "example.com"]),
-    st.builds(lambda ip, path: f"http://{ip}/{path}", st.ip_addresses(v=4).filter(lambda ip: ip.is_private),
-              st.text(max_size=20)),
-    st.builds(lambda scheme, rest: f"{scheme}://{rest}", st.sampled_from(["file", "ssh", "ws", "chrome", "x"]),
-              st.text(max_size=40)),
+    st.sampled_from(
+        [
+            "file:///etc/passwd",
+            "ftp://example.com/",
+            "gopher://x/",
+            "javascript:alert(1)",
+            "data:,x",
+            "http://127.0.0.1/",
+            "http://localhost:8080/",
+            "http://10.0.0.1/docs",
+            "http://[::1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://user:pw@example.com/",
+            "http://192.168.0.1:99999/",
+            "http:///nohost",
+            "http://a b/",
+            "http://example.com\\@evil/",
+            "//example.com",
+            "example.com",
+        ]
+    ),
+    st.builds(
+        lambda ip, path: f"http://{ip}/{path}",
+        st.ip_addresses(v=4).filter(lambda ip: ip.is_private),
+        st.text(max_size=20),
+    ),
+    st.builds(
+        lambda scheme, rest: f"{scheme}://{rest}",
+        st.sampled_from(["file", "ssh", "ws", "chrome", "x"]),
+        st.text(max_size=40),
+    ),
 )
-HUGE_INTS = st.one_of(st.integers(), st.integers(min_value=-2**80, max_value=2**80),
-                      st.sampled_from([0, -1, 1, 2**31, 2**63, -2**63, 10**30]))
-SCALARS = st.one_of(st.none(), st.booleans(), HUGE_INTS,
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=200), st.sampled_from(NASTY))
-ANY_JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.text(max_size=10), inner, max_size=4), max_leaves=12)
+HUGE_INTS = st.one_of(
+    st.integers(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.sampled_from([0, -1, 1, 2**31, 2**63, -(2**63), 10**30]),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    HUGE_INTS,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=200),
+    st.sampled_from(NASTY),
+)
+ANY_JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _typed(name: str, schema: dict, *, wild: bool):
@@ -52,8 +107,11 @@ def _typed(name: str, schema: dict, *, wild: bool):
     if "url" in name:
         options.append(st.lists(REFUSED_URLS, max_size=6) if "array" in types else REFUSED_URLS)
     elif "string" in types:
-        options += [st.text(min_size=1, max_size=300), st.sampled_from(NASTY),
-                    st.from_regex(schema.get("pattern", r"[0-9a-f]{4,40}"), fullmatch=True)]
+        options += [
+            st.text(min_size=1, max_size=300),
+            st.sampled_from(NASTY),
+            st.from_regex(schema.get("pattern", r"[0-9a-f]{4,40}"), fullmatch=True),
+        ]
     if "integer" in types or "number" in types:
         options += [st.integers(min_value=-2, max_value=60), HUGE_INTS]
     if "number" in types:
@@ -74,12 +132,17 @@ def _arguments(schema: dict):
 
     def complete(wild: bool):
         fields = {name: _typed(name, spec, wild=wild) for name, spec in properties.items()}
-        return st.fixed_dictionaries({n: v for n, v in fields.items() if n in required},
-                                     optional={n: v for n, v in fields.items() if n not in required})
+        return st.fixed_dictionaries(
+            {n: v for n, v in fields.items() if n in required},
+            optional={n: v for n, v in fields.items() if n not in required},
+        )
 
     wild_fields = {name: _typed(name, spec, wild=True) for name, spec in properties.items()}
-    anything = st.builds(lambda known, extra: {**extra, **known}, st.fixed_dictionaries({}, optional=wild_fields),
-                         st.dictionaries(st.text(max_size=12), ANY_JSON, max_size=2))
+    anything = st.builds(
+        lambda known, extra: {**extra, **known},
+        st.fixed_dictionaries({}, optional=wild_fields),
+        st.dictionaries(st.text(max_size=12), ANY_JSON, max_size=2),
+    )
     return st.one_of(complete(wild=False), complete(wild=True), anything)
 
 
@@ -123,8 +186,13 @@ def fuzz(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EVORAG_CONFIG", str(home / "no-config.toml"))
         # The int8 ONNX build of the same embedding model: 3 s to load instead of 15.
-        service = Evorag(home=home, embedder="onnx", allow_private=False, evolutions_per_hour=1,
-                         approval_token="fuzz-human-token")
+        service = Evorag(
+            home=home,
+            embedder="onnx",
+            allow_private=False,
+            evolutions_per_hour=1,
+            approval_token="fuzz-human-token",
+        )
     service._answerer = Answerer(None, model_name="none")  # extractive answers: no model in the fuzz
     SlidingWindowLimiter(home / "rate_limit.sqlite3", limit=1).acquire("evolution")
     assert service.search("load the model before the timed calls") == []
@@ -147,10 +215,20 @@ def _check(runner, name: str, arguments: dict) -> None:
 
 
 TOOLS_AND_CASES = [
-    ("perform_rag_query_with_metrics", 90), ("search_code_examples", 90), ("get_available_sources", 50),
-    ("crawl_and_index_documentation", 120), ("get_job_status", 80), ("cancel_job", 80),
-    ("evolve_rag_capability", 80), ("self_heal_system", 30), ("list_versions", 40), ("rollback", 90),
-    ("get_metrics_report", 80), ("list_pending_approvals", 40), ("approve", 90), ("reject", 80),
+    ("perform_rag_query_with_metrics", 90),
+    ("search_code_examples", 90),
+    ("get_available_sources", 50),
+    ("crawl_and_index_documentation", 120),
+    ("get_job_status", 80),
+    ("cancel_job", 80),
+    ("evolve_rag_capability", 80),
+    ("self_heal_system", 30),
+    ("list_versions", 40),
+    ("rollback", 90),
+    ("get_metrics_report", 80),
+    ("list_pending_approvals", 40),
+    ("approve", 90),
+    ("reject", 80),
 ]
 
 
@@ -164,8 +242,12 @@ def test_every_tool_is_fuzzed(fuzz):
 def test_fuzzed_arguments_never_break_the_server(fuzz, name, cases):
     runner, tools = fuzz
 
-    @settings(max_examples=cases, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=cases,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(arguments=_arguments(tools[name].inputSchema))
     def run(arguments):
         _check(runner, name, arguments)

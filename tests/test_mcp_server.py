@@ -31,12 +31,25 @@ REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = REPO / "tests" / "candidates"
 MCP_TOKEN = "test-mcp-token-0123456789"
 HUMAN_TOKEN = "human-approval-token-42"
-REPLAYED_ANSWER = ("Pass --allow-private or set EVORAG_ALLOW_PRIVATE=true to crawl localhost [1][2]. "
-                   "Loopback addresses are refused by default [2].")
+REPLAYED_ANSWER = (
+    "Pass --allow-private or set EVORAG_ALLOW_PRIVATE=true to crawl localhost [1][2]. "
+    "Loopback addresses are refused by default [2]."
+)
 CORE_TOOLS = {
-    "perform_rag_query_with_metrics", "search_code_examples", "get_available_sources",
-    "crawl_and_index_documentation", "get_job_status", "cancel_job", "evolve_rag_capability", "self_heal_system",
-    "list_versions", "rollback", "get_metrics_report", "list_pending_approvals", "approve", "reject",
+    "perform_rag_query_with_metrics",
+    "search_code_examples",
+    "get_available_sources",
+    "crawl_and_index_documentation",
+    "get_job_status",
+    "cancel_job",
+    "evolve_rag_capability",
+    "self_heal_system",
+    "list_versions",
+    "rollback",
+    "get_metrics_report",
+    "list_pending_approvals",
+    "approve",
+    "reject",
 }
 
 
@@ -74,7 +87,9 @@ class Notifications:
         self._changed = anyio.Event()
 
     async def __call__(self, message) -> None:
-        if isinstance(message, types.ServerNotification) and isinstance(message.root, types.ToolListChangedNotification):
+        if isinstance(message, types.ServerNotification) and isinstance(
+            message.root, types.ToolListChangedNotification
+        ):
             self.tool_list_changes += 1
             self._changed.set()
 
@@ -86,12 +101,20 @@ class Notifications:
 
 def _evorag_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
-    env.update(EVORAG_HOME=str(home), EVORAG_CONFIG=str(home / "no-config.toml"), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO), **extra)
+    env.update(
+        EVORAG_HOME=str(home),
+        EVORAG_CONFIG=str(home / "no-config.toml"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(REPO),
+        **extra,
+    )
     return env
 
 
 # In memory: the server object with the SDK's client session, no transport.
+
 
 @pytest.fixture
 def service(evorag_home):
@@ -120,7 +143,11 @@ async def test_every_tool_is_listed_with_a_schema_and_list_changes_are_advertise
     assert crawl["properties"]["max_pages"]["minimum"] == 1
     assert listed["search_code_examples"].inputSchema["properties"]["limit"]["maximum"] == 50
     assert listed["perform_rag_query_with_metrics"].outputSchema["required"] == [
-        "answer", "citations", "sources_used", "model"]
+        "answer",
+        "citations",
+        "sources_used",
+        "model",
+    ]
     assert all(tool.description for tool in listed.values())
 
 
@@ -128,19 +155,27 @@ async def test_every_tool_is_listed_with_a_schema_and_list_changes_are_advertise
 async def test_bad_arguments_are_tool_errors_with_clear_messages(server):
     async with create_connected_server_and_client_session(server) as client:
         assert "limit: Input should be greater than or equal to 1" in _error(
-            await client.call_tool("search_code_examples", {"query": "x", "limit": 0}))
+            await client.call_tool("search_code_examples", {"query": "x", "limit": 0})
+        )
         assert "query: Field required" in _error(await client.call_tool("perform_rag_query_with_metrics", {}))
-        assert "unknown source '../../etc'" in _error(await client.call_tool(
-            "search_code_examples", {"query": "x", "source_filter": "../../etc"}))
-        assert "invalid source name" in _error(await client.call_tool(
-            "crawl_and_index_documentation", {"url": "https://example.com/", "source": "../../etc"}))
-        assert "only http and https" in _error(await client.call_tool(
-            "crawl_and_index_documentation", {"url": "file:///etc/passwd"}))
-        assert "loopback" in _error(await client.call_tool(
-            "crawl_and_index_documentation", {"url": "http://127.0.0.1:9/"}))
+        assert "unknown source '../../etc'" in _error(
+            await client.call_tool("search_code_examples", {"query": "x", "source_filter": "../../etc"})
+        )
+        assert "invalid source name" in _error(
+            await client.call_tool(
+                "crawl_and_index_documentation", {"url": "https://example.com/", "source": "../../etc"}
+            )
+        )
+        assert "only http and https" in _error(
+            await client.call_tool("crawl_and_index_documentation", {"url": "file:///etc/passwd"})
+        )
+        assert "loopback" in _error(
+            await client.call_tool("crawl_and_index_documentation", {"url": "http://127.0.0.1:9/"})
+        )
         assert "no crawl job" in _error(await client.call_tool("get_job_status", {"job_id": "0123456789ab"}))
         assert "job_id: String should match pattern" in _error(
-            await client.call_tool("cancel_job", {"job_id": "../../etc"}))
+            await client.call_tool("cancel_job", {"job_id": "../../etc"})
+        )
         assert "Unknown tool" in _error(await client.call_tool("no_such_tool", {}))
         # The server still serves after all of that.
         assert _payload(await client.call_tool("get_available_sources", {})) == {"sources": []}
@@ -179,14 +214,19 @@ async def test_sources_tool_and_resources_describe_the_index(demo_home):
 
 # Approval over MCP: elicitation when the client can, pending otherwise.
 
+
 def _approval_test_server(store: ApprovalStore) -> FastMCP:
     app = FastMCP("approval-test")
 
     @app.tool()
     async def decide(approval_id: str, ctx: Context) -> dict[str, object]:
         decision = await McpApprover(ctx, store, timeout=10)(store.get(approval_id))
-        return {"approved": decision.approved, "by": decision.by, "reason": decision.reason,
-                "status": store.get(approval_id).status}
+        return {
+            "approved": decision.approved,
+            "by": decision.by,
+            "reason": decision.reason,
+            "status": store.get(approval_id).status,
+        }
 
     return app
 
@@ -207,11 +247,17 @@ def _answers(*, approve: bool, token: str | None = None, action: str = "accept")
 @pytest.mark.anyio
 async def test_elicitation_approves_low_risk_and_shows_the_change(tmp_path):
     store = ApprovalStore(tmp_path / "approvals.sqlite3", human_token=HUMAN_TOKEN)
-    request = store.create(tool="word_count", risk="LOW", summary="Deploy tool 'word_count'",
-                           diff="+def word_count(text: str) -> int:", risk_reasons=[])
+    request = store.create(
+        tool="word_count",
+        risk="LOW",
+        summary="Deploy tool 'word_count'",
+        diff="+def word_count(text: str) -> int:",
+        risk_reasons=[],
+    )
     callback, asked = _answers(approve=True)
-    async with create_connected_server_and_client_session(_approval_test_server(store),
-                                                          elicitation_callback=callback) as client:
+    async with create_connected_server_and_client_session(
+        _approval_test_server(store), elicitation_callback=callback
+    ) as client:
         result = _payload(await client.call_tool("decide", {"approval_id": request.id}))
     assert result["approved"] is True and result["by"] == "mcp-elicitation"
     assert "word_count" in asked[0].message and "+def word_count" in asked[0].message
@@ -241,8 +287,12 @@ async def test_declined_dismissed_and_unsupported_elicitation(tmp_path):
     store = ApprovalStore(tmp_path / "approvals.sqlite3", human_token=HUMAN_TOKEN)
     server = _approval_test_server(store)
     outcomes = []
-    for callback in (_answers(approve=False)[0], _answers(approve=True, action="decline")[0],
-                     _answers(approve=True, action="cancel")[0], None):
+    for callback in (
+        _answers(approve=False)[0],
+        _answers(approve=True, action="decline")[0],
+        _answers(approve=True, action="cancel")[0],
+        None,
+    ):
         request = store.create(tool="word_count", risk="MEDIUM", summary="reads files")
         kwargs = {"elicitation_callback": callback} if callback else {}
         async with create_connected_server_and_client_session(server, **kwargs) as client:
@@ -253,6 +303,7 @@ async def test_declined_dismissed_and_unsupported_elicitation(tmp_path):
 
 # Deployed tools: registered as MCP tools, added and removed live, with list_changed notifications.
 
+
 def _policy(*, assume_yes: bool):
     from tools.approvals import PolicyApprover
 
@@ -262,8 +313,9 @@ def _policy(*, assume_yes: bool):
 @needs_sandbox
 @pytest.mark.anyio
 async def test_pending_approval_deploys_over_mcp_and_rollback_removes_the_tool(service, server):
-    outcome = await service.aadd_tool(CANDIDATES / "good_word_count", request="count words",
-                                      approver=_policy(assume_yes=False))
+    outcome = await service.aadd_tool(
+        CANDIDATES / "good_word_count", request="count words", approver=_policy(assume_yes=False)
+    )
     assert outcome.status == "pending"
     notifications = Notifications()
     async with create_connected_server_and_client_session(server, message_handler=notifications) as client:
@@ -294,19 +346,27 @@ async def test_pending_approval_deploys_over_mcp_and_rollback_removes_the_tool(s
 @needs_sandbox
 @pytest.mark.anyio
 async def test_model_cannot_approve_high_risk_without_the_human_token(service, server):
-    outcome = await service.aadd_tool(CANDIDATES / "reads_secret_env", request="key check",
-                                      approver=_policy(assume_yes=True))
+    outcome = await service.aadd_tool(
+        CANDIDATES / "reads_secret_env", request="key check", approver=_policy(assume_yes=True)
+    )
     assert outcome.status == "pending" and outcome.risk == "HIGH"
     async with create_connected_server_and_client_session(server) as client:
         refused = _error(await client.call_tool("approve", {"approval_id": outcome.approval_id}))
         assert "only a human can approve" in refused
-        assert "only a human" in _error(await client.call_tool(
-            "approve", {"approval_id": outcome.approval_id, "human_token": "wrong-token"}))
-        assert "only a human" in _error(await client.call_tool(
-            "approve", {"approval_id": outcome.approval_id, "human_token": "tökén"}))
+        assert "only a human" in _error(
+            await client.call_tool(
+                "approve", {"approval_id": outcome.approval_id, "human_token": "wrong-token"}
+            )
+        )
+        assert "only a human" in _error(
+            await client.call_tool("approve", {"approval_id": outcome.approval_id, "human_token": "tökén"})
+        )
         assert HUMAN_TOKEN not in refused
-        decision = _payload(await client.call_tool(
-            "approve", {"approval_id": outcome.approval_id, "human_token": HUMAN_TOKEN}))
+        decision = _payload(
+            await client.call_tool(
+                "approve", {"approval_id": outcome.approval_id, "human_token": HUMAN_TOKEN}
+            )
+        )
         assert decision["status"] == "deployed"
         assert "has_api_key" in {t.name for t in (await client.list_tools()).tools}
 
@@ -314,22 +374,138 @@ async def test_model_cannot_approve_high_risk_without_the_human_token(service, s
 @needs_sandbox
 @pytest.mark.anyio
 async def test_reject_over_mcp(service, server):
-    outcome = await service.aadd_tool(CANDIDATES / "good_word_count", request="count words",
-                                      approver=_policy(assume_yes=False))
+    outcome = await service.aadd_tool(
+        CANDIDATES / "good_word_count", request="count words", approver=_policy(assume_yes=False)
+    )
     async with create_connected_server_and_client_session(server) as client:
-        decision = _payload(await client.call_tool("reject", {"approval_id": outcome.approval_id,
-                                                              "reason": "not now"}))
+        decision = _payload(
+            await client.call_tool("reject", {"approval_id": outcome.approval_id, "reason": "not now"})
+        )
         assert decision["status"] == "rejected"
-        assert "already rejected" in _error(await client.call_tool("approve", {"approval_id": outcome.approval_id}))
+        assert "already rejected" in _error(
+            await client.call_tool("approve", {"approval_id": outcome.approval_id})
+        )
         assert _payload(await client.call_tool("list_pending_approvals", {})) == {"approvals": []}
+
+
+# Evolution through MCP: the agent team with a replayed model and the real gates.
+
+PLAN = json.dumps(
+    {"tool_name": "slugify_title", "description": "Turn a title into a URL slug.", "requirements": []}
+)
+GENERATED = """```python tool.py
+import re
+
+
+def slugify_title(title: str, separator: str = "-") -> str:
+    \"\"\"Turn a page title into a lowercase URL slug.\"\"\"
+    return separator.join(re.findall(r"[a-z0-9]+", title.lower()))
+```
+
+```python test_tool.py
+from tool import slugify_title
+
+
+def test_slug():
+    assert slugify_title("Hello, World!") == "hello-world"
+```
+"""
+
+
+@pytest.fixture
+def evolving_service(tmp_path):
+    from evorag.service import Evorag
+
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([PLAN, GENERATED]))
+    with Evorag(
+        home=tmp_path / "home",
+        llm_provider="replay",
+        replay_file=replies,
+        evolutions_per_hour=100,
+        resolve_dependencies=False,
+    ) as rag:
+        yield rag
+
+
+@needs_sandbox
+@pytest.mark.anyio
+async def test_evolution_asks_the_person_through_elicitation_and_deploys(evolving_service):
+    server = build_server(evolving_service)
+    notifications = Notifications()
+    callback, asked = _answers(approve=True)
+    progress: list[str | None] = []
+
+    async def on_progress(value, total, message):
+        progress.append(message)
+
+    try:
+        async with create_connected_server_and_client_session(
+            server, message_handler=notifications, elicitation_callback=callback
+        ) as client:
+            assert "slugify_title" not in {t.name for t in (await client.list_tools()).tools}
+            with anyio.fail_after(180):
+                outcome = _payload(
+                    await client.call_tool(
+                        "evolve_rag_capability",
+                        {"feature_request": "a tool that turns page titles into URL slugs"},
+                        progress_callback=on_progress,
+                    )
+                )
+            assert outcome["status"] == "deployed", outcome["reason"]
+            assert outcome["tool"] == "slugify_title" and outcome["version_id"]
+            assert "slugify_title" in asked[0].message and "LOW" in asked[0].message
+            assert any(m and m.startswith("tool_generator") for m in progress)
+            await notifications.wait_tool_list_change()
+            assert _payload(await client.call_tool("slugify_title", {"title": "Crawl & Index"})) == {
+                "result": "crawl-index"
+            }
+    finally:
+        await server.aclose()
+
+
+@needs_sandbox
+@pytest.mark.anyio
+async def test_evolution_without_elicitation_stays_pending_until_approved(evolving_service):
+    server = build_server(evolving_service)
+    try:
+        async with create_connected_server_and_client_session(server) as client:
+            with anyio.fail_after(180):
+                outcome = _payload(
+                    await client.call_tool(
+                        "evolve_rag_capability",
+                        {"feature_request": "a tool that turns page titles into URL slugs"},
+                    )
+                )
+            assert outcome["status"] == "pending" and outcome["approval_id"]
+            assert "cannot ask a person" in outcome["reason"]
+            decision = _payload(await client.call_tool("approve", {"approval_id": outcome["approval_id"]}))
+            assert decision["status"] == "deployed"
+            assert "slugify_title" in {t.name for t in (await client.list_tools()).tools}
+    finally:
+        await server.aclose()
+
+
+@pytest.mark.anyio
+async def test_self_heal_reports_healthy_checks(server):
+    async with create_connected_server_and_client_session(server) as client:
+        with anyio.fail_after(120):
+            report = _payload(await client.call_tool("self_heal_system", {"issue_description": "is it ok?"}))
+    assert report["healed"] is True
+    assert {check["name"] for check in report["before"]} >= {"catalog_database", "plugin_repository"}
 
 
 # Over stdio: `evorag mcp` as a subprocess, as a desktop client starts it.
 
+
 @pytest.mark.anyio
 async def test_stdio_server_lists_tools_and_answers(tmp_path):
-    params = StdioServerParameters(command=sys.executable, args=["-m", "evorag.cli", "mcp"], cwd=str(REPO),
-                                   env=_evorag_env(tmp_path / "home"))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "evorag.cli", "mcp"],
+        cwd=str(REPO),
+        env=_evorag_env(tmp_path / "home"),
+    )
     with anyio.fail_after(60):
         async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
             await client.initialize()
@@ -345,8 +521,13 @@ async def test_stdio_server_lists_tools_and_answers(tmp_path):
 async def test_autogen_mcp_workbench_uses_the_server(tmp_path):
     from autogen_ext.tools.mcp import McpWorkbench, StdioServerParams
 
-    params = StdioServerParams(command=sys.executable, args=["-m", "evorag.cli", "mcp"], cwd=str(REPO),
-                               env=_evorag_env(tmp_path / "home"), read_timeout_seconds=60)
+    params = StdioServerParams(
+        command=sys.executable,
+        args=["-m", "evorag.cli", "mcp"],
+        cwd=str(REPO),
+        env=_evorag_env(tmp_path / "home"),
+        read_timeout_seconds=60,
+    )
     with anyio.fail_after(90):
         async with McpWorkbench(server_params=params) as workbench:
             tools = {tool["name"]: tool for tool in await workbench.list_tools()}
@@ -359,6 +540,7 @@ async def test_autogen_mcp_workbench_uses_the_server(tmp_path):
 
 
 # Over streamable HTTP: `evorag mcp --http` in a subprocess, shared by the tests below.
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -395,11 +577,22 @@ def http_server(tmp_path_factory):
     port = _free_port()
     replies = home / "replies.json"
     replies.write_text(json.dumps([REPLAYED_ANSWER] * 5))
-    env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true",
-                      EVORAG_APPROVAL_TOKEN=HUMAN_TOKEN, EVORAG_RESOLVE_DEPENDENCIES="false",
-                      EVORAG_LLM_PROVIDER="replay", EVORAG_REPLAY_FILE=str(replies))
-    process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = _evorag_env(
+        home,
+        EVORAG_MCP_TOKEN=MCP_TOKEN,
+        EVORAG_ALLOW_PRIVATE="true",
+        EVORAG_APPROVAL_TOKEN=HUMAN_TOKEN,
+        EVORAG_RESOLVE_DEPENDENCIES="false",
+        EVORAG_LLM_PROVIDER="replay",
+        EVORAG_REPLAY_FILE=str(replies),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
@@ -417,8 +610,10 @@ def http_server(tmp_path_factory):
 @contextlib.asynccontextmanager
 async def _mcp_session(http_server, notifications=None):
     headers = {"Authorization": f"Bearer {MCP_TOKEN}"}
-    async with (streamablehttp_client(http_server["url"] + "/mcp", headers=headers) as (read, write, _),
-                ClientSession(read, write, message_handler=notifications) as client):
+    async with (
+        streamablehttp_client(http_server["url"] + "/mcp", headers=headers) as (read, write, _),
+        ClientSession(read, write, message_handler=notifications) as client,
+    ):
         await client.initialize()
         yield client
 
@@ -433,8 +628,11 @@ async def _finish(client: ClientSession, job: dict) -> dict:
 async def _ensure_demo_indexed(client: ClientSession, demo_site: str) -> None:
     sources = _payload(await client.call_tool("get_available_sources", {}))["sources"]
     if not any(s["name"] == "demo" for s in sources):
-        job = _payload(await client.call_tool("crawl_and_index_documentation",
-                                              {"url": demo_site + "index.html", "source": "demo"}))
+        job = _payload(
+            await client.call_tool(
+                "crawl_and_index_documentation", {"url": demo_site + "index.html", "source": "demo"}
+            )
+        )
         assert (await _finish(client, job))["status"] == "done"
 
 
@@ -451,20 +649,32 @@ def test_http_needs_the_bearer_token_and_an_allowed_origin(http_server):
     authorized = headers | {"Authorization": f"Bearer {MCP_TOKEN}"}
     evil = httpx.post(url + "/mcp", json=body, headers=authorized | {"Origin": "http://evil.example"})
     assert evil.status_code == 403
-    tricky = httpx.post(url + "/mcp", json=body, headers=authorized | {"Origin": "http://localhost:80.evil.example"})
+    tricky = httpx.post(
+        url + "/mcp", json=body, headers=authorized | {"Origin": "http://localhost:80.evil.example"}
+    )
     assert tricky.status_code == 403
     local = httpx.post(url + "/mcp", json=body, headers=authorized | {"Origin": "http://localhost:5173"})
     assert local.status_code not in (401, 403)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--http"], "EVORAG_MCP_TOKEN"),
-    (["--http", "--insecure-no-auth", "--host", "0.0.0.0"], "only a loopback address"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--http"], "EVORAG_MCP_TOKEN"),
+        (["--http", "--insecure-no-auth", "--host", "0.0.0.0"], "only a loopback address"),
+    ],
+)
 def test_http_server_refuses_to_start_without_a_token(tmp_path, args, message):
     port = str(_free_port())
-    result = subprocess.run([sys.executable, "-m", "evorag.cli", "mcp", *args, "--port", port], cwd=REPO,
-                            env=_evorag_env(tmp_path), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "evorag.cli", "mcp", *args, "--port", port],
+        cwd=REPO,
+        check=False,
+        env=_evorag_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert message in result.stderr
 
@@ -479,10 +689,13 @@ async def test_http_crawl_runs_as_a_job_with_progress(http_server, demo_site):
     with anyio.fail_after(240):
         async with _mcp_session(http_server) as client:
             assert CORE_TOOLS <= {tool.name for tool in (await client.list_tools()).tools}
-            started = _payload(await client.call_tool(
-                "crawl_and_index_documentation",
-                {"url": demo_site + "index.html", "source": "demo", "max_pages": 50, "wait_seconds": 60},
-                progress_callback=on_progress))
+            started = _payload(
+                await client.call_tool(
+                    "crawl_and_index_documentation",
+                    {"url": demo_site + "index.html", "source": "demo", "max_pages": 50, "wait_seconds": 60},
+                    progress_callback=on_progress,
+                )
+            )
             job = await _finish(client, started)
             assert job["status"] == "done", job["error"]
             assert job["report"]["pages_indexed"] >= 5 and job["report"]["pages_failed"] == 0
@@ -491,9 +704,12 @@ async def test_http_crawl_runs_as_a_job_with_progress(http_server, demo_site):
             assert values == sorted(values) and progress[0][1] == 50
 
             # A re-crawl returns at once and finishes in the background, with nothing to re-embed.
-            again = _payload(await client.call_tool(
-                "crawl_and_index_documentation",
-                {"url": demo_site + "index.html", "source": "demo", "max_pages": 50, "wait_seconds": 0}))
+            again = _payload(
+                await client.call_tool(
+                    "crawl_and_index_documentation",
+                    {"url": demo_site + "index.html", "source": "demo", "max_pages": 50, "wait_seconds": 0},
+                )
+            )
             assert again["status"] in ("queued", "running")
             again = await _finish(client, again)
             assert again["status"] == "done" and again["report"]["pages_unchanged"] >= 5
@@ -510,17 +726,27 @@ async def test_http_search_and_query_with_metrics(http_server, demo_site):
     with anyio.fail_after(240):
         async with _mcp_session(http_server) as client:
             await _ensure_demo_indexed(client, demo_site)
-            code = _payload(await client.call_tool("search_code_examples",
-                                                   {"query": "search the index from Python", "limit": 3}))
+            code = _payload(
+                await client.call_tool(
+                    "search_code_examples", {"query": "search the index from Python", "limit": 3}
+                )
+            )
             assert code["results"] and all(r["kind"] == "code" for r in code["results"])
 
-            answer = _payload(await client.call_tool(
-                "perform_rag_query_with_metrics", {"query": question, "source_filter": "demo"}))
+            answer = _payload(
+                await client.call_tool(
+                    "perform_rag_query_with_metrics", {"query": question, "source_filter": "demo"}
+                )
+            )
             assert answer["citations"], answer
+            assert answer["fallback"] is False and "--allow-private" in answer["answer"]
             assert all(c["url"].startswith(demo_site) for c in answer["citations"])
             assert 0 <= answer["metrics"]["overall"] <= 1 and answer["metrics"]["grounding"] is not None
-            unscored = _payload(await client.call_tool(
-                "perform_rag_query_with_metrics", {"query": question, "enable_evaluation": False}))
+            unscored = _payload(
+                await client.call_tool(
+                    "perform_rag_query_with_metrics", {"query": question, "enable_evaluation": False}
+                )
+            )
             assert unscored["metrics"] is None
             report = _payload(await client.call_tool("get_metrics_report", {"last": 5}))
             assert [row["query"] for row in report["history"]] == [question]
@@ -541,13 +767,15 @@ async def test_http_clients_see_tools_deployed_and_rolled_back_elsewhere(http_se
                 for key, value in http_server["env"].items():
                     patch.setenv(key, value)
                 with Evorag() as other_process:
-                    outcome = await other_process.aadd_tool(CANDIDATES / "good_word_count", request="count",
-                                                            approver=_policy(assume_yes=True))
+                    outcome = await other_process.aadd_tool(
+                        CANDIDATES / "good_word_count", request="count", approver=_policy(assume_yes=True)
+                    )
             assert outcome.status == "deployed", outcome.reason
             await notifications.wait_tool_list_change(timeout=30)
             assert "word_count" in {t.name for t in (await client.list_tools()).tools}
-            assert _payload(await client.call_tool("word_count", {"text": "one two two", "mode": "unique"})) == {
-                "result": 2}
+            assert _payload(
+                await client.call_tool("word_count", {"text": "one two two", "mode": "unique"})
+            ) == {"result": 2}
 
             versions = _payload(await client.call_tool("list_versions", {}))["versions"]
             rolled = _payload(await client.call_tool("rollback", {"version_id": versions[0]["id"]}))
@@ -558,19 +786,39 @@ async def test_http_clients_see_tools_deployed_and_rolled_back_elsewhere(http_se
 
 # The guard's pieces on their own.
 
-@pytest.mark.parametrize("origin, allowed", [
-    ("http://localhost:3000", True), ("http://127.0.0.1:8848", True), ("HTTP://LOCALHOST:1", True),
-    ("http://localhost", False), ("https://localhost:3000", False), ("http://evil.example", False),
-    ("http://localhost:3000.evil.example", False), ("http://user@localhost:3000", False), ("null", False),
-    ("http://127.0.0.1.evil.example:80", False),
-])
+
+@pytest.mark.parametrize(
+    "origin, allowed",
+    [
+        ("http://localhost:3000", True),
+        ("http://127.0.0.1:8848", True),
+        ("HTTP://LOCALHOST:1", True),
+        ("http://localhost", False),
+        ("https://localhost:3000", False),
+        ("http://evil.example", False),
+        ("http://localhost:3000.evil.example", False),
+        ("http://user@localhost:3000", False),
+        ("null", False),
+        ("http://127.0.0.1.evil.example:80", False),
+    ],
+)
 def test_origin_policy(origin, allowed):
     assert OriginPolicy(["http://127.0.0.1:*", "http://localhost:*"]).allows(origin) is allowed
 
 
-@pytest.mark.parametrize("host, loopback", [
-    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
-    ("0.0.0.0", False), ("192.168.1.4", False), ("example.com", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("192.168.1.4", False),
+        ("example.com", False),
+        ("", False),
+    ],
+)
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback

@@ -280,6 +280,49 @@ def test_local_model_file_errors_name_the_setting(tmp_path):
             get_local_model(bundled_model_path(), "llama_cpp")
 
 
+def test_gguf_reader_agrees_with_the_gguf_package(tiny_models):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from agents.model_clients._gguf import read_llama_gguf
+
+    path = tiny_models["random"]
+    checkpoint = read_llama_gguf(path)
+    reference = {tensor.name: dequantize(tensor.data, tensor.tensor_type) for tensor in GGUFReader(path).tensors}
+    assert (checkpoint.shape.layers, checkpoint.shape.heads, checkpoint.shape.kv_heads) == (2, 4, 2)
+    assert checkpoint.shape.context_length == 256 and checkpoint.shape.head_dim == 16
+    np.testing.assert_array_equal(checkpoint.embedding.numpy(), reference["token_embd.weight"])
+    np.testing.assert_array_equal(checkpoint.layers[1].down.numpy(), reference["blk.1.ffn_down.weight"])
+    np.testing.assert_array_equal(checkpoint.lm_head.numpy(), reference["output.weight"])
+
+
+def test_tokenizer_cache_is_written_once_and_encodes_the_same(tiny_models, tmp_path):
+    from agents.model_clients._gguf import load_tokenizer
+    from agents.model_clients._runtime import encode_chat
+
+    chat = to_chat([SystemMessage(content="Be brief."), *QUESTION])
+    fresh = load_tokenizer(tiny_models["says_a"], tmp_path / "cache")
+    entries = list((tmp_path / "cache").iterdir())
+    assert len(entries) == 1 and entries[0].name.startswith("says-a-")
+    cached = load_tokenizer(tiny_models["says_a"], tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == entries
+    assert encode_chat(cached, chat) == encode_chat(fresh, chat)
+    assert cached.decode(encode_chat(cached, chat)).startswith("<|im_start|>system\nBe brief.")
+
+
+def test_generation_threads_do_not_change_the_rest_of_the_process(tiny_models):
+    import torch
+
+    before = torch.get_num_threads()
+    client = _says_a(tiny_models, max_tokens=2, threads=1)
+    asyncio.run(client.create(QUESTION))
+    seen: list[int] = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert torch.get_num_threads() == before and seen == [before]
+
+
 @pytest.mark.slow
 def test_real_smollm2_answers_through_the_default_factory():
     """The default settings give the bundled SmolLM2-135M, which loads and answers offline."""

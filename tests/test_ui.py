@@ -116,6 +116,20 @@ def test_answer_shows_linked_sources_and_the_correctness_report():
     assert "| 0.91 | – | 0.50 | – | 0.73 |" in markdown
 
 
+def test_crawl_progress_counts_pages_and_names_the_last_one():
+    from tools.crawl_job import CrawlProgress
+
+    from evorag.ui import render_crawl_progress
+
+    assert render_crawl_progress("http://x/", None) == "Crawling http://x/ … starting"
+    text = render_crawl_progress("http://x/", CrawlProgress(done=3, discovered=10, indexed=2, unchanged=1,
+                                                            chunks=7, last_url="http://x/a`b"))
+    assert "**3** of 10 pages done · 2 indexed · 1 unchanged · 0 failed · 7 chunks" in text
+    assert text.endswith("last: `` http://x/a`b ``")
+    # Before the crawl knows how many pages there are, it does not claim "3 of 0".
+    assert "**3** pages done" in render_crawl_progress("http://x/", CrawlProgress(done=3))
+
+
 def test_quality_table_is_empty_without_metrics():
     assert quality_table(None) == ""
     assert quality_table({}) == ""
@@ -188,6 +202,13 @@ def test_login_needs_both_configured_credentials(tmp_path):
         require_credentials(unset)
     with pytest.raises(ConfigError):
         require_credentials(_settings(tmp_path, ui_user="admin", ui_password=""))
+
+
+def test_evorag_ui_refuses_to_start_without_a_login(monkeypatch, capsys):
+    from evorag.cli import main
+
+    assert main(["ui", "--port", "1"]) == 2
+    assert "EVORAG_UI_PASSWORD" in capsys.readouterr().err
 
 
 def test_auth_secret_is_generated_once_privately_unless_given(tmp_path, monkeypatch):

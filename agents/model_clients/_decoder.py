@@ -57,20 +57,20 @@ class _Int4Linear:
 
 
 class _DenseLinear:
-    def __init__(self, weight: torch.Tensor) -> None:
-        self.weight = weight.to(torch.bfloat16).contiguous()
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> None:
+        self.weight = weight.to(dtype).contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
 
 
 class _Layer:
-    def __init__(self, layer: Any, weight_format: str) -> None:
+    def __init__(self, layer: Any, weight_format: str, dtype: torch.dtype) -> None:
         qkv = torch.cat([layer.q, layer.k, layer.v])
         gate_up = torch.cat([layer.gate, layer.up])
         self.attn_norm = layer.attn_norm.float()
         self.ffn_norm = layer.ffn_norm.float()
-        self.dense = tuple(_DenseLinear(w) for w in (qkv, layer.o, gate_up, layer.down))
+        self.dense = tuple(_DenseLinear(w, dtype) for w in (qkv, layer.o, gate_up, layer.down))
         if weight_format == "int4":
             self.step = tuple(_Int4Linear(w) for w in (qkv, layer.o, gate_up, layer.down))
         else:
@@ -78,20 +78,28 @@ class _Layer:
 
 
 class LlamaDecoder:
-    """Generates token ids from prompt token ids. Not thread-safe: run one generation at a time."""
+    """Generates token ids from prompt token ids. Not thread-safe: run one generation at a time.
+
+    ``weight_format``: "int4" (default where torch has the kernels), "bf16", or "fp32" (slow; a
+    reference for benchmarks).
+    """
 
     def __init__(self, checkpoint: LlamaCheckpoint, *, weight_format: str | None = None, candidates: int = 32) -> None:
         shape = checkpoint.shape
-        if shape.hidden % _GROUP or shape.intermediate % _GROUP:
+        weight_format = weight_format or ("int4" if int4_kernels_available() else "bf16")
+        if weight_format == "int4" and (shape.hidden % _GROUP or shape.intermediate % _GROUP):
             weight_format = "bf16"
-        self.weight_format = weight_format or ("int4" if int4_kernels_available() else "bf16")
+        if weight_format not in ("int4", "bf16", "fp32"):
+            raise ValueError(f"unknown weight format {weight_format!r}")
+        self.weight_format = weight_format
+        self.act = torch.float32 if weight_format == "fp32" else torch.bfloat16
         self.shape = shape
         self.context_length = shape.context_length
         self.embedding = checkpoint.embedding.float().contiguous()
         self.exact_head = self.embedding if checkpoint.lm_head is checkpoint.embedding else checkpoint.lm_head.float()
-        self.head = (_Int4Linear if self.weight_format == "int4" else _DenseLinear)(self.exact_head)
+        self.head = _Int4Linear(self.exact_head) if weight_format == "int4" else _DenseLinear(self.exact_head, self.act)
         self.norm = checkpoint.norm.float()
-        self.layers = [_Layer(layer, self.weight_format) for layer in checkpoint.layers]
+        self.layers = [_Layer(layer, weight_format, self.act) for layer in checkpoint.layers]
         self.candidates = min(candidates, self.exact_head.shape[0])
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, dtype=torch.float64) / shape.head_dim))
         angles = torch.outer(torch.arange(shape.context_length, dtype=torch.float64), inv_freq)
@@ -111,7 +119,7 @@ class LlamaDecoder:
         x = F.embedding(tokens, self.embedding)
         for layer, (keys, values) in zip(self.layers, cache):
             qkv_proj, o_proj, gate_up_proj, down_proj = layer.dense if dense else layer.step
-            h = F.rms_norm(x, (s.hidden,), layer.attn_norm, s.rms_eps).to(torch.bfloat16)
+            h = F.rms_norm(x, (s.hidden,), layer.attn_norm, s.rms_eps).to(self.act)
             qkv = qkv_proj(h).float().view(count, heads + 2 * kv_heads, head_dim)
             # Rotary embedding on q and k together: every head uses the same angles.
             qk = qkv[:, : heads + kv_heads]
@@ -132,15 +140,15 @@ class LlamaDecoder:
                     enable_gqa=True,
                 )
                 attn = attn[0].transpose(0, 1).reshape(count, heads * head_dim)
-            x = x + o_proj(attn.to(torch.bfloat16)).float()
-            h = F.rms_norm(x, (s.hidden,), layer.ffn_norm, s.rms_eps).to(torch.bfloat16)
+            x = x + o_proj(attn.to(self.act)).float()
+            h = F.rms_norm(x, (s.hidden,), layer.ffn_norm, s.rms_eps).to(self.act)
             gate, up = gate_up_proj(h).split(s.intermediate, -1)
             x = x + down_proj(F.silu(gate) * up).float()
         return F.rms_norm(x[-1:], (s.hidden,), self.norm, s.rms_eps)
 
     def _candidates(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The most likely next tokens by the fast head, with exact float32 logits."""
-        rough = self.head(hidden.to(torch.bfloat16))[0]
+        rough = self.head(hidden.to(self.act))[0]
         ids = rough.topk(self.candidates).indices
         return ids, self.exact_head[ids] @ hidden[0]
 

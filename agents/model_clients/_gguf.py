@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import mmap
 import os
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,83 @@ class LlamaCheckpoint:
     lm_head: Any  # the embedding itself when the model ties them (SmolLM2 does)
 
 
-def _field(reader: Any, key: str, default: Any = None) -> Any:
-    field = reader.fields.get(key)
-    return default if field is None else field.contents()
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+class _GGUFParser:
+    """GGUF header, metadata and tensor index, parsed straight from a memory map.
+
+    gguf.GGUFReader does the same but builds numpy views for each of the ~100k vocabulary strings
+    (3-7 s for SmolLM2); we skip string arrays, which the tokenizer loader reads on its own.
+    """
+
+    def __init__(self, buffer: Any) -> None:
+        self.buffer, self.pos = buffer, 0
+
+    def take(self, fmt: str) -> Any:
+        value = struct.unpack_from(fmt, self.buffer, self.pos)[0]
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        length = self.take("<Q")
+        self.pos += length
+        return bytes(self.buffer[self.pos - length : self.pos]).decode("utf-8", errors="replace")
+
+    def value(self, kind: int) -> Any:
+        if kind in _SCALARS:
+            return self.take(_SCALARS[kind])
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item_kind, count = self.take("<I"), self.take("<Q")
+            if item_kind == _STRING:
+                for _ in range(count):  # skipped, not decoded
+                    self.pos += struct.unpack_from("<Q", self.buffer, self.pos)[0] + 8
+                return None
+            if item_kind in _SCALARS:
+                size = struct.calcsize(_SCALARS[item_kind])
+                values = [struct.unpack_from(_SCALARS[item_kind], self.buffer, self.pos + i * size)[0] for i in range(min(count, 64))]
+                self.pos += size * count
+                return values if count <= 64 else None
+            return [self.value(item_kind) for _ in range(count)]
+        raise ValueError(f"unknown metadata value type {kind}")
+
+
+def _parse_gguf(buffer: Any) -> tuple[dict[str, Any], dict[str, tuple[int, list[int], Any]]]:
+    """(metadata, {tensor name: (ggml type, dims, raw uint8 rows)}) of a GGUF v2/v3 file."""
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    parser = _GGUFParser(buffer)
+    if parser.take("<I") != 0x46554747:
+        raise ValueError("no GGUF magic number")
+    version = parser.take("<I")
+    if version not in (2, 3):
+        raise ValueError(f"unsupported GGUF version {version}")
+    tensor_count, kv_count = parser.take("<Q"), parser.take("<Q")
+    metadata: dict[str, Any] = {}
+    for _ in range(kv_count):
+        key = parser.string()
+        metadata[key] = parser.value(parser.take("<I"))
+    index = []
+    for _ in range(tensor_count):
+        name = parser.string()
+        dims = [parser.take("<Q") for _ in range(parser.take("<I"))]
+        index.append((name, dims, parser.take("<I"), parser.take("<Q")))
+    alignment = int(metadata.get("general.alignment") or 32)
+    data_start = -(-parser.pos // alignment) * alignment
+    whole = np.frombuffer(buffer, dtype=np.uint8)
+    tensors = {}
+    for name, dims, kind, offset in index:
+        block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+        row_bytes = dims[0] // block * block_bytes
+        rows = int(np.prod(dims[1:], dtype=np.int64)) if len(dims) > 1 else 1
+        start = data_start + offset
+        raw = whole[start : start + rows * row_bytes].reshape(*reversed(dims[1:]), row_bytes)
+        tensors[name] = (kind, dims, raw)
+    return metadata, tensors
 
 
 def _unpermute(weight: Any, heads: int) -> Any:
@@ -94,44 +170,46 @@ def read_llama_gguf(path: Path) -> LlamaCheckpoint:
     """
     import numpy as np
     import torch
-    from gguf import GGUFReader
+    from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
     if not path.is_file():
         raise ConfigError(f"local model file not found: {path}", hint="fix EVORAG_LLM_MODEL")
     try:
-        reader = GGUFReader(path)
-    except Exception as exc:  # gguf raises ValueError/struct.error/OSError for non-GGUF data
+        with path.open("rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        metadata, raw_tensors = _parse_gguf(mapped)
+    except (ValueError, struct.error, KeyError, OSError) as exc:
         raise ConfigError(f"not a readable GGUF model file: {path} ({exc})", hint="fix EVORAG_LLM_MODEL") from None
-    arch = _field(reader, "general.architecture")
+    arch = metadata.get("general.architecture")
     if arch != "llama":
         raise ConfigError(
             f"{path.name}: architecture {arch!r} is not supported by the local runtime (llama only)",
             hint="use a llama-architecture GGUF in EVORAG_LLM_MODEL",
         )
-    if _field(reader, "llama.rope.scaling.type", "none") not in ("none", None):
+    if metadata.get("llama.rope.scaling.type", "none") not in ("none", None):
         raise ConfigError(f"{path.name}: rope scaling is not supported by the local runtime", hint="fix EVORAG_LLM_MODEL")
-    heads = int(_field(reader, "llama.attention.head_count"))
-    hidden = int(_field(reader, "llama.embedding_length"))
+    heads = int(metadata["llama.attention.head_count"])
+    hidden = int(metadata["llama.embedding_length"])
     shape = LlamaShape(
-        layers=int(_field(reader, "llama.block_count")),
+        layers=int(metadata["llama.block_count"]),
         hidden=hidden,
-        intermediate=int(_field(reader, "llama.feed_forward_length")),
+        intermediate=int(metadata["llama.feed_forward_length"]),
         heads=heads,
-        kv_heads=int(_field(reader, "llama.attention.head_count_kv", heads)),
-        head_dim=int(_field(reader, "llama.rope.dimension_count", hidden // heads)),
-        context_length=int(_field(reader, "llama.context_length", 2048)),
-        rope_theta=float(_field(reader, "llama.rope.freq_base", 10000.0)),
-        rms_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        kv_heads=int(metadata.get("llama.attention.head_count_kv", heads)),
+        head_dim=int(metadata.get("llama.rope.dimension_count", hidden // heads)),
+        context_length=int(metadata.get("llama.context_length", 2048)),
+        rope_theta=float(metadata.get("llama.rope.freq_base", 10000.0)),
+        rms_eps=float(metadata.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
     )
 
     tensors: dict[str, Any] = {}
-    for tensor in reader.tensors:
-        values = dequantize(tensor.data, tensor.tensor_type)
+    for name, (kind, _dims, raw) in raw_tensors.items():
+        values = dequantize(raw, GGMLQuantizationType(kind))
         if values.dtype != np.float32 or not values.flags.writeable:
-            # float32 tensors come back as read-only views of the memory-mapped file.
+            # float32 tensors come back as read-only views of the memory map.
             values = np.array(values, dtype=np.float32)
-        tensors[tensor.name] = torch.from_numpy(values)
+        tensors[name] = torch.from_numpy(values)
 
     def take(name: str) -> Any:
         try:

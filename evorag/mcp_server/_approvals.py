@@ -44,7 +44,11 @@ def approval_message(request: ApprovalRequest, *, max_diff: int = 4000) -> str:
     lines = [f"evorag asks to deploy tool '{request.tool}' (risk {request.risk}).", request.summary]
     lines += [f"- {reason}" for reason in request.risk_reasons]
     if request.diff:
-        diff = request.diff if len(request.diff) <= max_diff else request.diff[:max_diff] + "\n... (diff truncated)"
+        diff = (
+            request.diff
+            if len(request.diff) <= max_diff
+            else request.diff[:max_diff] + "\n... (diff truncated)"
+        )
         lines += ["", "Change:", diff]
     if request.risk == "HIGH":
         lines += ["", "HIGH risk: approving needs the human approval token."]
@@ -68,8 +72,11 @@ class McpApprover:
                 result = await self._ctx.elicit(approval_message(request), form)
         except Exception as exc:  # noqa: BLE001 - a failed question leaves the decision to a person later
             logger.warning("elicitation failed for approval %s: %s", request.id, type(exc).__name__)
-            return Decision(None, "mcp", f"could not ask through the client ({type(exc).__name__}); "
-                                         f"left pending: {PENDING_HINT}")
+            return Decision(
+                None,
+                "mcp",
+                f"could not ask through the client ({type(exc).__name__}); left pending: {PENDING_HINT}",
+            )
         if scope.cancelled_caught:
             return Decision(None, "mcp", f"no answer within {self._timeout:g}s; left pending: {PENDING_HINT}")
         if result.action == "decline":
@@ -87,10 +94,17 @@ class McpApprover:
 
         try:
             # Recorded here, with the token, so the pipeline sees a human's decision already made.
-            self._approvals.decide(request.id, approve=True, by=BY, token=usable_token(token),
-                                                     reason="HIGH risk approved with the human token")
+            self._approvals.decide(
+                request.id,
+                approve=True,
+                by=BY,
+                token=usable_token(token),
+                reason="HIGH risk approved with the human token",
+            )
         except UserError:
-            return Decision(None, "mcp", f"HIGH risk needs a valid human approval token; left pending: {PENDING_HINT}")
+            return Decision(
+                None, "mcp", f"HIGH risk needs a valid human approval token; left pending: {PENDING_HINT}"
+            )
         return Decision(True, BY, "HIGH risk approved with the human token")
 
 

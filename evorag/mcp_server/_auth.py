@@ -58,7 +58,9 @@ class OriginPolicy:
 
 def tokens_match(given: str, expected: str) -> bool:
     """Constant-time comparison on bytes (``compare_digest`` refuses non-ASCII str)."""
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 class GuardMiddleware:
@@ -73,14 +75,23 @@ class GuardMiddleware:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])
+        }
         origin = headers.get("origin")
         if origin is not None and not self._origins.allows(origin):
-            await _reply(send, 403, "forbidden", "this Origin is not allowed (see EVORAG_MCP_ALLOWED_ORIGINS)")
+            await _reply(
+                send, 403, "forbidden", "this Origin is not allowed (see EVORAG_MCP_ALLOWED_ORIGINS)"
+            )
             return
         if self._token is not None and not self._authorized(headers.get("authorization", "")):
-            await _reply(send, 401, "unauthorized", "send 'Authorization: Bearer <EVORAG_MCP_TOKEN>'",
-                         extra=[(b"www-authenticate", b'Bearer realm="evorag"')])
+            await _reply(
+                send,
+                401,
+                "unauthorized",
+                "send 'Authorization: Bearer <EVORAG_MCP_TOKEN>'",
+                extra=[(b"www-authenticate", b'Bearer realm="evorag"')],
+            )
             return
         await self.app(scope, receive, send)
 
@@ -93,6 +104,10 @@ class GuardMiddleware:
 
 async def _reply(send: Send, status: int, error: str, message: str, extra: list | None = None) -> None:
     body = json.dumps({"error": error, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -54,15 +54,20 @@ class CrawlJobs:
         job = CrawlJob(id=uuid.uuid4().hex[:12], url=request.url, source=request.source)
         self._jobs[job.id] = job
         self._changed[job.id] = asyncio.Event()
-        self._tasks[job.id] = asyncio.get_running_loop().create_task(self._run(job, request), name=f"crawl-{job.id}")
+        self._tasks[job.id] = asyncio.get_running_loop().create_task(
+            self._run(job, request), name=f"crawl-{job.id}"
+        )
         self._forget_old()
         return job
 
     def get(self, job_id: str) -> CrawlJob:
         job = self._jobs.get(job_id)
         if job is None:
-            raise NotFoundError(f"no crawl job {job_id!r}", hint="job ids come from crawl_and_index_documentation; "
-                                "finished jobs are forgotten when the server restarts")
+            raise NotFoundError(
+                f"no crawl job {job_id!r}",
+                hint="job ids come from crawl_and_index_documentation; "
+                "finished jobs are forgotten when the server restarts",
+            )
         return job
 
     def jobs(self) -> list[CrawlJob]:
@@ -77,7 +82,7 @@ class CrawlJobs:
         return job
 
     async def wait(self, job_id: str, timeout: float, on_change=None) -> CrawlJob:
-        """Wait up to ``timeout`` seconds for the job to finish, awaiting ``on_change(job)`` on every update."""
+        """Wait up to ``timeout`` s for the job to finish; awaits ``on_change(job)`` after every update."""
         job = self.get(job_id)
         event = self._changed[job_id]
         deadline = asyncio.get_running_loop().time() + timeout
@@ -133,7 +138,9 @@ class CrawlJobs:
             self._tasks.pop(job.id, None)
 
     def _forget_old(self) -> None:
-        finished = sorted((j for j in self._jobs.values() if j.status in FINISHED), key=lambda j: j.created_at)
+        finished = sorted(
+            (j for j in self._jobs.values() if j.status in FINISHED), key=lambda j: j.created_at
+        )
         for job in finished[: max(0, len(finished) - self._keep_finished)]:
             self._jobs.pop(job.id, None)
             self._changed.pop(job.id, None)

@@ -19,11 +19,6 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from evorag.errors import EvoragError, UserError
-from evorag.mcp_server._approvals import McpApprover, usable_token
-from evorag.mcp_server._jobs import FINISHED, CrawlJobs
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.fastmcp.tools import Tool
@@ -31,6 +26,11 @@ from mcp.server.fastmcp.utilities.func_metadata import func_metadata
 from mcp.server.lowlevel import NotificationOptions
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evorag.errors import EvoragError, UserError
+from evorag.mcp_server._approvals import McpApprover, usable_token
+from evorag.mcp_server._jobs import FINISHED, CrawlJobs
 
 logger = logging.getLogger("evorag.mcp")
 
@@ -66,6 +66,16 @@ class SourceInfo(_Result):
     pages: int
     chunks: int
     last_crawl_at: float | None
+
+    @classmethod
+    def of(cls, record) -> SourceInfo:
+        return cls(
+            name=record.name,
+            start_url=record.start_url,
+            pages=record.pages,
+            chunks=record.chunks,
+            last_crawl_at=record.last_crawl_at,
+        )
 
 
 class Sources(_Result):
@@ -122,7 +132,9 @@ class DecisionResult(_Result):
 
 # Argument types: constraints become the JSON schema clients see, and are checked before any call.
 SourceName = Annotated[str, Field(min_length=1, max_length=64, description="An indexed source's name.")]
-ApprovalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Id from list_pending_approvals.")]
+ApprovalId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Id from list_pending_approvals.")
+]
 Url = Annotated[str, Field(min_length=1, max_length=2048, description="An http(s) URL.")]
 Globs = Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=50)]
 
@@ -147,7 +159,9 @@ def _boundary(fn: Callable) -> Callable:
 
 def _invalid_arguments(tool: str, error: ValidationError) -> str:
     """One line per bad argument, without echoing the values (they may hold a token)."""
-    problems = [f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()[:5]]
+    problems = [
+        f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()[:5]
+    ]
     return f"invalid arguments for {tool}: " + "; ".join(problems)
 
 
@@ -165,9 +179,6 @@ class _Sessions:
 
     def remember(self, session) -> None:
         self._loops[session] = asyncio.get_running_loop()
-
-    def __len__(self) -> int:
-        return len(self._loops)
 
     def notify_tools_changed(self) -> None:
         """Thread-safe: schedules one notification per session on that session's loop."""
@@ -227,6 +238,7 @@ class EvoragMCP(FastMCP):
         self._registry_error: str | None = None
         registry = self._registry()
         if registry is not None:
+            self._registry_head = self._head(registry)
             self._sync_generated_tools(registry)
             self._unsubscribe = registry.subscribe(self._on_registry_change)
 
@@ -236,7 +248,9 @@ class EvoragMCP(FastMCP):
         original = lowlevel.create_initialization_options
 
         def create_initialization_options(notification_options=None, experimental_capabilities=None):
-            return original(notification_options or NotificationOptions(tools_changed=True), experimental_capabilities)
+            return original(
+                notification_options or NotificationOptions(tools_changed=True), experimental_capabilities
+            )
 
         lowlevel.create_initialization_options = create_initialization_options
 
@@ -322,9 +336,13 @@ class EvoragMCP(FastMCP):
 
         description = (manifest.description or name).strip()
         return _GeneratedTool(
-            fn=call, name=name, title=name.replace("_", " "),
+            fn=call,
+            name=name,
+            title=name.replace("_", " "),
             description=f"{description}\n\n(evolved tool v{manifest.version}, risk {manifest.risk})",
-            parameters=schema, fn_metadata=func_metadata(_placeholder, structured_output=False), is_async=True,
+            parameters=schema,
+            fn_metadata=func_metadata(_placeholder, structured_output=False),
+            is_async=True,
             annotations=ToolAnnotations(openWorldHint=manifest.risk == "HIGH"),
         )
 
@@ -336,13 +354,18 @@ class EvoragMCP(FastMCP):
         while True:
             await asyncio.sleep(REGISTRY_POLL_S)
             try:
-                head = await anyio.to_thread.run_sync(lambda: registry.repository.repo.head.commit.hexsha)
+                head = await anyio.to_thread.run_sync(self._head, registry)
                 if head != self._registry_head:
-                    if self._registry_head is not None:
-                        await anyio.to_thread.run_sync(registry.refresh)
+                    # Refreshing notifies our listener, which re-syncs the MCP tools and tells the sessions.
+                    await anyio.to_thread.run_sync(registry.refresh)
                     self._registry_head = head
             except Exception as exc:  # noqa: BLE001 - keep watching; the next poll may succeed
                 logger.warning("could not check the deployed tools: %s", exc)
+
+    @staticmethod
+    def _head(registry) -> str:
+        """The plugin repository's checkpoint: every deploy and rollback commits a new one."""
+        return registry.repository.repo.head.commit.hexsha
 
     async def aclose(self) -> None:
         """Stop background work: crawl jobs, the registry watcher, the registry subscription."""
@@ -359,7 +382,9 @@ class EvoragMCP(FastMCP):
 
         try:
             async with stdio_server(stdout=stdout) as (read_stream, write_stream):
-                await self._mcp_server.run(read_stream, write_stream, self._mcp_server.create_initialization_options())
+                await self._mcp_server.run(
+                    read_stream, write_stream, self._mcp_server.create_initialization_options()
+                )
         finally:
             await self.aclose()
 
@@ -369,7 +394,7 @@ def build_server(service) -> EvoragMCP:
     return EvoragMCP(service)
 
 
-def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small function per tool
+def _register_tools(server: EvoragMCP) -> None:
     service = server.service
     read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
@@ -378,8 +403,12 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     async def perform_rag_query_with_metrics(
         query: Annotated[str, Field(min_length=1, max_length=4000, description="The question to answer.")],
         source_filter: Annotated[SourceName | None, Field(description="Only search this source.")] = None,
-        enable_evaluation: Annotated[bool, Field(description="Score the answer (grounding, ROUGE, nDCG, code, "
-                                                             "overall) and store the report.")] = True,
+        enable_evaluation: Annotated[
+            bool,
+            Field(
+                description="Score the answer (grounding, ROUGE, nDCG, code, overall) and store the report."
+            ),
+        ] = True,
     ) -> RagAnswer:
         """Answer a question from the indexed documentation with numbered [n] citations and a correctness
         report; falls back to quoting the top sources when the language model is unavailable."""
@@ -395,7 +424,8 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     ) -> CodeExamples:
         """Find code examples in the indexed documentation (hybrid dense + BM25 search over code blocks)."""
         hits = await anyio.to_thread.run_sync(
-            functools.partial(service.search, query, source=source_filter, limit=limit, code=True))
+            functools.partial(service.search, query, source=source_filter, limit=limit, code=True)
+        )
         return CodeExamples(results=[hit.to_dict() for hit in hits])
 
     @server.tool(annotations=read_only)
@@ -403,21 +433,28 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     async def get_available_sources() -> Sources:
         """List the indexed documentation sources with their page and chunk counts and last crawl time."""
         records = await anyio.to_thread.run_sync(service.sources)
-        return Sources(sources=[SourceInfo(name=r.name, start_url=r.start_url, pages=r.pages, chunks=r.chunks,
-                                           last_crawl_at=r.last_crawl_at) for r in records])
+        return Sources(sources=[SourceInfo.of(record) for record in records])
 
     @server.tool(annotations=ToolAnnotations(openWorldHint=True))
     @_boundary
     async def crawl_and_index_documentation(
         url: Annotated[Url, Field(description="Start URL of the documentation site.")],
         ctx: Context,
-        source: Annotated[SourceName | None, Field(description="Source name (default: from the host).")] = None,
+        source: Annotated[
+            SourceName | None, Field(description="Source name (default: from the host).")
+        ] = None,
         max_pages: Annotated[int, Field(ge=1, le=100_000, description="Stop after this many pages.")] = 100,
         max_depth: Annotated[int, Field(ge=0, le=50, description="Follow links this deep.")] = 3,
         include: Annotated[Globs, Field(description="Only URLs matching these globs.")] = [],  # noqa: B006
         exclude: Annotated[Globs, Field(description="Skip URLs matching these globs.")] = [],  # noqa: B006
-        wait_seconds: Annotated[float, Field(ge=0, le=60, description="Wait this long for the crawl to finish, "
-                                                                      "streaming progress, before returning.")] = 5.0,
+        wait_seconds: Annotated[
+            float,
+            Field(
+                ge=0,
+                le=60,
+                description="Wait this long for the crawl to finish, streaming progress, before returning.",
+            ),
+        ] = 5.0,
     ) -> JobInfo:
         """Crawl a documentation site and index it as a background job; returns the job id at once or
         after ``wait_seconds``. Follow it with get_job_status; re-crawls only re-index what changed."""
@@ -426,10 +463,19 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
 
         # The guard may look the host up in DNS: never on the event loop.
         start_url = await anyio.to_thread.run_sync(
-            functools.partial(check_url, url, allow_private=service.settings.allow_private))
+            functools.partial(check_url, url, allow_private=service.settings.allow_private)
+        )
         name = validate_source_name(source or default_source_name(start_url))
-        job = server.jobs.start(CrawlRequest(url=start_url, source=name, max_pages=max_pages, max_depth=max_depth,
-                                             include=list(include), exclude=list(exclude)))
+        job = server.jobs.start(
+            CrawlRequest(
+                url=start_url,
+                source=name,
+                max_pages=max_pages,
+                max_depth=max_depth,
+                include=list(include),
+                exclude=list(exclude),
+            )
+        )
         last_sent = 0.0
 
         async def report(job) -> None:
@@ -438,9 +484,12 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
                 return
             last_sent = time.monotonic()
             p = job.progress
-            await ctx.report_progress(p.get("done", 0), max_pages,
-                                      f"{job.status}: {p.get('indexed', 0)} indexed, {p.get('unchanged', 0)} "
-                                      f"unchanged, {p.get('failed', 0)} failed")
+            await ctx.report_progress(
+                p.get("done", 0),
+                max_pages,
+                f"{job.status}: {p.get('indexed', 0)} indexed, {p.get('unchanged', 0)} "
+                f"unchanged, {p.get('failed', 0)} failed",
+            )
 
         await server.jobs.wait(job.id, wait_seconds, on_change=report)
         return _job_info(job)
@@ -448,15 +497,20 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     @server.tool(annotations=read_only)
     @_boundary
     async def get_job_status(
-        job_id: Annotated[str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")],
+        job_id: Annotated[
+            str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")
+        ],
     ) -> JobInfo:
-        """Status of a crawl job: queued, running, done (with its report), failed (with the error) or cancelled."""
+        """Status of a crawl job: queued, running, done (with its report), failed (with the error) or
+        cancelled."""
         return _job_info(server.jobs.get(job_id))
 
     @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True))
     @_boundary
     async def cancel_job(
-        job_id: Annotated[str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")],
+        job_id: Annotated[
+            str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")
+        ],
     ) -> JobInfo:
         """Stop a crawl job. Pages indexed so far stay; crawling the same URL again resumes."""
         job = server.jobs.cancel(job_id)
@@ -465,11 +519,13 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     @server.tool(annotations=ToolAnnotations(openWorldHint=True))
     @_boundary
     async def evolve_rag_capability(
-        feature_request: Annotated[str, Field(min_length=3, max_length=4000, description="The tool you want.")],
+        feature_request: Annotated[
+            str, Field(min_length=3, max_length=4000, description="The tool you want.")
+        ],
         ctx: Context,
-        documentation_urls: Annotated[list[Url] | None, Field(max_length=5, description="Docs the tool should "
-                                                                                          "follow (crawled first).")]
-        = None,
+        documentation_urls: Annotated[
+            list[Url] | None, Field(max_length=5, description="Docs the tool should follow (crawled first).")
+        ] = None,
     ) -> EvolutionResult:
         """Generate, check, test and (after approval) deploy a new tool for ``feature_request``. Risky changes
         ask for approval through the client when it supports elicitation; otherwise they stay pending."""
@@ -477,18 +533,24 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
         from tools.url_guard import check_url
 
         allow_private = service.settings.allow_private
-        docs = [await anyio.to_thread.run_sync(functools.partial(check_url, u, allow_private=allow_private))
-                for u in documentation_urls or []]
+        docs = [
+            await anyio.to_thread.run_sync(functools.partial(check_url, u, allow_private=allow_private))
+            for u in documentation_urls or []
+        ]
         # Crawling the docs takes the service's single writer slot, shared with crawl jobs.
         approver = McpApprover(ctx, service.evolution.approvals)
         async with server.jobs.exclusive(enabled=bool(docs)), _ProgressEvents(ctx) as on_event:
-            outcome = await run_evolution(service, feature_request, docs=docs, approver=approver, on_event=on_event)
+            outcome = await run_evolution(
+                service, feature_request, docs=docs, approver=approver, on_event=on_event
+            )
         return EvolutionResult(**outcome.to_dict())
 
     @server.tool()
     @_boundary
     async def self_heal_system(
-        issue_description: Annotated[str, Field(min_length=1, max_length=4000, description="What looks broken.")],
+        issue_description: Annotated[
+            str, Field(min_length=1, max_length=4000, description="What looks broken.")
+        ],
         ctx: Context,
     ) -> HealingResult:
         """Run the health checks, diagnose failures and repair them (fixes go through the same gates and
@@ -510,7 +572,9 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     @server.tool(annotations=ToolAnnotations(destructiveHint=True, idempotentHint=True))
     @_boundary
     async def rollback(
-        version_id: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{4,40}$", description="Id from list_versions.")],
+        version_id: Annotated[
+            str, Field(pattern=r"^[0-9a-fA-F]{4,40}$", description="Id from list_versions.")
+        ],
     ) -> RollbackResult:
         """Restore the exact tool set of a checkpoint (recorded as a new checkpoint)."""
         version, change = await anyio.to_thread.run_sync(service.rollback, version_id)
@@ -541,14 +605,23 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
     @_boundary
     async def approve(
         approval_id: ApprovalId,
-        human_token: Annotated[str | None, Field(description="The human approval token; required for HIGH risk.")]
-        = None,
+        human_token: Annotated[
+            str | None, Field(description="The human approval token; required for HIGH risk.")
+        ] = None,
     ) -> DecisionResult:
         """Approve a pending change and deploy it. HIGH risk needs the human approval token: a model cannot
         approve its own high-risk change."""
-        result = await anyio.to_thread.run_sync(functools.partial(
-            service.decide_approval, approval_id, approve=True, by="mcp", human=False,
-            token=usable_token(human_token), reason="approved over MCP"))
+        result = await anyio.to_thread.run_sync(
+            functools.partial(
+                service.decide_approval,
+                approval_id,
+                approve=True,
+                by="mcp",
+                human=False,
+                token=usable_token(human_token),
+                reason="approved over MCP",
+            )
+        )
         return _decision(approval_id, result)
 
     @server.tool()
@@ -558,8 +631,15 @@ def _register_tools(server: EvoragMCP) -> None:  # noqa: C901 - one small functi
         reason: Annotated[str, Field(max_length=2000, description="Why (kept in the audit log).")] = "",
     ) -> DecisionResult:
         """Reject a pending change."""
-        result = await anyio.to_thread.run_sync(functools.partial(
-            service.decide_approval, approval_id, approve=False, by="mcp", reason=reason or "rejected over MCP"))
+        result = await anyio.to_thread.run_sync(
+            functools.partial(
+                service.decide_approval,
+                approval_id,
+                approve=False,
+                by="mcp",
+                reason=reason or "rejected over MCP",
+            )
+        )
         return _decision(approval_id, result)
 
 
@@ -600,7 +680,9 @@ class _ProgressEvents:
         text = content if isinstance(content, str) else type(event).__name__
         message = f"{source}: {text}" if source else text
         try:
-            task = asyncio.get_running_loop().create_task(self._ctx.report_progress(self._count, None, message[:500]))
+            task = asyncio.get_running_loop().create_task(
+                self._ctx.report_progress(self._count, None, message[:500])
+            )
         except RuntimeError:  # called outside the loop's thread: progress is best effort
             return
         self._pending.add(task)
@@ -610,15 +692,22 @@ class _ProgressEvents:
 def _register_resources(server: EvoragMCP) -> None:
     service = server.service
 
-    @server.resource("docs://sources", name="sources", mime_type="application/json",
-                     description="Indexed documentation sources.")
+    @server.resource(
+        "docs://sources",
+        name="sources",
+        mime_type="application/json",
+        description="Indexed documentation sources.",
+    )
     async def sources_resource() -> str:
         records = await anyio.to_thread.run_sync(service.sources)
-        return json.dumps([{"name": r.name, "start_url": r.start_url, "pages": r.pages, "chunks": r.chunks,
-                            "last_crawl_at": r.last_crawl_at} for r in records])
+        return json.dumps([SourceInfo.of(record).model_dump() for record in records])
 
-    @server.resource("docs://{source}/pages", name="source_pages", mime_type="application/json",
-                     description="The indexed page URLs of one source.")
+    @server.resource(
+        "docs://{source}/pages",
+        name="source_pages",
+        mime_type="application/json",
+        description="The indexed page URLs of one source.",
+    )
     async def pages_resource(source: str) -> str:
         from evorag.service import validate_source_name
 
@@ -628,5 +717,9 @@ def _register_resources(server: EvoragMCP) -> None:
         except UserError as exc:
             raise ValueError(str(exc)) from None
         pages = await anyio.to_thread.run_sync(service.catalog.pages, source)
-        return json.dumps({"source": source,
-                           "pages": sorted(url for url, record in pages.items() if record.indexed_hash is not None)})
+        return json.dumps(
+            {
+                "source": source,
+                "pages": sorted(url for url, record in pages.items() if record.indexed_hash is not None),
+            }
+        )

@@ -13,8 +13,10 @@ from evorag.mcp_server._server import EvoragMCP, build_server
 
 logger = logging.getLogger("evorag.mcp")
 
-TOKEN_HINT = ("set EVORAG_MCP_TOKEN to a long random secret, e.g. "
-              "`export EVORAG_MCP_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`")
+TOKEN_HINT = (
+    "set EVORAG_MCP_TOKEN to a long random secret, e.g. "
+    "`export EVORAG_MCP_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`"
+)
 
 
 def _claim_stdout() -> io.TextIOWrapper:
@@ -40,10 +42,9 @@ def run_stdio(service) -> None:
 
 def http_app(server: EvoragMCP, *, token: str | None, allowed_origins: list[str], host: str):
     """The ASGI app: ``/mcp`` (streamable HTTP, stateful sessions) behind the guard, open ``/healthz``."""
+    from mcp.server.transport_security import TransportSecuritySettings
     from starlette.requests import Request
     from starlette.responses import JSONResponse
-
-    from mcp.server.transport_security import TransportSecuritySettings
 
     if is_loopback(host):
         # DNS rebinding: a loopback server only answers to loopback host names.
@@ -65,17 +66,23 @@ def resolve_http_auth(service, host: str, insecure_no_auth: bool) -> str | None:
     settings = service.settings
     if insecure_no_auth:
         if not is_loopback(host):
-            raise ConfigError(f"--insecure-no-auth is refused on {host}: only a loopback address may run without a "
-                              "token", hint=f"bind to 127.0.0.1, or {TOKEN_HINT}")
+            raise ConfigError(
+                f"--insecure-no-auth is refused on {host}: only a loopback address may run without a token",
+                hint=f"bind to 127.0.0.1, or {TOKEN_HINT}",
+            )
         return None
     token = settings.mcp_token.get_secret_value() if settings.mcp_token else ""
     if not token.strip():
-        raise ConfigError("the MCP HTTP server needs a bearer token and EVORAG_MCP_TOKEN is not set",
-                          hint=f"{TOKEN_HINT}; for a local test only, pass --insecure-no-auth")
+        raise ConfigError(
+            "the MCP HTTP server needs a bearer token and EVORAG_MCP_TOKEN is not set",
+            hint=f"{TOKEN_HINT}; for a local test only, pass --insecure-no-auth",
+        )
     return token
 
 
-def run_http(service, *, host: str | None = None, port: int | None = None, insecure_no_auth: bool = False) -> None:
+def run_http(
+    service, *, host: str | None = None, port: int | None = None, insecure_no_auth: bool = False
+) -> None:
     """Serve streamable HTTP at ``http://host:port/mcp`` until interrupted.
 
     Raises ConfigError (exit 2) without a token, unless ``insecure_no_auth`` on a loopback address.

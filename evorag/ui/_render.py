@@ -95,7 +95,8 @@ def render_crawl_progress(url: str, progress) -> str:
     if progress is None:
         return f"Crawling {url} … starting"
     last = f"\n\nlast: {code_span(progress.last_url, 120)}" if progress.last_url else ""
-    return (f"Crawling {url} … **{progress.done}** of {progress.discovered} pages done · "
+    total = f" of {progress.discovered}" if progress.discovered > progress.done else ""
+    return (f"Crawling {url} … **{progress.done}**{total} pages done · "
             f"{progress.indexed} indexed · {progress.unchanged} unchanged · {progress.failed} failed · "
             f"{progress.chunks} chunks{last}")
 
