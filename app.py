@@ -122,7 +122,7 @@ async def on_message(message: cl.Message) -> None:
         await HANDLERS[command.name](command)
     except EvoragError as exc:
         await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
-    except Exception:  # noqa: BLE001 - the chat must survive any bug; the log has the traceback
+    except Exception:  # the chat must survive any bug; the log has the traceback
         log.exception("command failed: %r", message.content[:200])
         await cl.ErrorMessage(content="Something went wrong inside evorag (the server log has the details).").send()
 
@@ -245,7 +245,7 @@ async def rollback(action: cl.Action) -> None:
     await _wait_turn("rollback")
     try:
         async with _writes:
-            checkpoint, change = await asyncio.to_thread(service().rollback, version)
+            checkpoint, _ = await asyncio.to_thread(service().rollback, version)
     except EvoragError as exc:
         await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
         return

@@ -25,3 +25,6 @@ HEALER = """You are the Code Debugger diagnosing a failing health check of evora
 name the most likely cause in one sentence, then propose a fix as full corrected files in fenced blocks when the
 fault is in a deployed tool (```python tool.py ...```), or reply ROLLBACK when restoring the last good version
 is the safer fix."""
+
+ORCHESTRATOR_CHAT = """You are the Evolution Orchestrator of evorag's team. Work out what the user needs, ask the
+documentation when facts are needed, and hand code to the Code Debugger and tests to the Integration Tester."""

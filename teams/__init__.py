@@ -3,8 +3,10 @@
 * ``run_evolution``: request -> plan -> dependencies -> generate <-> debug <-> test -> approval -> deploy.
 * ``run_healing``: health checks -> diagnosis -> fix through the same gates -> checks again.
 * ``find_knowledge_gaps`` / ``fill_knowledge_gaps``: weak answers -> crawl proposals -> approval -> crawl.
+* ``run_conversation``: an open SelectorGroupChat of the same agents for free-form requests.
 """
 
+from teams._conversation import build_conversation_team, run_conversation
 from teams._evolution import build_evolution_flow, run_evolution
 from teams._gaps import GapProposal, GapReport, fill_knowledge_gaps, find_knowledge_gaps
 from teams._healing import CheckResult, HealingReport, run_health_checks, run_healing
@@ -15,10 +17,12 @@ __all__ = [
     "GapProposal",
     "GapReport",
     "HealingReport",
+    "build_conversation_team",
     "build_evolution_flow",
     "fill_knowledge_gaps",
     "find_knowledge_gaps",
     "load_spec",
+    "run_conversation",
     "run_evolution",
     "run_health_checks",
     "run_healing",

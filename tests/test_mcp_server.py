@@ -212,6 +212,55 @@ async def test_sources_tool_and_resources_describe_the_index(demo_home):
     assert [t.uriTemplate for t in templates] == ["docs://{source}/pages"]
 
 
+@pytest.mark.anyio
+async def test_crawl_jobs_run_one_at_a_time_and_can_be_cancelled(tmp_path):
+    import threading
+
+    from evorag.service import Evorag
+    from sitefixtures import SiteServer, send
+
+    requested, release = threading.Event(), threading.Event()
+
+    def slow_page(handler):
+        requested.set()
+        release.wait(60)
+        send(handler, 200, b"<html><body><h1>Slow</h1><p>finally here</p></body></html>", "text/html")
+
+    site = SiteServer(None)
+    site.routes["/slow/"] = slow_page
+    with site, Evorag(home=tmp_path / "home", embedder="onnx", allow_private=True) as rag:
+        server = build_server(rag)
+        try:
+            async with create_connected_server_and_client_session(server) as client:
+                crawl = {"url": site.url("/slow/"), "wait_seconds": 0}
+                first = _payload(
+                    await client.call_tool("crawl_and_index_documentation", crawl | {"source": "a"})
+                )
+                with anyio.fail_after(60):
+                    while not requested.is_set():
+                        await anyio.sleep(0.1)
+                second = _payload(
+                    await client.call_tool("crawl_and_index_documentation", crawl | {"source": "b"})
+                )
+                assert (
+                    _payload(await client.call_tool("get_job_status", {"job_id": first["job_id"]}))["status"]
+                    == "running"
+                )
+                assert second["status"] == "queued"
+
+                cancelled = _payload(await client.call_tool("cancel_job", {"job_id": second["job_id"]}))
+                assert cancelled["status"] == "cancelled" and cancelled["started_at"] is None
+                with anyio.fail_after(15):
+                    stopped = _payload(await client.call_tool("cancel_job", {"job_id": first["job_id"]}))
+                assert stopped["status"] == "cancelled" and "resume" in stopped["error"]
+                assert "already cancelled" in _error(
+                    await client.call_tool("cancel_job", {"job_id": first["job_id"]})
+                )
+        finally:
+            release.set()
+            await server.aclose()
+
+
 # Approval over MCP: elicitation when the client can, pending otherwise.
 
 

@@ -98,3 +98,27 @@ def test_human_rejection_stops_the_deploy(rag):
     assert (outcome.status, outcome.gate) == ("rejected", "approval")
     assert rag.registry.tools() == []
     assert rag.versions()[-1].tools == []
+
+
+def test_the_conversation_team_selects_speakers_and_calls_real_tools(rag):
+    from autogen_core import FunctionCall
+    from autogen_core.models import CreateResult, RequestUsage
+
+    from teams import run_conversation
+
+    code = 'def double(x: int) -> int:\n    """Double x."""\n    return 2 * x\n'
+    usage = RequestUsage(prompt_tokens=1, completion_tokens=1)
+    script = [
+        "code_debugger",  # the selector picks the next speaker
+        CreateResult(finish_reason="function_calls", usage=usage, cached=False, content=[
+            FunctionCall(id="1", name="check_tool_code", arguments=json.dumps({"code": code}))]),
+        "orchestrator",
+        "The tool passes the code gate. TERMINATE",
+    ]
+    client = replay_client(script)
+    client._model_info = {**client.model_info, "function_calling": True}
+    transcript = asyncio.run(run_conversation(rag, "Is this tool acceptable?", model_client=client))
+    speakers = [t["source"] for t in transcript]
+    assert "code_debugger" in speakers and speakers[-1] == "orchestrator"
+    tool_results = [t["content"] for t in transcript if "PASS (risk LOW)" in t["content"]]
+    assert tool_results, transcript  # the real code gate ran

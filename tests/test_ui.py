@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -100,14 +101,13 @@ def test_citation_markers_become_links_and_unknown_numbers_stay_plain():
 
 
 def test_answer_shows_linked_sources_and_the_correctness_report():
-    class Answer:
-        answer = "Crawl with --allow-private [1]."
-        citations = CITATIONS[:1]
-        note = "the language model failed: timeout: this answer quotes the top sources instead."
-        metrics = {"grounding": 0.91, "rougeL": None, "ndcg": 0.5, "code_quality": None, "overall": 0.734}
-        model = "replay:x.json"
+    answer = SimpleNamespace(
+        answer="Crawl with --allow-private [1].", citations=CITATIONS[:1], model="replay:x.json",
+        note="the language model failed: timeout: this answer quotes the top sources instead.",
+        metrics={"grounding": 0.91, "rougeL": None, "ndcg": 0.5, "code_quality": None, "overall": 0.734},
+    )
 
-    markdown = render_answer(Answer())
+    markdown = render_answer(answer)
     assert "[1](http://127.0.0.1:9/a%20%28b%29.html)" in markdown
     assert "**Sources**" in markdown
     # Page text cannot break the list or the link: pipes and brackets are escaped.
@@ -117,9 +117,8 @@ def test_answer_shows_linked_sources_and_the_correctness_report():
 
 
 def test_crawl_progress_counts_pages_and_names_the_last_one():
-    from tools.crawl_job import CrawlProgress
-
     from evorag.ui import render_crawl_progress
+    from tools.crawl_job import CrawlProgress
 
     assert render_crawl_progress("http://x/", None) == "Crawling http://x/ … starting"
     text = render_crawl_progress("http://x/", CrawlProgress(done=3, discovered=10, indexed=2, unchanged=1,
@@ -305,9 +304,9 @@ WORD_COUNT_TESTS = (REPO / "tests" / "candidates" / "good_word_count" / "test_wo
 # Every model client the UI creates replays this script from its start: the answerer takes the first
 # response as its answer (one citation), the evolution team takes it as its plan (the JSON object in it),
 # then the second as the generated code. The third is spare, in case a gate sends the team round again.
+PLAN = '{"tool_name": "word_count", "description": "Count the words in a text", "requirements": []}'
 REPLAY = [
-    "Pass `--allow-private` to crawl documentation served on localhost [1].\n\n"
-    '```json\n{"tool_name": "word_count", "description": "Count the words in a text", "requirements": []}\n```',
+    f"Pass `--allow-private` to crawl documentation served on localhost [1].\n\n```json\n{PLAN}\n```",
     f"```python tool.py\n{WORD_COUNT}```\n\n```python test_tool.py\n{WORD_COUNT_TESTS}```\n",
     f"```python tool.py\n{WORD_COUNT}```\n\n```python test_tool.py\n{WORD_COUNT_TESTS}```\n",
 ]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tools.approvals import ApprovalRequest, Decision
-
 from evorag.ui._render import code_span, render_approval
+from tools.approvals import ApprovalRequest, Decision
 
 APPROVE, REJECT = "approve", "reject"
 

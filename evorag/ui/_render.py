@@ -75,7 +75,7 @@ def quality_table(metrics: dict | None) -> str:
     header = "| " + " | ".join(label for _, label in QUALITY_COLUMNS) + " |"
     rule = "|" + "---:|" * len(QUALITY_COLUMNS)
     row = "| " + " | ".join(number(metrics.get(key)) for key, _ in QUALITY_COLUMNS) + " |"
-    return "\n".join((header, rule, row))
+    return f"{header}\n{rule}\n{row}"
 
 
 def render_answer(answer) -> str:
@@ -102,10 +102,10 @@ def render_crawl_progress(url: str, progress) -> str:
 
 
 def render_crawl_report(report: dict) -> str:
-    lines = [f"Crawled **{text_cell(report['source'])}**: {report['pages_indexed']} pages indexed "
-             f"({report['chunks_indexed']} chunks), {report['pages_unchanged']} unchanged, "
-             f"{report['pages_removed']} removed, {report['pages_failed']} failed "
-             f"in {report['elapsed_s']:.1f} s"]
+    summary = (f"Crawled **{text_cell(report['source'])}**: {report['pages_indexed']} pages indexed "
+               f"({report['chunks_indexed']} chunks), {report['pages_unchanged']} unchanged, "
+               f"{report['pages_removed']} removed, {report['pages_failed']} failed in {report['elapsed_s']:.1f} s")
+    lines = [summary]
     failures = report.get("failures") or []
     for failure in failures[:10]:
         lines.append(f"- skipped {code_span(failure.get('url'), 120)}: {text_cell(failure.get('reason'), 160)}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from typing import Self
 
 _SKIP_SOURCES = frozenset({"user"})  # the task itself, already shown as the person's message
 
@@ -53,7 +55,7 @@ class AgentSteps:
     def __call__(self, event: object) -> None:
         self._queue.put_nowait(event)
 
-    async def __aenter__(self) -> AgentSteps:
+    async def __aenter__(self) -> Self:
         import chainlit as cl
         from chainlit.step import local_steps
 
@@ -96,5 +98,5 @@ class AgentSteps:
             step.output = content
             try:
                 await step.send()
-            except Exception:  # noqa: BLE001 - a step that fails to render must not stop the team
-                continue
+            except Exception:  # a step that fails to render must not stop the team
+                logging.getLogger(__name__).exception("could not show the step of %s", source)
