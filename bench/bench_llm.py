@@ -26,11 +26,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from agents.model_clients._decoder import LlamaDecoder  # noqa: E402
-from agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf  # noqa: E402
-from agents.model_clients._runtime import encode_chat, llama_cpp_importable, pin_torch_threads  # noqa: E402
+from agents.model_clients._decoder import LlamaDecoder
+from agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf
+from agents.model_clients._runtime import encode_chat, llama_cpp_importable, pin_torch_threads
 
 SHORT_CHAT = [{"role": "user", "content": "What is Python? Answer in detail."}]
 RAG_CONTEXT = (
@@ -84,9 +84,17 @@ def bench_hf(path: Path, tokenizer, short, rag, tokens: int, threads: int):
             model(rag_ids, logits_to_keep=1)
         with Timer() as decode:
             out = model.generate(short_ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
-        reference = out[0, len(short):].tolist()
-        row("transformers generate() fp32", threads, load.wall, first.wall * 1000, len(rag) / prefill.wall,
-            tokens / decode.wall, tokens / decode.cpu, None)
+        reference = out[0, len(short) :].tolist()
+        row(
+            "transformers generate() fp32",
+            threads,
+            load.wall,
+            first.wall * 1000,
+            len(rag) / prefill.wall,
+            tokens / decode.wall,
+            tokens / decode.cpu,
+            None,
+        )
 
         with Timer() as decode:
             cache = DynamicCache(config=model.config)
@@ -97,8 +105,16 @@ def bench_hf(path: Path, tokenizer, short, rag, tokens: int, threads: int):
                 loop_tokens.append(int(token))
                 logits = model(token.view(1, 1), past_key_values=cache, use_cache=True).logits
         agree = sum(a == b for a, b in zip(loop_tokens, reference)) / tokens
-        row("transformers forward loop fp32", threads, load.wall, first.wall * 1000, len(rag) / prefill.wall,
-            tokens / decode.wall, tokens / decode.cpu, agree)
+        row(
+            "transformers forward loop fp32",
+            threads,
+            load.wall,
+            first.wall * 1000,
+            len(rag) / prefill.wall,
+            tokens / decode.wall,
+            tokens / decode.cpu,
+            agree,
+        )
     return reference
 
 
@@ -129,8 +145,16 @@ def bench_decoder(name, path, short, rag, tokens, threads, reference, weight_for
     with Timer() as decode:
         produced = list(decoder.generate(short, max_new_tokens=tokens))  # no stop ids: always full length
     agree = teacher_forced_agreement(decoder, short, reference) if reference else float("nan")
-    row(name, threads, load.wall, first.wall * 1000, len(rag) / prefill.wall,
-        len(produced) / decode.wall, len(produced) / decode.cpu, agree)
+    row(
+        name,
+        threads,
+        load.wall,
+        first.wall * 1000,
+        len(rag) / prefill.wall,
+        len(produced) / decode.wall,
+        len(produced) / decode.cpu,
+        agree,
+    )
     return decoder
 
 
@@ -139,7 +163,7 @@ def bench_llama_cpp(path, short, rag, tokens, threads, reference):
 
     with Timer() as load:
         generator = LlamaCppGenerator(path, threads)
-    kwargs = dict(temperature=0.0, stop_ids=frozenset(), should_stop=lambda: False, seed=None)
+    kwargs = {"temperature": 0.0, "stop_ids": frozenset(), "should_stop": lambda: False, "seed": None}
     list(generator.generate(short, max_new_tokens=4, **kwargs))
     with Timer() as first:
         list(generator.generate(short, max_new_tokens=1, **kwargs))
@@ -149,32 +173,50 @@ def bench_llama_cpp(path, short, rag, tokens, threads, reference):
         produced = list(generator.generate(short, max_new_tokens=tokens, **kwargs))
     same = sum(a == b for a, b in zip(produced, reference)) / len(reference) if reference else float("nan")
     # llama.cpp threads work outside this thread: its CPU column is not comparable.
-    row("llama.cpp (free-running match)", threads, load.wall, first.wall * 1000, len(rag) / prefill.wall,
-        len(produced) / decode.wall, float("nan"), same)
+    row(
+        "llama.cpp (free-running match)",
+        threads,
+        load.wall,
+        first.wall * 1000,
+        len(rag) / prefill.wall,
+        len(produced) / decode.wall,
+        float("nan"),
+        same,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per decode measurement")
     parser.add_argument("--threads", default="1,2", help="torch thread counts to try")
     parser.add_argument("--prompt-tokens", type=int, default=600, help="size of the RAG prompt for prefill")
-    parser.add_argument("--skip-hf", action="store_true", help="skip the transformers baseline (no agreement column)")
+    parser.add_argument(
+        "--skip-hf", action="store_true", help="skip the transformers baseline (no agreement column)"
+    )
     parser.add_argument("--compile", action="store_true", help="also try torch.compile on the decoder step")
     args = parser.parse_args()
 
     path = bundled_model_path()
-    print(f"model {path.name}; torch {torch.__version__}; {os.cpu_count()} CPUs; "
-          f"load average at start {os.getloadavg()[0]:.1f}")
+    print(
+        f"model {path.name}; torch {torch.__version__}; {os.cpu_count()} CPUs; "
+        f"load average at start {os.getloadavg()[0]:.1f}"
+    )
     with Timer() as tok_load:
         tokenizer = load_tokenizer(path)
     with Timer() as read:
         read_llama_gguf(path)
-    print(f"tokenizer from GGUF {tok_load.wall:.1f} s (cached copy: ~0.2 s); weights read+dequantize {read.wall:.1f} s")
+    print(
+        f"tokenizer from GGUF {tok_load.wall:.1f} s (cached copy: ~0.2 s); weights read+dequantize {read.wall:.1f} s"
+    )
     short = encode_chat(tokenizer, SHORT_CHAT)
     rag = encode_chat(tokenizer, rag_chat(args.prompt_tokens, tokenizer))
     print(f"short prompt {len(short)} tokens, RAG prompt {len(rag)} tokens, decode {args.tokens} tokens\n")
-    print(f"{'variant':34s} {'thr':>3} {'load s':>7} {'first ms':>9} {'prefill/s':>9} {'decode/s':>9} "
-          f"{'tok/cpu-s':>9} {'agree':>6}")
+    print(
+        f"{'variant':34s} {'thr':>3} {'load s':>7} {'first ms':>9} {'prefill/s':>9} {'decode/s':>9} "
+        f"{'tok/cpu-s':>9} {'agree':>6}"
+    )
 
     reference = None
     for threads in [int(t) for t in args.threads.split(",")]:
@@ -182,17 +224,30 @@ def main() -> None:
             reference = bench_hf(path, tokenizer, short, rag, args.tokens, threads)
         bench_decoder("ours fp32 dense", path, short, rag, args.tokens, threads, reference, "fp32")
         bench_decoder("ours bf16 dense", path, short, rag, args.tokens, threads, reference, "bf16")
-        bench_decoder("ours int4 + exact top-32 (default)", path, short, rag, args.tokens, threads, reference, "int4")
+        bench_decoder(
+            "ours int4 + exact top-32 (default)", path, short, rag, args.tokens, threads, reference, "int4"
+        )
         if args.compile:
             with Timer() as compile_time:
-                bench_decoder("ours int4 + torch.compile", path, short, rag, args.tokens, threads, reference, "int4",
-                              compile_step=True)
+                bench_decoder(
+                    "ours int4 + torch.compile",
+                    path,
+                    short,
+                    rag,
+                    args.tokens,
+                    threads,
+                    reference,
+                    "int4",
+                    compile_step=True,
+                )
             print(f"{'':34s} (torch.compile run incl. compilation: {compile_time.wall:.0f} s)")
         if llama_cpp_importable():
             bench_llama_cpp(path, short, rag, args.tokens, threads, reference)
     if not llama_cpp_importable():
         print("llama.cpp: llama-cpp-python is not installed (it compiles from source for ~13 minutes)")
-    print(f"\nload average at end {os.getloadavg()[0]:.1f} (2 cores: above ~2, other processes share the CPU)")
+    print(
+        f"\nload average at end {os.getloadavg()[0]:.1f} (2 cores: above ~2, other processes share the CPU)"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,19 @@ class EvolutionMixin:
                     resolve_dependencies=settings.resolve_dependencies,
                     retrieval_gate=self._retrieval_gate if settings.gate_baseline else None,
                     approval_ttl=settings.approval_timeout,
+                    memory=self.memory_store,
                 )
             return self._evolution
+
+    @property
+    def memory_store(self):
+        """Long-term memory of evolution requests and outcomes (mem0); mem0 loads on first use."""
+        from tools.memory import EvolutionMemory
+
+        with self._lock:  # type: ignore[attr-defined]
+            if getattr(self, "_memory_store", None) is None:
+                self._memory_store = EvolutionMemory(self.settings)
+            return self._memory_store
 
     @property
     def registry(self):

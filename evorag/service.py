@@ -199,6 +199,7 @@ class Evorag(EvolutionMixin):
             rrf_k=self.settings.rrf_k,
             dense_weight=self.settings.dense_weight,
             sparse_weight=self.settings.sparse_weight,
+            fusion=self.settings.fusion,
         )
         return HybridSearcher(self.store, self.embedder).search(query, options)
 

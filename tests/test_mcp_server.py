@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.server.fastmcp import Context, FastMCP
+from mcp.shared.exceptions import McpError
 from mcp.shared.memory import create_connected_server_and_client_session
+from sitefixtures import SiteServer, send
 
 from evorag.mcp_server import build_server
 from evorag.mcp_server._approvals import McpApprover
@@ -190,34 +193,8 @@ async def test_metrics_report_has_history_and_trend(server):
 
 
 @pytest.mark.anyio
-async def test_sources_tool_and_resources_describe_the_index(demo_home):
-    from evorag.demo import DEMO_SOURCE
-    from evorag.service import Evorag
-
-    with Evorag(home=demo_home) as rag:
-        server = build_server(rag)
-        async with create_connected_server_and_client_session(server) as client:
-            sources = _payload(await client.call_tool("get_available_sources", {}))["sources"]
-            listed = json.loads((await client.read_resource("docs://sources")).contents[0].text)
-            pages = json.loads((await client.read_resource(f"docs://{DEMO_SOURCE}/pages")).contents[0].text)
-            templates = (await client.list_resource_templates()).resourceTemplates
-            with pytest.raises(Exception, match="invalid source name"):
-                await client.read_resource("docs://../pages")
-        await server.aclose()
-    demo = next(s for s in sources if s["name"] == DEMO_SOURCE)
-    assert demo["pages"] >= 5 and demo["chunks"] > demo["pages"] and demo["last_crawl_at"] > 0
-    assert [s["name"] for s in listed] == [s["name"] for s in sources]
-    assert len(pages["pages"]) == demo["pages"]
-    assert all(url.startswith("http://127.0.0.1:") for url in pages["pages"])
-    assert [t.uriTemplate for t in templates] == ["docs://{source}/pages"]
-
-
-@pytest.mark.anyio
 async def test_crawl_jobs_run_one_at_a_time_and_can_be_cancelled(tmp_path):
-    import threading
-
     from evorag.service import Evorag
-    from sitefixtures import SiteServer, send
 
     requested, release = threading.Event(), threading.Event()
 
@@ -799,6 +776,26 @@ async def test_http_search_and_query_with_metrics(http_server, demo_site):
             assert unscored["metrics"] is None
             report = _payload(await client.call_tool("get_metrics_report", {"last": 5}))
             assert [row["query"] for row in report["history"]] == [question]
+
+
+@pytest.mark.anyio
+async def test_http_sources_and_resources_describe_the_index(http_server, demo_site):
+    with anyio.fail_after(240):
+        async with _mcp_session(http_server) as client:
+            await _ensure_demo_indexed(client, demo_site)
+            sources = _payload(await client.call_tool("get_available_sources", {}))["sources"]
+            listed = json.loads((await client.read_resource("docs://sources")).contents[0].text)
+            pages = json.loads((await client.read_resource("docs://demo/pages")).contents[0].text)
+            templates = (await client.list_resource_templates()).resourceTemplates
+            with pytest.raises(McpError, match="invalid source name"):
+                await client.read_resource("docs://../pages")
+            with pytest.raises(McpError, match="unknown source"):
+                await client.read_resource("docs://nope/pages")
+    demo = next(s for s in sources if s["name"] == "demo")
+    assert demo["pages"] >= 5 and demo["chunks"] > demo["pages"] and demo["last_crawl_at"] > 0
+    assert listed == sources
+    assert len(pages["pages"]) == demo["pages"] and all(url.startswith(demo_site) for url in pages["pages"])
+    assert [t.uriTemplate for t in templates] == ["docs://{source}/pages"]
 
 
 @needs_sandbox

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from autogen_core import CancellationToken, ComponentModel
+from autogen_core import CancellationToken, ComponentModel, FunctionCall
 from autogen_core.models import (
     AssistantMessage,
     ChatCompletionClient,
@@ -27,7 +27,6 @@ from autogen_core.models import (
     SystemMessage,
     UserMessage,
 )
-from autogen_core import FunctionCall
 from autogen_ext.models.ollama import OllamaChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
@@ -57,7 +56,11 @@ _TEMPLATE = (
 
 def _byte_level_alphabet() -> list[str]:
     """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -110,7 +113,9 @@ def write_tiny_llama(path: Path, *, always: str | None, context: int = 256, seed
     head = rng.normal(0, 0.02, (vocab, hidden)).astype(np.float32)
     if always is not None:
         embedding[:, 0] = 1.0
-        index = tokens.index(always) if always in tokens else tokens.index(_byte_level_alphabet()[ord(always)])
+        index = (
+            tokens.index(always) if always in tokens else tokens.index(_byte_level_alphabet()[ord(always)])
+        )
         head[index, 0] = 50.0
     q4_1, q8_0 = gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q8_0
     writer.add_tensor("token_embd.weight", gguf.quants.quantize(embedding, q8_0), raw_dtype=q8_0)
@@ -128,7 +133,9 @@ def write_tiny_llama(path: Path, *, always: str | None, context: int = 256, seed
     for layer in range(layers):
         for name, shape in shapes.items():
             weight = rng.normal(0, 0.05, shape).astype(np.float32)
-            writer.add_tensor(f"blk.{layer}.{name}.weight", gguf.quants.quantize(weight, q4_1), raw_dtype=q4_1)
+            writer.add_tensor(
+                f"blk.{layer}.{name}.weight", gguf.quants.quantize(weight, q4_1), raw_dtype=q4_1
+            )
         writer.add_tensor(f"blk.{layer}.attn_norm.weight", np.ones(hidden, np.float32))
         writer.add_tensor(f"blk.{layer}.ffn_norm.weight", np.ones(hidden, np.float32))
     writer.write_header_to_file()
@@ -199,8 +206,12 @@ def test_local_client_ignores_tools_and_renders_tool_turns_as_text(tiny_models):
     messages = [
         SystemMessage(content="Use the docs."),
         UserMessage(content="find retries", source="user"),
-        AssistantMessage(content=[FunctionCall(id="1", name="search", arguments='{"query": "retries"}')], source="a"),
-        FunctionExecutionResultMessage(content=[FunctionExecutionResult(content="Retries: 3", name="search", call_id="1")]),
+        AssistantMessage(
+            content=[FunctionCall(id="1", name="search", arguments='{"query": "retries"}')], source="a"
+        ),
+        FunctionExecutionResultMessage(
+            content=[FunctionExecutionResult(content="Retries: 3", name="search", call_id="1")]
+        ),
     ]
     chat = to_chat(messages)
     assert [turn["role"] for turn in chat] == ["system", "user", "assistant", "user"]
@@ -288,7 +299,9 @@ def test_gguf_reader_agrees_with_the_gguf_package(tiny_models):
 
     path = tiny_models["random"]
     checkpoint = read_llama_gguf(path)
-    reference = {tensor.name: dequantize(tensor.data, tensor.tensor_type) for tensor in GGUFReader(path).tensors}
+    reference = {
+        tensor.name: dequantize(tensor.data, tensor.tensor_type) for tensor in GGUFReader(path).tensors
+    }
     assert (checkpoint.shape.layers, checkpoint.shape.heads, checkpoint.shape.kv_heads) == (2, 4, 2)
     assert checkpoint.shape.context_length == 256 and checkpoint.shape.head_dim == 16
     np.testing.assert_array_equal(checkpoint.embedding.numpy(), reference["token_embd.weight"])
@@ -339,7 +352,9 @@ def test_real_smollm2_answers_through_the_default_factory():
     result, streamed = asyncio.run(ask())
     assert "Paris" in result.content
     assert 0 < result.usage.completion_tokens <= 12 and result.usage.prompt_tokens > 10
-    assert isinstance(streamed[-1], CreateResult) and streamed[-1].content == result.content  # greedy: same answer
+    assert (
+        isinstance(streamed[-1], CreateResult) and streamed[-1].content == result.content
+    )  # greedy: same answer
     assert "".join(streamed[:-1]) == result.content
 
 
@@ -461,7 +476,7 @@ class _CannedServer:
         requests: list[dict] = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 requests.append({"path": self.path, "json": json.loads(self.rfile.read(length) or b"{}")})
                 payload = json.dumps(body).encode()
@@ -489,13 +504,21 @@ _OPENAI_COMPLETION = {
     "object": "chat.completion",
     "created": 0,
     "model": "smollm2",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Use --allow-private [1]."}, "finish_reason": "stop"}],
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Use --allow-private [1]."},
+            "finish_reason": "stop",
+        }
+    ],
     "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
 }
 
 
 def _openai_settings(url: str, **overrides) -> Settings:
-    return load_settings(llm_provider="openai", llm_base_url=url, llm_model="smollm2", llm_max_tokens=77, **overrides)
+    return load_settings(
+        llm_provider="openai", llm_base_url=url, llm_model="smollm2", llm_max_tokens=77, **overrides
+    )
 
 
 def test_openai_closed_port_fails_fast_with_a_model_error():

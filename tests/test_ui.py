@@ -420,6 +420,7 @@ def test_ui_end_to_end(ui_server, browser):
         page.get_by_label("Email address").fill(USER)
         page.get_by_label("Password").fill("wrong password")
         page.get_by_role("button", name="Sign In").click()
+        expect(page.get_by_role("alert")).to_contain_text("Unable to sign in")
         expect(page.locator("#chat-input")).to_have_count(0)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign In").click()

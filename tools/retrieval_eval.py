@@ -88,7 +88,8 @@ def _ranked_unique(urls: list[str], strip: str = "") -> list[str]:
 def search_options(service, *, source: str | None, limit: int = 100) -> SearchOptions:
     s = service.settings
     return SearchOptions(limit=limit, source=source, candidates=s.candidates, rrf_k=s.rrf_k,
-                         dense_weight=s.dense_weight, sparse_weight=s.sparse_weight)
+                         dense_weight=s.dense_weight, sparse_weight=s.sparse_weight,
+                         fusion=s.fusion)
 
 
 def evaluate_beir(
@@ -122,7 +123,8 @@ def evaluate_beir(
         queries=len(qrels),
         index_seconds=round(index_seconds, 2),
         search_seconds=round(search_seconds, 2),
-        config={"embedder": service.embedder.name, "rrf_k": options.rrf_k, "dense_weight": options.dense_weight,
+        config={"embedder": service.embedder.name, "fusion": options.fusion, "rrf_k": options.rrf_k,
+                "dense_weight": options.dense_weight,
                 "sparse_weight": options.sparse_weight, "candidates": options.candidates},
     )
 

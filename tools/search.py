@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tools import sparse
 from tools.embedding import Embedder
-from tools.fusion import rrf
+from tools.fusion import fuse
 from tools.types import Hit
 
 
@@ -19,6 +19,7 @@ class SearchOptions:
     rrf_k: int = 60
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
+    fusion: str = "minmax"  # "rrf" | "minmax" | "dbsf" (see tools.fusion)
 
 
 class HybridSearcher:
@@ -45,4 +46,4 @@ class HybridSearcher:
                 weights.append(options.sparse_weight)
         if not lists:
             return []
-        return rrf(lists, weights, k=options.rrf_k, limit=options.limit)
+        return fuse(lists, weights, method=options.fusion, k=options.rrf_k, limit=options.limit)

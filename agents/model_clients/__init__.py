@@ -11,14 +11,18 @@ Providers (``EVORAG_LLM_PROVIDER``):
 """
 
 from agents.model_clients._factory import PROVIDERS, create_model_client, model_label
-from agents.model_clients._local import LOCAL_MODEL_INFO, LocalChatCompletionClient, LocalChatCompletionClientConfig
+from agents.model_clients._gguf import bundled_model_path
+from agents.model_clients._local import (
+    LOCAL_MODEL_INFO,
+    LocalChatCompletionClient,
+    LocalChatCompletionClientConfig,
+)
 from agents.model_clients._replay import (
     ScriptedChatCompletionClient,
     load_replay_file,
     replay_client,
     replay_client_from_file,
 )
-from agents.model_clients._gguf import bundled_model_path
 
 _LAZY = {
     # The openai and ollama packages take seconds to import; only the remote providers need them.
@@ -33,6 +37,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LOCAL_MODEL_INFO",

@@ -48,7 +48,9 @@ class _Int4Linear:
         )
         # The kernel computes (level - 8) * scale + zero.
         zeros = low + scales * 8
-        self.scales_and_zeros = torch.stack([scales, zeros], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        self.scales_and_zeros = (
+            torch.stack([scales, zeros], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        )
         self.out_features = out_features
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +86,9 @@ class LlamaDecoder:
     reference for benchmarks).
     """
 
-    def __init__(self, checkpoint: LlamaCheckpoint, *, weight_format: str | None = None, candidates: int = 32) -> None:
+    def __init__(
+        self, checkpoint: LlamaCheckpoint, *, weight_format: str | None = None, candidates: int = 32
+    ) -> None:
         shape = checkpoint.shape
         weight_format = weight_format or ("int4" if int4_kernels_available() else "bf16")
         if weight_format == "int4" and (shape.hidden % _GROUP or shape.intermediate % _GROUP):
@@ -96,18 +100,28 @@ class LlamaDecoder:
         self.shape = shape
         self.context_length = shape.context_length
         self.embedding = checkpoint.embedding.float().contiguous()
-        self.exact_head = self.embedding if checkpoint.lm_head is checkpoint.embedding else checkpoint.lm_head.float()
-        self.head = _Int4Linear(self.exact_head) if weight_format == "int4" else _DenseLinear(self.exact_head, self.act)
+        self.exact_head = (
+            self.embedding if checkpoint.lm_head is checkpoint.embedding else checkpoint.lm_head.float()
+        )
+        self.head = (
+            _Int4Linear(self.exact_head)
+            if weight_format == "int4"
+            else _DenseLinear(self.exact_head, self.act)
+        )
         self.norm = checkpoint.norm.float()
         self.layers = [_Layer(layer, weight_format, self.act) for layer in checkpoint.layers]
         self.candidates = min(candidates, self.exact_head.shape[0])
-        inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, dtype=torch.float64) / shape.head_dim))
+        inv_freq = 1.0 / (
+            shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, dtype=torch.float64) / shape.head_dim)
+        )
         angles = torch.outer(torch.arange(shape.context_length, dtype=torch.float64), inv_freq)
         angles = torch.cat([angles, angles], -1)
         self.cos, self.sin = angles.cos().float(), angles.sin().float()
         self.scale = 1 / math.sqrt(shape.head_dim)
 
-    def _forward(self, tokens: torch.Tensor, pos: int, cache: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def _forward(
+        self, tokens: torch.Tensor, pos: int, cache: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         """Run ``tokens`` (1-D) at positions ``pos..``; return the final hidden state of the last token."""
         s = self.shape
         count = tokens.shape[0]
@@ -192,7 +206,9 @@ class LlamaDecoder:
             raise ValueError("empty prompt")
         total = len(prompt) + max_new_tokens
         if len(prompt) >= self.context_length:
-            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the {self.context_length}-token context")
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens does not fit the {self.context_length}-token context"
+            )
         total = min(total, self.context_length)
         cache = self._new_cache(total)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None

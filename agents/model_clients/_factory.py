@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
 PROVIDERS = ("local", "openai", "ollama", "replay")
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "ollama": "llama3.2"}
-_PURPOSES = ("answer", "agents")
 
 
 def _unknown_model_info(settings: Settings) -> ModelInfo:
@@ -45,8 +44,8 @@ def model_label(settings: Settings) -> str:
 def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatCompletionClient:
     """The ChatCompletionClient that ``settings.llm_provider`` names.
 
-    ``purpose`` ("answer" or "agents") says who asks; both get the same model today, and the
-    name is kept so that one can be given its own model later without touching the callers.
+    ``purpose`` says who asks ("answer", "agents", ...). Every purpose gets the same model today;
+    the argument lets one get its own model later without touching the callers.
 
     Construction is cheap and offline for every provider: the local model loads on its first
     request, remote endpoints are first contacted on the first request. Raises ConfigError for
@@ -54,8 +53,6 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
     UserError for a bad replay file. Remote clients raise ModelError from create() when their
     endpoint is unreachable (no retries, so that happens at once on a refused connection).
     """
-    if purpose not in _PURPOSES:
-        raise ValueError(f"purpose must be one of {_PURPOSES}, got {purpose!r}")
     provider = settings.llm_provider
     if provider == "local":
         from agents.model_clients._local import LocalChatCompletionClient
@@ -76,9 +73,14 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
         from agents.model_clients._replay import replay_client_from_file
 
         if settings.replay_file is None:
-            raise ConfigError("llm_provider is replay but no replay file is set", hint="set EVORAG_REPLAY_FILE")
+            raise ConfigError(
+                "llm_provider is replay but no replay file is set", hint="set EVORAG_REPLAY_FILE"
+            )
         return replay_client_from_file(settings.replay_file)
-    raise ConfigError(f"unknown language model provider {provider!r}", hint=f"set EVORAG_LLM_PROVIDER to one of {', '.join(PROVIDERS)}")
+    raise ConfigError(
+        f"unknown language model provider {provider!r}",
+        hint=f"set EVORAG_LLM_PROVIDER to one of {', '.join(PROVIDERS)}",
+    )
 
 
 def _openai_client(settings: Settings) -> ChatCompletionClient:
@@ -94,15 +96,15 @@ def _openai_client(settings: Settings) -> ChatCompletionClient:
     else:
         api_key = secret.get_secret_value()
     model = settings.llm_model or DEFAULT_MODELS["openai"]
-    common = dict(
-        model=model,
-        base_url=base_url,
-        api_key=api_key,
-        max_retries=0,  # the answerer has its own timeout and circuit breaker: fail fast
-        timeout=settings.llm_timeout,
-        max_tokens=settings.llm_max_tokens,
-        temperature=settings.llm_temperature,
-    )
+    common = {
+        "model": model,
+        "base_url": base_url,
+        "api_key": api_key,
+        "max_retries": 0,  # the answerer has its own timeout and circuit breaker: fail fast
+        "timeout": settings.llm_timeout,
+        "max_tokens": settings.llm_max_tokens,
+        "temperature": settings.llm_temperature,
+    }
     try:
         return EvoragOpenAIChatCompletionClient(**common)
     except ValueError:
@@ -114,11 +116,11 @@ def _ollama_client(settings: Settings) -> ChatCompletionClient:
     from agents.model_clients._remote import EvoragOllamaChatCompletionClient
 
     model = settings.llm_model or DEFAULT_MODELS["ollama"]
-    common = dict(
-        model=model,
-        host=settings.ollama_url,
-        options={"num_predict": settings.llm_max_tokens, "temperature": settings.llm_temperature},
-    )
+    common = {
+        "model": model,
+        "host": settings.ollama_url,
+        "options": {"num_predict": settings.llm_max_tokens, "temperature": settings.llm_temperature},
+    }
     try:
         return EvoragOllamaChatCompletionClient(**common)
     except ValueError:

@@ -78,7 +78,19 @@ class LlamaCheckpoint:
     lm_head: Any  # the embedding itself when the model ties them (SmolLM2 does)
 
 
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -115,7 +127,10 @@ class _GGUFParser:
                 return None
             if item_kind in _SCALARS:
                 size = struct.calcsize(_SCALARS[item_kind])
-                values = [struct.unpack_from(_SCALARS[item_kind], self.buffer, self.pos + i * size)[0] for i in range(min(count, 64))]
+                values = [
+                    struct.unpack_from(_SCALARS[item_kind], self.buffer, self.pos + i * size)[0]
+                    for i in range(min(count, 64))
+                ]
                 self.pos += size * count
                 return values if count <= 64 else None
             return [self.value(item_kind) for _ in range(count)]
@@ -180,7 +195,9 @@ def read_llama_gguf(path: Path) -> LlamaCheckpoint:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         metadata, raw_tensors = _parse_gguf(mapped)
     except (ValueError, struct.error, KeyError, OSError) as exc:
-        raise ConfigError(f"not a readable GGUF model file: {path} ({exc})", hint="fix EVORAG_LLM_MODEL") from None
+        raise ConfigError(
+            f"not a readable GGUF model file: {path} ({exc})", hint="fix EVORAG_LLM_MODEL"
+        ) from None
     arch = metadata.get("general.architecture")
     if arch != "llama":
         raise ConfigError(
@@ -188,7 +205,9 @@ def read_llama_gguf(path: Path) -> LlamaCheckpoint:
             hint="use a llama-architecture GGUF in EVORAG_LLM_MODEL",
         )
     if metadata.get("llama.rope.scaling.type", "none") not in ("none", None):
-        raise ConfigError(f"{path.name}: rope scaling is not supported by the local runtime", hint="fix EVORAG_LLM_MODEL")
+        raise ConfigError(
+            f"{path.name}: rope scaling is not supported by the local runtime", hint="fix EVORAG_LLM_MODEL"
+        )
     heads = int(metadata["llama.attention.head_count"])
     hidden = int(metadata["llama.embedding_length"])
     shape = LlamaShape(
@@ -215,7 +234,9 @@ def read_llama_gguf(path: Path) -> LlamaCheckpoint:
         try:
             return tensors.pop(name)
         except KeyError:
-            raise ModelError(f"{path.name}: tensor {name} is missing", hint="the GGUF file is damaged") from None
+            raise ModelError(
+                f"{path.name}: tensor {name} is missing", hint="the GGUF file is damaged"
+            ) from None
 
     layers = []
     for index in range(shape.layers):
@@ -236,7 +257,12 @@ def read_llama_gguf(path: Path) -> LlamaCheckpoint:
     embedding = take("token_embd.weight")
     lm_head = tensors.pop("output.weight", embedding)
     return LlamaCheckpoint(
-        path=path, shape=shape, embedding=embedding, layers=layers, norm=take("output_norm.weight"), lm_head=lm_head
+        path=path,
+        shape=shape,
+        embedding=embedding,
+        layers=layers,
+        norm=take("output_norm.weight"),
+        lm_head=lm_head,
     )
 
 
@@ -252,20 +278,27 @@ def load_tokenizer(path: Path, cache_dir: Path | None = None) -> Any:
         import transformers
         from transformers import AutoTokenizer
     except ImportError as exc:
-        raise ConfigError("the local model needs the 'transformers' package", hint="pip install transformers gguf") from exc
+        raise ConfigError(
+            "the local model needs the 'transformers' package", hint="pip install transformers gguf"
+        ) from exc
     cached: Path | None = None
     if cache_dir is not None:
         stat = path.stat()
-        cached = cache_dir / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers{transformers.__version__}"
+        cached = (
+            cache_dir
+            / f"{path.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers{transformers.__version__}"
+        )
         if (cached / "tokenizer_config.json").is_file():
             try:
                 return AutoTokenizer.from_pretrained(str(cached))
-            except Exception as exc:  # a damaged cache: rebuild it
+            except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt, whatever broke it
                 log.warning("ignoring the tokenizer cache %s: %s", cached, exc)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    except Exception as exc:  # transformers raises many types for unsupported tokenizers
-        raise ConfigError(f"cannot read the tokenizer of {path}: {exc}", hint="fix EVORAG_LLM_MODEL") from None
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for unsupported tokenizers
+        raise ConfigError(
+            f"cannot read the tokenizer of {path}: {exc}", hint="fix EVORAG_LLM_MODEL"
+        ) from None
     if cached is not None:
         staging = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         try:

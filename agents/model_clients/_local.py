@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from autogen_core import CancellationToken, Component
 from autogen_core.models import (
@@ -37,9 +37,6 @@ from autogen_core.models import (
 )
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
-from typing_extensions import Self
-
-from evorag.errors import EvoragError, ModelError, UserError
 
 from agents.model_clients._runtime import (
     LocalModel,
@@ -50,6 +47,7 @@ from agents.model_clients._runtime import (
     pin_torch_threads,
     resolve_model_path,
 )
+from evorag.errors import EvoragError, ModelError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +205,9 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
 
     async def load(self) -> None:
         """Load the model now (off the event loop) instead of on the first request."""
-        await asyncio.get_running_loop().run_in_executor(_generation_executor(), self._load_on_generation_thread)
+        await asyncio.get_running_loop().run_in_executor(
+            _generation_executor(), self._load_on_generation_thread
+        )
 
     # -- generation ------------------------------------------------------------------------------
 
@@ -306,7 +306,9 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
         for total in (self._total_usage, self._actual_usage):
             total.prompt_tokens += usage.prompt_tokens
             total.completion_tokens += usage.completion_tokens
-        return CreateResult(finish_reason=result.finish_reason, content=result.text, usage=usage, cached=False)
+        return CreateResult(
+            finish_reason=result.finish_reason, content=result.text, usage=usage, cached=False
+        )
 
     async def create(
         self,
@@ -374,7 +376,9 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
         tokenizer = get_tokenizer(resolve_model_path(self._config.model_path), self._cache_dir())
         return len(encode_chat(tokenizer, to_chat(messages)))
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+    def remaining_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []
+    ) -> int:
         """Context tokens left after ``messages``. Loads the model on first use."""
         return max(0, self._model().generator.context_length - self.count_tokens(messages))
 

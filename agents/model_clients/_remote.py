@@ -24,16 +24,22 @@ def _openai_error(exc: Exception, base_url: str, model: str) -> EvoragError | No
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
-        return ModelError(f"the model endpoint {base_url} timed out", hint="raise EVORAG_LLM_TIMEOUT or check the server")
+        return ModelError(
+            f"the model endpoint {base_url} timed out", hint="raise EVORAG_LLM_TIMEOUT or check the server"
+        )
     if isinstance(exc, openai.APIConnectionError):
         return ModelError(
             f"cannot reach the model endpoint {base_url}",
             hint="start the server or fix EVORAG_LLM_BASE_URL",
         )
     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return ConfigError(f"the model endpoint {base_url} rejected the API key", hint="fix EVORAG_LLM_API_KEY")
+        return ConfigError(
+            f"the model endpoint {base_url} rejected the API key", hint="fix EVORAG_LLM_API_KEY"
+        )
     if isinstance(exc, openai.NotFoundError):
-        return ConfigError(f"the model endpoint {base_url} does not serve model {model!r}", hint="fix EVORAG_LLM_MODEL")
+        return ConfigError(
+            f"the model endpoint {base_url} does not serve model {model!r}", hint="fix EVORAG_LLM_MODEL"
+        )
     if isinstance(exc, openai.APIStatusError):
         return ModelError(f"the model endpoint {base_url} answered HTTP {exc.status_code}: {exc.message}")
     if isinstance(exc, openai.OpenAIError):
@@ -45,11 +51,14 @@ def _ollama_error(exc: Exception, host: str, model: str) -> EvoragError | None:
     import ollama
 
     if isinstance(exc, (ConnectionError, httpx.TransportError)):
-        return ModelError(f"cannot reach Ollama at {host}", hint="start 'ollama serve' or fix EVORAG_OLLAMA_URL")
+        return ModelError(
+            f"cannot reach Ollama at {host}", hint="start 'ollama serve' or fix EVORAG_OLLAMA_URL"
+        )
     if isinstance(exc, ollama.ResponseError):
         if exc.status_code == 404:
             return ConfigError(
-                f"Ollama at {host} has no model {model!r}", hint=f"run 'ollama pull {model}' or fix EVORAG_LLM_MODEL"
+                f"Ollama at {host} has no model {model!r}",
+                hint=f"run 'ollama pull {model}' or fix EVORAG_LLM_MODEL",
             )
         return ModelError(f"Ollama at {host} answered HTTP {exc.status_code}: {exc.error}")
     return None

@@ -29,7 +29,9 @@ def _response(item: Any, where: str) -> str:
         return item
     if isinstance(item, dict) and isinstance(item.get("content"), str):
         return item["content"]
-    raise UserError(f'{where}: expected a JSON string or {{"content": "..."}}, got {json.dumps(item)[:80]}', hint=_HINT)
+    raise UserError(
+        f'{where}: expected a JSON string or {{"content": "..."}}, got {json.dumps(item)[:80]}', hint=_HINT
+    )
 
 
 def load_replay_file(path: Path | str) -> list[str]:
@@ -42,7 +44,9 @@ def load_replay_file(path: Path | str) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"replay file not found: {path}", hint="set EVORAG_REPLAY_FILE to an existing file") from None
+        raise UserError(
+            f"replay file not found: {path}", hint="set EVORAG_REPLAY_FILE to an existing file"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read replay file {path}: {exc}", hint=_HINT) from None
     if text.lstrip().startswith("["):
@@ -71,7 +75,9 @@ class ScriptedChatCompletionClient(ReplayChatCompletionClient):
 
     component_provider_override = "autogen_ext.models.replay.ReplayChatCompletionClient"
 
-    def __init__(self, chat_completions: Sequence[str | CreateResult], *, source: str = "the replay script") -> None:
+    def __init__(
+        self, chat_completions: Sequence[str | CreateResult], *, source: str = "the replay script"
+    ) -> None:
         super().__init__(chat_completions)
         self._source = source
 
@@ -92,7 +98,9 @@ class ScriptedChatCompletionClient(ReplayChatCompletionClient):
             yield item
 
 
-def replay_client(responses: Sequence[str | CreateResult], *, source: str = "the replay script") -> ScriptedChatCompletionClient:
+def replay_client(
+    responses: Sequence[str | CreateResult], *, source: str = "the replay script"
+) -> ScriptedChatCompletionClient:
     """A model client answering ``responses`` in order, one per create()/create_stream() call."""
     return ScriptedChatCompletionClient(list(responses), source=source)
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from evorag.errors import ConfigError
-
 from agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf
+from evorag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +104,14 @@ class LlamaCppGenerator:
     ) -> Iterator[int]:
         if seed is not None:
             self._llm.set_seed(seed)
-        count = 0
         # temp 0 is greedy in llama-cpp-python; otherwise sample among the 32 best, like the torch decoder.
-        for token in self._llm.generate(
+        tokens = self._llm.generate(
             list(prompt), temp=temperature, top_k=32, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True
-        ):
+        )
+        for count, token in enumerate(tokens, start=1):
             if should_stop():
                 return
             yield int(token)
-            count += 1
             if token in stop_ids or count >= max_new_tokens:
                 return
 
@@ -121,7 +119,7 @@ class LlamaCppGenerator:
 def llama_cpp_importable() -> bool:
     try:
         import llama_cpp  # noqa: F401
-    except Exception:  # ImportError, or OSError from a broken shared library
+    except Exception:  # noqa: BLE001 - ImportError, or OSError from a broken shared library
         return False
     return True
 
@@ -170,7 +168,9 @@ def get_local_model(
             hint="pip install llama-cpp-python, or set EVORAG_LLM_RUNTIME=torch",
         )
     elif runtime not in ("torch", "llama_cpp"):
-        raise ConfigError(f"unknown local runtime {runtime!r}", hint="set EVORAG_LLM_RUNTIME to auto, torch or llama_cpp")
+        raise ConfigError(
+            f"unknown local runtime {runtime!r}", hint="set EVORAG_LLM_RUNTIME to auto, torch or llama_cpp"
+        )
     key = (path, runtime, threads)
     started = time.perf_counter()
     tokenizer = get_tokenizer(path, cache_dir)

@@ -72,6 +72,9 @@ class GuardMiddleware:
         self._origins = OriginPolicy(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # no WebSocket endpoint here: refuse before anything reads it
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return

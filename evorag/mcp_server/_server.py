@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -364,8 +365,24 @@ class EvoragMCP(FastMCP):
 
     @staticmethod
     def _head(registry) -> str:
-        """The plugin repository's checkpoint: every deploy and rollback commits a new one."""
-        return registry.repository.repo.head.commit.hexsha
+        """The plugin repository's checkpoint: every deploy and rollback commits a new one.
+
+        Read from the ref files rather than through GitPython, whose Repo object the deploying thread
+        may be using at the same moment.
+        """
+        git = Path(registry.repository.root) / ".git"
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head.removeprefix("ref: ")
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        packed = git / "packed-refs"
+        for line in packed.read_text().splitlines() if packed.is_file() else []:
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+        return ""
 
     async def aclose(self) -> None:
         """Stop background work: crawl jobs, the registry watcher, the registry subscription."""
