@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from agents import _prompts
@@ -49,7 +50,7 @@ class DependencyValidator(StepAgent):
         if not (state.workdir / "tool.py").exists():
             (state.workdir / "tool.py").write_text("")
         (state.workdir / "requirements.txt").write_text("\n".join(state.plan.get("requirements", [])) + "\n")
-        verdict = state.pipeline.check_dependencies(state.workdir)
+        verdict = await asyncio.to_thread(state.pipeline.check_dependencies, state.workdir)  # pip runs here
         state.record(verdict)
         if verdict.ok:
             return f"DEPENDENCIES: PASS (risk {verdict.risk})"
@@ -98,7 +99,7 @@ class CodeDebugger(StepAgent):
             for name, text in extract_files(await self.ask_model(prompt, cancellation_token)).items():
                 (state.workdir / name).write_text(text)
         for check in (self._check_code, state.pipeline.check_dependencies):
-            verdict = check(state.workdir)
+            verdict = await asyncio.to_thread(check, state.workdir)
             state.record(verdict)
             if not verdict.ok:
                 if state.attempts_left:
@@ -121,8 +122,6 @@ class IntegrationTester(StepAgent):
         super().__init__("integration_tester", "Tests the tool in the sandbox.", state=state)
 
     async def step(self, messages, cancellation_token) -> str:
-        import asyncio
-
         state = self.state
         signature = state.signature
         verdict = await asyncio.to_thread(state.pipeline.run_tests, state.workdir, signature.name,

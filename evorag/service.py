@@ -159,7 +159,9 @@ class Evorag(EvolutionMixin):
             state_dir=settings.crawl_state_dir,
         )
         indexer = self._indexer()
-        with self._write_lock:
+        # One writer at a time; waiting for the lock in a thread keeps the event loop free.
+        await asyncio.to_thread(self._write_lock.acquire)
+        try:
             self.catalog.upsert_source(source, start_url, {"selector": selector} if selector else {})
             return await run_crawl(
                 source=source,
@@ -169,6 +171,8 @@ class Evorag(EvolutionMixin):
                 indexer=indexer,
                 on_progress=on_progress,
             )
+        finally:
+            self._write_lock.release()
 
     def search(
         self,

@@ -8,6 +8,7 @@ The agents propose and repair candidates; only these gates decide. Every step go
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
 import json
@@ -226,27 +227,27 @@ class EvolutionPipeline:
             return outcome
 
         # The code gate first: a file that does not parse has no imports to validate.
-        code, code_result = self.check_code(path)
+        code, code_result = await asyncio.to_thread(self.check_code, path)
         verdicts.append(code)
         self.audit.write("gate", run_id=run_id, **_brief(code))
         if not code.ok:
             return stop(code)
         signature = code_result.function
 
-        dependencies = self.check_dependencies(path)
+        dependencies = await asyncio.to_thread(self.check_dependencies, path)  # pip runs here
         verdicts.append(dependencies)
         self.audit.write("gate", run_id=run_id, **_brief(dependencies))
         if not dependencies.ok:
             return stop(dependencies)
 
-        tests = self.run_tests(path, signature.name, signature.json_schema)
+        tests = await asyncio.to_thread(self.run_tests, path, signature.name, signature.json_schema)
         verdicts.append(tests)
         self.audit.write("gate", run_id=run_id, **_brief(tests))
         if not tests.ok:
             return stop(tests)
 
         if self.retrieval_gate is not None:
-            retrieval = self.retrieval_gate()
+            retrieval = await asyncio.to_thread(self.retrieval_gate)
             verdicts.append(retrieval)
             self.audit.write("gate", run_id=run_id, **_brief(retrieval))
             if not retrieval.ok:

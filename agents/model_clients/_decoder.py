@@ -125,6 +125,8 @@ class LlamaDecoder:
         """Run ``tokens`` (1-D) at positions ``pos..``; return the final hidden state of the last token."""
         s = self.shape
         count = tokens.shape[0]
+        if count > 1 and pos:
+            raise ValueError("several tokens at once only from position 0 (the causal mask assumes it)")
         heads, kv_heads, head_dim, half = s.heads, s.kv_heads, s.head_dim, s.head_dim // 2
         end = pos + count
         cos = self.cos[pos:end].view(count, 1, head_dim)
