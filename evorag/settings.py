@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Vector store: embedded Qdrant Edge under home unless a server URL is given.
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
+    qdrant_replication_factor: int = Field(
+        default=1, ge=1, le=10, description="Replicas of each shard when creating collections on a Qdrant cluster."
+    )
 
     # Crawling
     allow_private: bool = Field(
@@ -118,8 +121,8 @@ class Settings(BaseSettings):
     mcp_port: int = Field(default=8848, ge=0, le=65535, description="Port of the MCP HTTP server (0: any free port).")
     mcp_allowed_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*"],
-        description="Origin headers the MCP HTTP server accepts ('*' as the port matches any port); "
-        "requests without an Origin (non-browser clients) are always accepted.",
+        description="Origin headers the MCP HTTP server accepts ('*' as the port matches any port; in the "
+        "environment a JSON list); requests without an Origin (non-browser clients) are always accepted.",
     )
     # --- end MCP server ---
 

@@ -574,11 +574,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode(errors='replace')[-2000:]}")
+            raise AssertionError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return
@@ -612,16 +612,18 @@ def http_server(tmp_path_factory):
         EVORAG_LLM_PROVIDER="replay",
         EVORAG_REPLAY_FILE=str(replies),
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = home / "server.log"  # a file, not a pipe nobody reads while the server runs
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process)
+        _wait_healthy(url, process, log)
         yield {"url": url, "home": home, "env": env}
     finally:
         process.terminate()
@@ -629,8 +631,8 @@ def http_server(tmp_path_factory):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        stderr = process.stderr.read().decode(errors="replace")
-        assert MCP_TOKEN not in stderr and HUMAN_TOKEN not in stderr
+        logged = log.read_text(errors="replace")
+        assert MCP_TOKEN not in logged and HUMAN_TOKEN not in logged
 
 
 @contextlib.asynccontextmanager

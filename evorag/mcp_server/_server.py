@@ -184,10 +184,10 @@ class _Sessions:
     def notify_tools_changed(self) -> None:
         """Thread-safe: schedules one notification per session on that session's loop."""
         for session, loop in list(self._loops.items()):
-            if loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._spawn, session, loop)
+            except RuntimeError:  # that loop is closed: the session is gone
                 self._loops.pop(session, None)
-                continue
-            loop.call_soon_threadsafe(self._spawn, session, loop)
 
     def _spawn(self, session, loop) -> None:
         task = loop.create_task(self._send(session))
@@ -292,9 +292,13 @@ class EvoragMCP(FastMCP):
             return None
 
     def _on_registry_change(self, change) -> None:
-        registry = self._registry()
-        if registry is not None and self._sync_generated_tools(registry):
-            self._sessions.notify_tools_changed()
+        # Called inside the registry's refresh, right after a deploy or rollback: never raise into it.
+        try:
+            registry = self._registry()
+            if registry is not None and self._sync_generated_tools(registry):
+                self._sessions.notify_tools_changed()
+        except Exception:
+            logger.exception("could not update the MCP tools after a registry change")
 
     def _sync_generated_tools(self, registry) -> bool:
         """Make the MCP tool set match the registry; True if anything changed. Any thread."""
