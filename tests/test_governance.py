@@ -96,3 +96,10 @@ def test_circuit_breaker_opens_and_half_opens():
     now[0] = 22
     breaker.record_success()
     assert breaker.state == "closed"
+
+
+def test_a_non_ascii_token_is_simply_wrong(tmp_path):
+    store = ApprovalStore(tmp_path / "a.sqlite3", human_token="human-secret-token")
+    high = store.create(tool="t", risk="HIGH", summary="s")
+    with pytest.raises(UserError, match="only a human"):
+        store.decide(high.id, approve=True, by="mcp", token="tökén-ünïcode")

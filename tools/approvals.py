@@ -110,7 +110,10 @@ class ApprovalStore:
         return self._set(request, "approved" if approve else "rejected", by, reason)
 
     def _token_ok(self, token: str | None) -> bool:
-        return bool(self._human_token and token and hmac.compare_digest(self._human_token, token))
+        if not (self._human_token and token):
+            return False
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and any token may be typed.
+        return hmac.compare_digest(self._human_token.encode(), token.encode())
 
     def _set(self, request: ApprovalRequest, status: str, by: str, reason: str) -> ApprovalRequest:
         request.status, request.decided_by, request.reason = status, by, reason
