@@ -177,7 +177,7 @@ def demo(
     port: Annotated[int, typer.Option(help="Port for the bundled docs site (0: any free port).")] = 8765,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run the main job end to end, offline: serve bundled docs on 127.0.0.1, crawl, index, search."""
+    """Run the main job end to end, offline: serve bundled docs on 127.0.0.1, crawl, index, search, answer."""
     from evorag.demo import DEMO_QUESTIONS, DEMO_SOURCE, serve_demo_site
     from evorag.progress import crawl_progress
     from evorag.service import CrawlRequest
@@ -205,6 +205,26 @@ def demo(
                 for number, hit in enumerate(hits, 1):
                     out.print(f"  [{number}] {hit.chunk.title} — {hit.chunk.section}: {hit.chunk.url}",
                               highlight=False, markup=False)
+        question = DEMO_QUESTIONS[0]
+        # The bundled 135M-parameter model rambles past a short answer: keep the demo's answer short.
+        service.settings.llm_max_tokens = min(service.settings.llm_max_tokens, 160)
+        with err.status(f"answering with {service.settings.llm_provider} model…", spinner="dots") \
+                if not as_json else _nothing():
+            answer = service.ask(question, source=DEMO_SOURCE)
+        results["answer"] = answer.to_dict()
+        if not as_json:
+            out.print(f"\n[bold]Answer to: {question}[/] [dim](model: {answer.model})[/]")
+            out.print(answer.answer, highlight=False, markup=False)
+            if answer.note:
+                out.print(f"[yellow]note:[/] {answer.note}", highlight=False)
+            for citation in answer.citations:
+                out.print(f"  [{citation['number']}] {citation['title']} — {citation['section']}: {citation['url']}",
+                          highlight=False, markup=False)
+            if answer.metrics:
+                m = answer.metrics
+                parts = [f"{k} {m[k]:.2f}" for k in ("grounding", "rougeL", "ndcg", "code_quality", "overall")
+                         if isinstance(m.get(k), (int, float))]
+                out.print("[dim]correctness report: " + ", ".join(parts) + "[/]")
     if as_json:
         _print_json(results)
 

@@ -94,8 +94,20 @@ def test_context_for_lists_similar_past_requests_as_bullets(memory):
     assert asyncio.run(memory.context_for("")) == ""
 
 
-def test_a_held_store_fails_cleanly_and_context_for_returns_nothing(tmp_path):
+async def _ask_agent_with(memory, task: str, answer: str = "fine"):
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    agent = AssistantAgent("assistant", model_client=ReplayChatCompletionClient([answer]), memory=[memory])
+    result = await agent.run(task=task)
+    return result, await agent.model_context.get_messages()
+
+
+def test_a_held_store_fails_cleanly_and_runs_go_on_without_memory(tmp_path):
+    from autogen_core.models import SystemMessage
     from qdrant_client import QdrantClient
+
+    from tools.memory import Mem0Memory
 
     settings = settings_at(tmp_path / "held")
     folder = memory_dir(settings) / "qdrant"
@@ -106,6 +118,8 @@ def test_a_held_store_fails_cleanly_and_context_for_returns_nothing(tmp_path):
         with pytest.raises(StoreError, match="in use by another evorag process"):
             store.record_outcome(*PDF)
         assert asyncio.run(store.context_for("PDF text")) == ""
+        result, context = asyncio.run(_ask_agent_with(Mem0Memory(settings), "What about PDF text?"))
+        assert result.messages[-1].content == "fine" and not any(isinstance(m, SystemMessage) for m in context)
     finally:
         holder.close()
     store.record_outcome(*PDF)  # free again: the next use opens it
@@ -161,11 +175,9 @@ def test_evolution_memory_and_the_adapter_share_a_store_but_not_a_scope(tmp_path
 
 
 def test_the_adapter_puts_relevant_memories_into_an_assistant_agents_context(memory, memory_home):
-    from autogen_agentchat.agents import AssistantAgent
     from autogen_agentchat.messages import MemoryQueryEvent
     from autogen_core.memory import MemoryContent
     from autogen_core.models import SystemMessage
-    from autogen_ext.models.replay import ReplayChatCompletionClient
 
     from tools.memory import Mem0Memory
     from tools.memory._autogen import CONTEXT_HEADER
@@ -177,10 +189,7 @@ def test_the_adapter_puts_relevant_memories_into_an_assistant_agents_context(mem
                                         mime_type="text/plain"))
         await adapter.add(MemoryContent(content={"preferred_format": "markdown tables"},
                                         mime_type="application/json", metadata={"topic": "format"}))
-        agent = AssistantAgent("assistant", model_client=ReplayChatCompletionClient(["It is pydocs."]),
-                               memory=[adapter])
-        result = await agent.run(task="What is the name of Alice's documentation source?")
-        return result, await agent.model_context.get_messages()
+        return await _ask_agent_with(adapter, "What is the name of Alice's documentation source?", "It is pydocs.")
 
     try:
         result, context = asyncio.run(scenario())
@@ -215,7 +224,7 @@ def test_the_adapter_round_trips_as_an_autogen_component(memory_home):
         memory_home, "bob", "helper", 4, 0.2)
 
 
-def test_the_adapter_refuses_binary_content(memory_home):
+def test_the_adapter_refuses_binary_content_and_bad_ids(memory_home):
     from autogen_core.memory import MemoryContent
 
     from tools.memory import Mem0Memory
@@ -223,6 +232,8 @@ def test_the_adapter_refuses_binary_content(memory_home):
     adapter = Mem0Memory(settings_at(memory_home))
     with pytest.raises(UserError, match="stores text"):
         asyncio.run(adapter.add(MemoryContent(content=b"\x89PNG", mime_type="image/png")))
+    with pytest.raises(UserError, match="user_id"):
+        Mem0Memory(settings_at(memory_home), user_id="two words")
 
 
 def test_the_service_hands_its_memory_to_the_pipeline(tmp_path):

@@ -67,6 +67,8 @@ class CrawlProgress:
 
 ProgressCallback = Callable[[CrawlProgress], None]
 
+# Below this many new chunks, Qdrant Edge's exact search is fast enough and the index build is not worth it.
+OPTIMIZE_AFTER_CHUNKS = 2000
 # Pages are embedded in batches: bigger batches amortise model overhead, smaller ones commit sooner.
 BATCH_PAGES = 16
 
@@ -156,6 +158,9 @@ async def run_crawl(
             vanished = sorted(set(known) - seen)
             report.pages_removed += indexer.remove_pages(source, vanished)
         catalog.finish_crawl(source, report.to_dict(), summary.external_links)
+    if report.chunks_indexed >= OPTIMIZE_AFTER_CHUNKS:
+        # Build the HNSW and sparse indexes once after a bulk ingest (it blocks for a while: not per page).
+        await asyncio.to_thread(indexer.store.optimize)
     report_progress()
     report.elapsed_s = round(time.monotonic() - started, 3)
     return report

@@ -75,6 +75,7 @@ def index_beir(service, dataset: BeirDataset, *, advance: Callable[[int], None] 
         if advance:
             advance(len(pages[start : start + batch]))
     service.catalog.finish_crawl(source, {"documents": len(pages)})
+    service.store.optimize()  # one index build after the bulk ingest
     return time.monotonic() - started
 
 

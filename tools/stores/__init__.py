@@ -35,5 +35,6 @@ def store_from_settings(settings: Settings, *, alias: str = "evorag") -> VectorS
     """
     if settings.qdrant_url:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantServerStore(url=settings.qdrant_url, api_key=api_key, alias=alias)
+        return QdrantServerStore(url=settings.qdrant_url, api_key=api_key, alias=alias,
+                                 replication_factor=settings.qdrant_replication_factor)
     return EdgeStore(settings.qdrant_path, alias=alias)

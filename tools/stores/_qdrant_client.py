@@ -81,10 +81,12 @@ class QdrantServerStore:
         path: str | None = None,
         alias: str = "evorag",
         timeout: float = 30.0,
+        replication_factor: int = 1,
     ) -> None:
         if sum(option is not None for option in (url, location, path)) != 1:
             raise InternalError("QdrantServerStore needs exactly one of url, location or path")
         self.alias = check_alias(alias)
+        self.replication_factor = replication_factor
         self.local = url is None
         self.backend = "qdrant-local" if self.local else "qdrant-server"
         self._where = url or location or str(path)
@@ -127,6 +129,8 @@ class QdrantServerStore:
                     vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
                     sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                     metadata=meta,
+                    # On a cluster each shard lives on this many nodes; local mode ignores it.
+                    **({} if self.local else {"replication_factor": self.replication_factor}),
                 ),
                 "create collection",
             )
