@@ -96,6 +96,10 @@ class Evorag(EvolutionMixin):
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            memory = getattr(self, "_memory_store", None)
+            if memory is not None:
+                memory.close()
+                self._memory_store = None
             self.catalog.close()
 
     def __enter__(self) -> Evorag:
