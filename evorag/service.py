@@ -304,6 +304,15 @@ class Evorag(EvolutionMixin):
                 self.evaluator.evaluate, question, answer.answer, [p.to_dict() for p in passages],
                 reference=reference, relevance=relevance,
             )
+            grounding = report.grounding
+            if not answer.fallback and grounding is not None and grounding < self.settings.min_grounding:
+                # The correctness report is the gate: an answer its sources do not support is not shown.
+                answer.replace_with_extractive(
+                    passages, f"the {answer.model} answer was not supported by the sources (grounding {grounding:.2f})")
+                report = await asyncio.to_thread(
+                    self.evaluator.evaluate, question, answer.answer, [p.to_dict() for p in passages],
+                    reference=reference, relevance=relevance,
+                )
             timings["evaluate"] = round((time.perf_counter() - mark) * 1000, 1)
             answer.metrics = report.to_dict()
             answer.report_id = self.metrics.record(

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         description="Weights of the overall score (normalised to sum 1).",
     )
     trend_window: int = Field(default=10, ge=2)
+    min_grounding: float = Field(
+        default=0.3, ge=0.0, le=1.0,
+        description="A model answer grounded below this is replaced by the cited extractive answer (0: off).",
+    )
     eval_embeddings: bool = Field(
         default=False,
         description="Add embedding similarity to grounding and relevance (more robust to paraphrase, "

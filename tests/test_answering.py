@@ -166,3 +166,17 @@ def test_ask_json_shape(demo_rag, evaluate):
     data = rag.ask("How does search work?", evaluate=evaluate).to_dict()
     assert {"answer", "citations", "metrics", "sources_used"} <= set(data)
     assert (data["metrics"] is not None) == evaluate
+
+
+def test_an_answer_its_sources_do_not_support_is_replaced_by_the_extractive_one(demo_rag):
+    hallucination = ("The crawler uploads every page to a cloud service called Zorbnet [1]. "
+                     "It requires a paid licence key for localhost [2].")
+    rag = _with_client(demo_rag, ReplayChatCompletionClient([hallucination]), name="replay")
+    answer = rag.ask(QUESTION)
+    assert answer.fallback and answer.model == "extractive"
+    assert answer.rejected_model_answer == hallucination
+    assert "not supported by the sources" in answer.note and "grounding" in answer.note
+    assert "Zorbnet" not in answer.answer and answer.citations
+    assert answer.metrics["grounding"] >= 0.8  # the report describes what is shown
+    stored = rag.metrics.history(last=1)[0]
+    assert stored["model"] == "extractive"

@@ -30,9 +30,20 @@ class Answer:
     invalid_citations: list[int] = field(default_factory=list)
     timings_ms: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
+    # The model's own answer when the grounding gate replaced it (kept for the record, not shown as the answer).
+    rejected_model_answer: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def replace_with_extractive(self, passages: Sequence[Passage], reason: str) -> None:
+        """Swap an answer that failed a quality check for the cited extractive one, saying why."""
+        self.rejected_model_answer = self.answer
+        text, self.citations, self.invalid_citations = resolve_citations(
+            extractive_answer(self.question, passages), passages)
+        self.answer = text
+        self.note = f"{reason}: this answer quotes the top sources instead."
+        self.model, self.fallback = "extractive", True
 
 
 def cited_numbers(text: str) -> list[int]:
