@@ -16,6 +16,7 @@ token equals the float32 reference when both are fed the reference's own continu
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -62,7 +63,7 @@ class Timer:
 
 
 def row(name, threads, load, first_ms, prefill, wall, cpu, agree):
-    agree_text = "   ref" if agree is None else f"{agree:6.1%}"
+    agree_text = "   ref" if agree is None else "   n/a" if math.isnan(agree) else f"{agree:6.1%}"
     print(
         f"{name:34s} {threads:>3} {load:7.1f} {first_ms:9.0f} {prefill:9.0f} {wall:9.1f} {cpu:9.1f} {agree_text}",
         flush=True,

@@ -736,17 +736,22 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False, markup=False)
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("aborted")
         return 130
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        return getattr(exc, "exit_code", 1)
+    except (click.ClickException, typer.TyperException) as exc:
+        # typer vendors its own click: usage errors come as either family.
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc}", highlight=False, markup=False)
+        return getattr(exc, "exit_code", 2)
     return result if isinstance(result, int) else 0
 
 

@@ -179,6 +179,17 @@ class Settings(BaseSettings):
     )
     # --- end language model ---
 
+    # --- Observability (evorag.observability) ---
+    log_json: bool = Field(
+        default=False, description="Log JSON lines on stderr (ts, level, logger, message, fields) instead of text."
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        description="Level of evorag's loggers; other libraries log warnings and above.",
+    )
+    # --- end observability ---
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

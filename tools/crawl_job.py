@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from evorag.errors import CrawlError
 from tools.catalog import Catalog
 from tools.crawler import (
     CrawlFinished,
@@ -69,6 +70,15 @@ ProgressCallback = Callable[[CrawlProgress], None]
 
 # Below this many new chunks, Qdrant Edge's exact search is fast enough and the index build is not worth it.
 OPTIMIZE_AFTER_CHUNKS = 2000
+# A crawl where most pages fail is stopped rather than hammering a broken site to the end.
+ABORT_AFTER_PAGES = 20
+ABORT_FAILURE_SHARE = 0.8
+
+
+def _mostly_failing(failed: int, attempted: int) -> bool:
+    return attempted >= ABORT_AFTER_PAGES and failed >= ABORT_FAILURE_SHARE * attempted
+
+
 # Pages are embedded in batches: bigger batches amortise model overhead, smaller ones commit sooner.
 BATCH_PAGES = 16
 
@@ -138,6 +148,16 @@ async def run_crawl(
                 report.pages_failed += 1
                 progress.failed += 1
                 report.failures.append({"url": event.url, "reason": event.reason, "status": event.status})
+                if _mostly_failing(report.pages_failed, progress.done + 1):
+                    await flush()
+                    if writer is not None:
+                        await writer
+                    reasons = sorted({f["reason"] for f in report.failures})[:3]
+                    raise CrawlError(
+                        f"aborted: {report.pages_failed} of {progress.done + 1} pages failed ({'; '.join(reasons)})",
+                        hint="the site may be down or blocking us; pages indexed so far are kept, "
+                        "run the same command later to resume",
+                    )
             elif isinstance(event, CrawlFinished):
                 finished = event
                 continue

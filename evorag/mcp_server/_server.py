@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from evorag.errors import EvoragError, UserError
 from evorag.mcp_server._approvals import McpApprover, usable_token
 from evorag.mcp_server._jobs import FINISHED, CrawlJobs
+from evorag.observability import ServerMetrics, ToolTimer
 
 logger = logging.getLogger("evorag.mcp")
 
@@ -227,6 +228,8 @@ class EvoragMCP(FastMCP):
         )
         self.service = service
         self.jobs = CrawlJobs(service)
+        self.metrics = ServerMetrics()
+        self._job_watchers: set[asyncio.Task] = set()
         self._sessions = _Sessions()
         self._generated: dict[str, str] = {}  # tool name -> manifest version marker
         self._watcher: asyncio.Task | None = None
@@ -262,12 +265,21 @@ class EvoragMCP(FastMCP):
 
     async def call_tool(self, name: str, arguments: dict[str, Any]):
         self._track_session()
+        # Unknown names share one label: clients must not be able to grow the metric series.
+        timer = ToolTimer(self.metrics, logger, name if self._tool_manager.get_tool(name) else "unknown")
         try:
-            return await super().call_tool(name, arguments)
+            result = await super().call_tool(name, arguments)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
+                timer.done(exc.__cause__)
                 raise ToolError(_invalid_arguments(name, exc.__cause__)) from None
+            timer.done(exc)
             raise
+        except BaseException as exc:
+            timer.done(exc)
+            raise
+        timer.done()
+        return result
 
     def _track_session(self) -> None:
         try:
@@ -388,6 +400,19 @@ class EvoragMCP(FastMCP):
                 return sha
         return ""
 
+    def count_crawl_job(self, job) -> None:
+        """Count a started job now and its final status when it finishes (in a small watcher task)."""
+        self.metrics.crawl_jobs_started.inc()
+        task = asyncio.get_running_loop().create_task(self._count_when_finished(job.id))
+        self._job_watchers.add(task)
+        task.add_done_callback(self._job_watchers.discard)
+
+    async def _count_when_finished(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        while job.status not in FINISHED:
+            await self.jobs.wait(job_id, 3600.0)
+        self.metrics.crawl_jobs_finished.labels(status=job.status).inc()
+
     async def aclose(self) -> None:
         """Stop background work: crawl jobs, the registry watcher, the registry subscription."""
         if self._unsubscribe is not None:
@@ -396,6 +421,10 @@ class EvoragMCP(FastMCP):
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()
         await self.jobs.aclose()
+        if self._job_watchers:  # the cancelled jobs are counted before their watchers stop
+            _, late = await asyncio.wait(set(self._job_watchers), timeout=1.0)
+            for task in late:
+                task.cancel()
 
     async def serve_stdio(self, stdout=None) -> None:
         """Serve one client over stdin and ``stdout`` (an anyio text file; default: sys.stdout)."""
@@ -497,6 +526,7 @@ def _register_tools(server: EvoragMCP) -> None:
                 exclude=list(exclude),
             )
         )
+        server.count_crawl_job(job)
         last_sent = 0.0
 
         async def report(job) -> None:
@@ -564,6 +594,7 @@ def _register_tools(server: EvoragMCP) -> None:
             outcome = await run_evolution(
                 service, feature_request, docs=docs, approver=approver, on_event=on_event
             )
+        server.metrics.evolutions.labels(status=outcome.status).inc()
         return EvolutionResult(**outcome.to_dict())
 
     @server.tool()
@@ -643,7 +674,9 @@ def _register_tools(server: EvoragMCP) -> None:
                 reason="approved over MCP",
             )
         )
-        return _decision(approval_id, result)
+        decision = _decision(approval_id, result)
+        server.metrics.approval_decisions.labels(decision="approve", status=decision.status).inc()
+        return decision
 
     @server.tool()
     @_boundary
@@ -661,7 +694,9 @@ def _register_tools(server: EvoragMCP) -> None:
                 reason=reason or "rejected over MCP",
             )
         )
-        return _decision(approval_id, result)
+        decision = _decision(approval_id, result)
+        server.metrics.approval_decisions.labels(decision="reject", status=decision.status).inc()
+        return decision
 
 
 def _job_info(job) -> JobInfo:

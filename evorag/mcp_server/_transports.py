@@ -1,4 +1,8 @@
-"""Running the server: stdio (one client, stdout is the protocol) or streamable HTTP at ``/mcp``."""
+"""Running the server: stdio (one client, stdout is the protocol) or streamable HTTP at ``/mcp``.
+
+Over HTTP, ``/metrics`` (Prometheus text format) needs the same bearer token as ``/mcp``: it reveals
+usage. ``/healthz`` is open.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 from evorag.errors import ConfigError
 from evorag.mcp_server._auth import GuardMiddleware, is_loopback
 from evorag.mcp_server._server import EvoragMCP, build_server
+from evorag.observability import MetricsMiddleware, configure_logging
 
 logger = logging.getLogger("evorag.mcp")
 
@@ -31,20 +36,28 @@ def _claim_stdout() -> io.TextIOWrapper:
     return io.TextIOWrapper(protocol, encoding="utf-8", newline="\n")
 
 
+def _configure_logging(settings) -> None:
+    """Logs as the settings say (EVORAG_LOG_JSON, EVORAG_LOG_LEVEL), with the known secrets masked."""
+    secrets = [s.get_secret_value() for s in (settings.mcp_token, settings.approval_token) if s is not None]
+    configure_logging(json=settings.log_json, level=settings.log_level, secrets=secrets)
+
+
 def run_stdio(service) -> None:
     """Serve one MCP client over stdin/stdout until it disconnects."""
     import anyio
 
+    _configure_logging(service.settings)
     server = build_server(service)
     protocol_out = _claim_stdout()
     anyio.run(server.serve_stdio, anyio.wrap_file(protocol_out))
 
 
 def http_app(server: EvoragMCP, *, token: str | None, allowed_origins: list[str], host: str):
-    """The ASGI app: ``/mcp`` (streamable HTTP, stateful sessions) behind the guard, open ``/healthz``."""
+    """The ASGI app: ``/mcp`` (streamable HTTP, stateful sessions) and ``/metrics`` behind the guard, open
+    ``/healthz``; every response is counted in ``server.metrics``."""
     from mcp.server.transport_security import TransportSecuritySettings
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
 
     if is_loopback(host):
         # DNS rebinding: a loopback server only answers to loopback host names.
@@ -58,7 +71,13 @@ def http_app(server: EvoragMCP, *, token: str | None, allowed_origins: list[str]
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    return GuardMiddleware(server.streamable_http_app(), token=token, allowed_origins=allowed_origins)
+    @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body, content_type = server.metrics.render()
+        return Response(body, media_type=content_type)
+
+    guarded = GuardMiddleware(server.streamable_http_app(), token=token, allowed_origins=allowed_origins)
+    return MetricsMiddleware(guarded, server.metrics)
 
 
 def resolve_http_auth(service, host: str, insecure_no_auth: bool) -> str | None:
@@ -93,11 +112,15 @@ def run_http(
     host = host or settings.mcp_host
     port = settings.mcp_port if port is None else port
     token = resolve_http_auth(service, host, insecure_no_auth)
+    _configure_logging(settings)  # before build_server: FastMCP installs its own handler on a bare root
     server = build_server(service)
     app = http_app(server, token=token, allowed_origins=settings.mcp_allowed_origins, host=host)
     if token is None:
         logger.warning("serving MCP over HTTP WITHOUT authentication (loopback only)")
     elif not is_loopback(host):
         logger.warning("serving MCP on %s over plain HTTP: put TLS in front of it", host)
-    print(f"evorag MCP server: http://{host}:{port}/mcp (health: /healthz)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    logger.info("evorag MCP server: http://%s:%s/mcp (health: /healthz, metrics: /metrics)", host, port)
+    # log_config=None: uvicorn's own records go through our handler (JSON lines when configured).
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", log_config=None
+    )
