@@ -213,6 +213,7 @@ class Samples:
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu: str = ""  # where the CPU time went during the phase
 
     def add(self, other: Samples) -> None:
         self.latencies_ms += other.latencies_ms
@@ -308,7 +309,7 @@ def mcp_server(home: Path, token: str, replay: Path, log: Path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -402,6 +403,29 @@ async def load_phase(url: str, token: str, queries: list[str], clients: int, sec
     return totals, crawls
 
 
+def measured_phase(server_pid: int, coroutine):
+    """Run one load phase and note the CPU used by the server process and by this load generator."""
+    import psutil
+
+    server = psutil.Process(server_pid)
+
+    def cpu_of_server() -> float:
+        total = server.cpu_times()
+        return total.user + total.system + sum(
+            c.cpu_times().user + c.cpu_times().system for c in server.children(recursive=True)
+        )
+
+    server_before, client_before, wall = cpu_of_server(), time.process_time(), time.perf_counter()
+    results, extra = asyncio.run(coroutine)
+    wall = time.perf_counter() - wall
+    server_cpu, client_cpu = cpu_of_server() - server_before, time.process_time() - client_before
+    note = (f"server {server_cpu / wall:.2f} cores, load generator {client_cpu / wall:.2f} cores "
+            f"(of {os.cpu_count()}); load average {os.getloadavg()[0]:.2f}")
+    for samples in results.values():
+        samples.cpu = note
+    return results, extra
+
+
 def combined(results: dict[str, Samples]) -> Samples:
     total = Samples(seconds=next(iter(results.values())).seconds)
     for samples in results.values():
@@ -427,7 +451,11 @@ def report(title: str, results: dict[str, Samples]) -> None:
     print(f"\n{title}")
     for kind, samples in results.items():
         print(f"  {kind:22s} {samples.summary()}")
-    print(f"  {'all':22s} {combined(results).summary()}")
+    if len(results) > 1:
+        print(f"  {'all':22s} {combined(results).summary()}")
+    cpu = next(iter(results.values())).cpu
+    if cpu:
+        print(f"  cpu: {cpu}")
     errors = [e for s in results.values() for e in s.errors]
     for message in sorted(set(errors))[:5]:
         print(f"    error: {message[:200]}")
@@ -467,22 +495,22 @@ def main() -> int:
         report(f"baseline: Python API in process, sequential, {args.seconds:.0f} s", base)
 
         log = Path(tmp) / "server.log"
-        with mcp_server(home, token, replay, log) as url, serve_demo_site(0) as site:
+        with mcp_server(home, token, replay, log) as (url, pid), serve_demo_site(0) as site:
             # Warm up (the server loads the embedder and the index on its first search).
             asyncio.run(load_phase(url, token, queries, 1, 2.0))
             before = server_counts(url, token)
-            load, _ = asyncio.run(load_phase(url, token, queries, args.clients, args.seconds))
+            load, _ = measured_phase(pid, load_phase(url, token, queries, args.clients, args.seconds))
             report(f"load: {args.clients} MCP HTTP clients, {args.seconds:.0f} s", load)
-            crawl_load, crawls = asyncio.run(
-                load_phase(url, token, queries, args.clients, args.seconds, crawl_site=site)
+            crawl_load, crawls = measured_phase(
+                pid, load_phase(url, token, queries, args.clients, args.seconds, crawl_site=site)
             )
             report(f"crawl + load: {args.clients} clients while crawl jobs run back to back, "
                    f"{args.seconds:.0f} s", crawl_load)
             print(f"  crawl jobs: {crawls['jobs']} started, {crawls['done']} done, "
                   f"{crawls['pages_indexed']} pages indexed, statuses {crawls['statuses']}")
             after = server_counts(url, token)
-            overhead, _ = asyncio.run(
-                load_phase(url, token, queries, args.clients, max(3.0, args.seconds / 4), overhead_only=True)
+            overhead, _ = measured_phase(
+                pid, load_phase(url, token, queries, args.clients, max(3.0, args.seconds / 4), overhead_only=True)
             )
             report(f"MCP overhead: {args.clients} clients calling get_available_sources (no search), "
                    f"{max(3.0, args.seconds / 4):.0f} s", overhead)
@@ -501,6 +529,9 @@ def main() -> int:
     print(f"  load p95 {p95:.1f} ms with {args.clients} clients: "
           f"{'meets' if p95 <= P95_TARGET_MS else 'MISSES'} the {P95_TARGET_MS:.0f} ms target; "
           f"{len(load_all.errors)} errors (target 0); {len(load_all.latencies_ms) / load_all.seconds:.1f} req/s")
+    print(f"  closed loop (no think time): latency ~ clients / throughput, so {args.clients} clients under "
+          f"{P95_TARGET_MS:.0f} ms need about {args.clients / (P95_TARGET_MS / 1000):.0f} req/s; the bare "
+          f"search ran {len(base_all.latencies_ms) / base_all.seconds:.1f} req/s on one thread")
     if len(crawl_all.latencies_ms) > 1:
         print(f"  during crawls p95 {crawl_all.p95():.1f} ms ({crawl_all.p95() / p95:.2f}x the load p95), "
               f"{len(crawl_all.errors)} errors")

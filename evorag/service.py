@@ -291,8 +291,9 @@ class Evorag(EvolutionMixin):
         hits = await asyncio.to_thread(self.search, question, source=source, limit=self.settings.answer_passages * 2)
         timings["retrieve"] = round((time.perf_counter() - started) * 1000, 1)
         mark = time.perf_counter()
-        passages = assemble_context(
-            hits, self.store.get_page_chunks, token_budget=self.settings.context_tokens,
+        # Reads page chunks from the store: off the event loop, so other clients are not blocked meanwhile.
+        passages = await asyncio.to_thread(
+            assemble_context, hits, self.store.get_page_chunks, token_budget=self.settings.context_tokens,
             max_passages=self.settings.answer_passages,
         )
         timings["context"] = round((time.perf_counter() - mark) * 1000, 1)

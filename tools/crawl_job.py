@@ -68,8 +68,9 @@ class CrawlProgress:
 
 ProgressCallback = Callable[[CrawlProgress], None]
 
-# Below this many new chunks, Qdrant Edge's exact search is fast enough and the index build is not worth it.
-OPTIMIZE_AFTER_CHUNKS = 2000
+# Below this many new chunks Qdrant Edge's exact search stays fast (~7 ms per hybrid query at 100k chunks),
+# and the index build (which blocks the process) is not worth it.
+OPTIMIZE_AFTER_CHUNKS = 50_000
 # A crawl where most pages fail is stopped rather than hammering a broken site to the end.
 ABORT_AFTER_PAGES = 20
 ABORT_FAILURE_SHARE = 0.8
