@@ -50,3 +50,35 @@ class CircuitBreaker:
             self._last_error = error
             if self._failures >= self.failure_threshold or self._opened_at is not None:
                 self._opened_at = self.clock()
+
+
+def retry_call(operation, *, retry_on: tuple[type[BaseException], ...], attempts: int = 3,
+               base_delay: float = 0.2, max_delay: float = 5.0, breaker: CircuitBreaker | None = None):
+    """Call ``operation`` with exponential backoff and jitter on ``retry_on`` errors (tenacity).
+
+    With a ``breaker``, an open circuit fails at once (the caller's fallback runs) and every final
+    outcome is recorded on it.
+    """
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+    if breaker is not None and not breaker.allow():
+        raise CircuitOpenError(f"{breaker.name} is unavailable ({breaker.last_error}); not retrying yet")
+    retrying = Retrying(
+        retry=retry_if_exception_type(retry_on),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=base_delay, max=max_delay, jitter=base_delay),
+        reraise=True,
+    )
+    try:
+        result = retrying(operation)
+    except retry_on as exc:
+        if breaker is not None:
+            breaker.record_failure(str(exc) or type(exc).__name__)
+        raise
+    if breaker is not None:
+        breaker.record_success()
+    return result
+
+
+class CircuitOpenError(ConnectionError):
+    """Raised instead of calling a dependency whose circuit breaker is open."""

@@ -9,6 +9,11 @@ import numpy as np
 
 from evorag.errors import ConfigError, ModelError
 from tools.embedding._base import normalize
+from tools.resilience import CircuitBreaker, retry_call
+
+
+class _Retryable(Exception):
+    """A rate limit or server error: worth another try after a pause."""
 
 
 class _HttpEmbedder:
@@ -21,13 +26,22 @@ class _HttpEmbedder:
         self.base_url = base_url.rstrip("/")
         self.batch_size = batch_size
         self._client = httpx.Client(timeout=timeout, headers=headers)
+        self._breaker = CircuitBreaker(f"embedding provider at {base_url}", failure_threshold=3, reset_after=30.0)
         self.dim = 0  # learned from the first answer; probe() fills it before a collection is opened
 
     def _post(self, path: str, body: dict) -> dict:
         url = f"{self.base_url}{path}"
-        try:
+
+        def post() -> httpx.Response:
             response = self._client.post(url, json=body)
-        except httpx.HTTPError as exc:
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _Retryable(f"{response.status_code}: {response.text[:200]}")
+            return response
+
+        try:
+            response = retry_call(post, retry_on=(httpx.TransportError, _Retryable), attempts=3,
+                                  breaker=self._breaker)
+        except (httpx.HTTPError, _Retryable, ConnectionError) as exc:
             raise ModelError(f"embedding provider unreachable at {url}: {exc}", hint=self.setting_hint) from exc
         if response.status_code in (401, 403):
             raise ConfigError(f"embedding provider refused the credentials ({response.status_code})",

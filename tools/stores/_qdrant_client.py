@@ -22,6 +22,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from evorag.errors import EvoragError, InternalError, NotFoundError, StoreError, UserError
+from tools.resilience import CircuitBreaker, retry_call
 from tools.sparse import SparseVector
 from tools.stores._common import (
     DENSE,
@@ -42,6 +43,14 @@ from tools.stores._common import (
 )
 from tools.stores._protocol import SearchFilter
 from tools.types import Chunk, Hit
+
+try:  # qdrant-client wraps connection failures in ResponseHandlingException
+    from qdrant_client.http.exceptions import ResponseHandlingException as _HandlingError
+except ImportError:  # pragma: no cover
+    _HandlingError = ConnectionError
+import httpx
+
+_TRANSIENT = (httpx.TransportError, _HandlingError, ConnectionError, TimeoutError)
 
 T = TypeVar("T")
 _SCROLL_PAGE = 512
@@ -87,6 +96,7 @@ class QdrantServerStore:
             raise InternalError("QdrantServerStore needs exactly one of url, location or path")
         self.alias = check_alias(alias)
         self.replication_factor = replication_factor
+        self._breaker = CircuitBreaker("qdrant", failure_threshold=3, reset_after=15.0)
         self.local = url is None
         self.backend = "qdrant-local" if self.local else "qdrant-server"
         self._where = url or location or str(path)
@@ -446,7 +456,10 @@ class QdrantServerStore:
         if self._client is None:
             raise InternalError("the vector store is closed")
         try:
-            return operation()
+            if self.local:
+                return operation()
+            # A server can blip (restart, leader change): retry transport errors with backoff first.
+            return retry_call(operation, retry_on=_TRANSIENT, attempts=3, breaker=self._breaker)
         except EvoragError:
             raise
         except Exception as exc:  # noqa: BLE001 - httpx, grpc, UnexpectedResponse, ValueError (local mode)
