@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape as esc
 
 from evorag.errors import EvoragError
 
@@ -96,7 +97,7 @@ def crawl(
         f"in {report.elapsed_s:.1f}s"
     )
     for failure in report.failures[:10]:
-        out.print(f"  [yellow]skipped[/] {failure['url']}: {failure['reason']}")
+        out.print(f"  [yellow]skipped[/] {esc(failure['url'])}: {esc(failure['reason'])}")
     if len(report.failures) > 10:
         out.print(f"  ... and {len(report.failures) - 10} more (use --json to see all)")
 
@@ -119,8 +120,8 @@ def search(
         out.print("No results. Is anything indexed? See `evorag sources`.")
     for number, hit in enumerate(hits, 1):
         chunk = hit.chunk
-        out.print(f"[bold][{number}][/] {chunk.title} — {chunk.section}  [dim]({hit.score:.4f})[/]")
-        out.print(f"    [link={chunk.url}]{chunk.url}[/link]", highlight=False)
+        out.print(f"[bold]\\[{number}][/] {esc(chunk.title)} — {esc(chunk.section)}  [dim]({hit.score:.4f})[/]")
+        out.print(f"    {chunk.url}", highlight=False, markup=False)
         snippet = " ".join(chunk.text.split())[:300]
         out.print(f"    {snippet}", highlight=False, markup=False)
 
@@ -157,7 +158,7 @@ def sources(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     table = Table("source", "pages", "chunks", "last crawl", "start URL")
     for row in rows:
         table.add_row(row["name"], str(row["pages"]), str(row["chunks"]), row["last_crawl"] or "-",
-                      row["start_url"] or "-")
+                      esc(row["start_url"] or "-"))
     out.print(table)
 
 
@@ -169,7 +170,7 @@ def sources_remove(name: Annotated[str, typer.Argument(help="Source to remove.")
     if as_json:
         _print_json({"removed": name})
     else:
-        out.print(f"removed source {name}")
+        out.print(f"removed source {name}", markup=False)
 
 
 @app.command()
@@ -201,7 +202,7 @@ def demo(
             hits = service.search(question, source=DEMO_SOURCE, limit=3)
             results["questions"].append({"question": question, "results": [h.to_dict() for h in hits]})
             if not as_json:
-                out.print(f"\n[bold]? {question}[/]")
+                out.print(f"\n[bold]? {esc(question)}[/]")
                 for number, hit in enumerate(hits, 1):
                     out.print(f"  [{number}] {hit.chunk.title} — {hit.chunk.section}: {hit.chunk.url}",
                               highlight=False, markup=False)
@@ -213,10 +214,10 @@ def demo(
             answer = service.ask(question, source=DEMO_SOURCE)
         results["answer"] = answer.to_dict()
         if not as_json:
-            out.print(f"\n[bold]Answer to: {question}[/] [dim](model: {answer.model})[/]")
+            out.print(f"\n[bold]Answer to: {esc(question)}[/] [dim](model: {esc(answer.model)})[/]")
             out.print(answer.answer, highlight=False, markup=False)
             if answer.note:
-                out.print(f"[yellow]note:[/] {answer.note}", highlight=False)
+                out.print(f"[yellow]note:[/] {esc(answer.note)}", highlight=False)
             for citation in answer.citations:
                 out.print(f"  [{citation['number']}] {citation['title']} — {citation['section']}: {citation['url']}",
                           highlight=False, markup=False)
@@ -248,7 +249,7 @@ def ask(
 
     out.print(Markdown(answer.answer))
     if answer.note:
-        out.print(f"[yellow]note:[/] {answer.note}", highlight=False)
+        out.print(f"[yellow]note:[/] {esc(answer.note)}", highlight=False)
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for citation in answer.citations:
@@ -277,7 +278,7 @@ def metrics(
         from tools.metrics_html import write_html_report
 
         path = write_html_report(history, Path(html), trend)
-        err.print(f"wrote {path}")
+        err.print(f"wrote {path}", markup=False)
     if as_json:
         _print_json(history)
         return
@@ -294,9 +295,9 @@ def metrics(
 
     for row in history:
         when = dt.datetime.fromtimestamp(row["created_at"], dt.UTC).strftime("%m-%d %H:%M")
-        table.add_row(str(row["id"]), when, (row["query"] or "")[:40], fmt(row.get("grounding")),
+        table.add_row(str(row["id"]), when, esc((row["query"] or "")[:40]), fmt(row.get("grounding")),
                       fmt(row.get("rougeL")), fmt(row.get("ndcg")), fmt(row.get("code_quality")),
-                      fmt(row.get("overall")), row.get("model") or "")
+                      fmt(row.get("overall")), esc(row.get("model") or ""))
     out.print(table)
     out.print(f"trend over the last {trend.window}: {trend.direction}"
               + (f" (slope {trend.slope:+.4f} per answer)" if trend.slope is not None else ""))
@@ -376,7 +377,7 @@ def _outcome_lines(outcome) -> None:
               + (f", version {outcome.version_id}" if outcome.version_id else ""))
     for verdict in outcome.verdicts:
         mark = "[green]✓[/]" if verdict.ok else "[red]✗[/]"
-        out.print(f"  {mark} {verdict.gate}" + (f": {verdict.reason}" if verdict.reason else ""), highlight=False)
+        out.print(f"  {mark} {verdict.gate}" + (f": {esc(verdict.reason)}" if verdict.reason else ""), highlight=False)
     if outcome.status == "pending" and outcome.approval_id:
         out.print(f"  waiting for a human: `evorag approvals approve {outcome.approval_id}` (or the UI)")
 
@@ -419,7 +420,7 @@ def tools_list(as_json: JsonFlag = False) -> None:
     if not manifests:
         out.print("No evolved tools yet. Add one with `evorag tools add PATH` or `evorag evolve REQUEST`.")
     for m in manifests:
-        out.print(f"[bold]{m.name}[/] v{m.version} ({m.risk}): {m.description.splitlines()[0] if m.description else ''}")
+        out.print(f"[bold]{m.name}[/] v{m.version} ({m.risk}): {esc(m.description.splitlines()[0]) if m.description else ''}")
 
 
 @tools_app.command("docs")
@@ -459,7 +460,7 @@ def versions(as_json: JsonFlag = False) -> None:
         return
     for v in items:
         when = dt.datetime.fromtimestamp(v.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
-        out.print(f"{v.id}  {when}  {v.message.splitlines()[0]}  [dim]tools: {', '.join(v.tools) or '-'}[/]",
+        out.print(f"{v.id}  {when}  {esc(v.message.splitlines()[0])}  [dim]tools: {', '.join(v.tools) or '-'}[/]",
                   highlight=False)
 
 
@@ -481,7 +482,8 @@ def rollback(
     if as_json:
         _print_json({"version": version.to_dict(), "added": change.added, "removed": change.removed})
     else:
-        out.print(f"rolled back to {version_id} (new checkpoint {version.id}); tools now: {', '.join(version.tools) or '-'}")
+        out.print(f"rolled back to {version_id} (new checkpoint {version.id}); tools now: {', '.join(version.tools) or '-'}",
+                  markup=False)
 
 
 @approvals_app.callback()
@@ -497,7 +499,7 @@ def approvals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if not pending:
         out.print("Nothing is waiting for approval.")
     for p in pending:
-        out.print(f"{p.id}  {p.risk:6}  {p.tool}: {p.summary}", highlight=False)
+        out.print(f"{p.id}  {p.risk:6}  {p.tool}: {p.summary}", highlight=False, markup=False)
 
 
 def _decide(approval_id: str, approve: bool, token: str | None, reason: str, as_json: bool) -> None:
@@ -508,7 +510,8 @@ def _decide(approval_id: str, approve: bool, token: str | None, reason: str, as_
     if as_json:
         _print_json(data)
     else:
-        out.print(f"{approval_id}: {data.get('status')}" + (f", tool {data.get('tool')}" if data.get("tool") else ""))
+        out.print(f"{approval_id}: {data.get('status')}" + (f", tool {data.get('tool')}" if data.get("tool") else ""),
+                  markup=False)
 
 
 @approvals_app.command("approve")
@@ -544,7 +547,7 @@ def _print_event(event) -> None:
     content = getattr(event, "content", None) or (event.get("content") if isinstance(event, dict) else None)
     if source and isinstance(content, str) and source != "user":
         first = content.strip().splitlines()[0] if content.strip() else ""
-        err.print(f"[dim]{source}:[/] {first[:160]}", highlight=False)
+        err.print(f"[dim]{esc(str(source))}:[/] {esc(first[:160])}", highlight=False)
 
 
 @app.command()
@@ -587,9 +590,9 @@ def heal(
     else:
         for check in report.after or report.before:
             mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-            out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+            out.print(f"{mark} {esc(check.name)}: {esc(check.detail)}", highlight=False)
         for line in report.diagnosis:
-            out.print(f"diagnosis: {line}", highlight=False)
+            out.print(f"diagnosis: {line}", highlight=False, markup=False)
         for action in report.actions:
             out.print(f"action: {action}", highlight=False, markup=False)
     if not report.healed:
@@ -617,14 +620,15 @@ def gaps(
     if not proposals:
         out.print("No knowledge gaps found: no weak answers match links the crawls saw.")
     for p in proposals:
-        out.print(f"{p.url}  (score {p.score:g}, linked from {p.found_in}) for: {'; '.join(p.queries)[:120]}",
+        out.print(f"{p.url}  (score {p.score:g}, linked from {p.found_in}) for: {'; '.join(p.queries)[:120]}", markup=False,
                   highlight=False)
     if report:
         for item in report.crawled:
-            out.print(f"crawl {item['url']}: {item['status']}", highlight=False)
+            out.print(f"crawl {item['url']}: {item['status']}", highlight=False, markup=False)
         for query, after in report.after.items():
             before = report.before.get(query, {})
-            out.print(f"  {query[:60]}: overall {before.get('overall')} -> {after.get('overall')}", highlight=False)
+            out.print(f"  {query[:60]}: overall {before.get('overall')} -> {after.get('overall')}", highlight=False,
+                      markup=False)
 
 
 @team_app.command("run")
@@ -732,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode click returns typer.Exit's code instead of raising it.
         result = app(args=argv, standalone_mode=False)
     except EvoragError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {esc(exc.message)}", highlight=False)
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False, markup=False)
         return exc.exit_code

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from evorag.cli import main
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=80)
-NAMES = st.one_of(TEXT, st.sampled_from(["../../etc", "..", "a" * 100, "ok-name", "-rf", "--json", "évé"]))
+NAMES = st.one_of(TEXT, st.sampled_from(["../../etc", "..", "a" * 100, "ok-name", "-rf", "--json", "évé", "[/0]",
+                                         "[bold]x", "[link=http://x]y"]))
 INTS = st.one_of(st.integers(min_value=-10**6, max_value=10**6).map(str), TEXT)
 REFUSED_URLS = st.one_of(
     st.sampled_from(["file:///etc/passwd", "gopher://x", "javascript:alert(1)", "http://", "://", "http:///x",
