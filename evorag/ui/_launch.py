@@ -17,14 +17,17 @@ from pathlib import Path
 from evorag.errors import ConfigError
 from evorag.ui._auth import AUTH_SECRET_ENV, ensure_auth_secret, require_credentials
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# A checkout (or editable install) has the app at the repository root; a regular install ships a copy
+# under <prefix>/share/evorag (pyproject's data-files).
+_CANDIDATE_ROOTS = (Path(__file__).resolve().parents[2], Path(sys.prefix) / "share" / "evorag")
+REPO_ROOT = next((root for root in _CANDIDATE_ROOTS if (root / "app.py").is_file()), _CANDIDATE_ROOTS[0])
 
 
 def app_file() -> Path:
     path = REPO_ROOT / "app.py"
     if not path.is_file():
         raise ConfigError(f"the UI's app.py is not at {path}",
-                          hint="run `evorag ui` from a checkout of the evorag repository (pip install -e .)")
+                          hint="reinstall evorag (pip install .) or run from a checkout (pip install -e .)")
     return path
 
 
