@@ -8,7 +8,7 @@ import json
 from agents import _prompts
 from agents._base import StepAgent, last_text
 from agents._parsing import extract_files, extract_json, slug
-from tools.approvals import max_risk
+from tools.code_checks import max_risk
 
 
 class EvolutionOrchestrator(StepAgent):

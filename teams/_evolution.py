@@ -29,7 +29,7 @@ from agents import (
     ToolGenerator,
     approval_proxy,
 )
-from tools.approvals import max_risk
+from tools.code_checks import max_risk
 from tools.evolution import EvolutionOutcome
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agents import _prompts
 from agents._parsing import extract_files
+from tools.evolution import HUMAN_CHANNELS
 
 
 @dataclass(slots=True)
@@ -167,6 +168,6 @@ async def _propose_rollback(service, check: CheckResult, approver) -> dict:
     if not decision.approved:
         return {"check": check.name, "action": "rollback", "status": "pending" if decision.approved is None
                 else "rejected", "approval_id": approval.id}
-    pipeline.approvals.decide(approval.id, approve=True, by=decision.by, human=decision.by in ("terminal", "ui"))
+    pipeline.approvals.decide(approval.id, approve=True, by=decision.by, human=decision.by in HUMAN_CHANNELS)
     version, _ = pipeline.rollback(target.id)
     return {"check": check.name, "action": "rollback", "status": "done", "version": version.id}

@@ -20,13 +20,7 @@ from typing import Literal, Protocol
 
 from evorag.errors import NotFoundError, UserError
 
-Risk = Literal["LOW", "MEDIUM", "HIGH"]
-RISK_ORDER = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 Status = Literal["pending", "approved", "rejected", "expired"]
-
-
-def max_risk(*risks: str) -> str:
-    return max(risks, key=lambda r: RISK_ORDER.get(r, 2)) if risks else "LOW"
 
 
 @dataclass(slots=True)

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evorag.errors import NotFoundError, UserError
-from tools.approvals import ApprovalStore, Approver, max_risk
+from tools.approvals import ApprovalStore, Approver
+from tools.code_checks import max_risk
 from tools.audit import AuditLog
 from tools.plugins import PluginRepository, ToolManifest, ToolRegistry
 
