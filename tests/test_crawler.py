@@ -505,6 +505,30 @@ def test_on_event_callback_sees_every_event() -> None:
         assert asyncio.run(run(server)) == seen
 
 
+@pytest.mark.parametrize(("max_pages", "totals"), [(1000, [1, 7]), (3, [1, 3])])
+def test_on_discovered_reports_a_growing_total_capped_at_max_pages(max_pages: int, totals: list[int]) -> None:
+    reported: list[tuple[int, int]] = []  # (total, page events yielded before it)
+
+    async def run(server) -> list:
+        events: list = []
+        stream_ = crawl_site(
+            server.url("/docs/index.html"),
+            options(max_pages=max_pages),
+            on_discovered=lambda total: reported.append((total, len(events))),
+        )
+        async for event in stream_:
+            events.append(event)
+        return events
+
+    with serve("sphinx") as server:
+        events = asyncio.run(run(server))
+    assert [total for total, _ in reported] == totals  # once per change, not once per link
+    assert all(total >= yielded for total, yielded in reported)
+    page_events = len(events) - 1  # all but CrawlFinished
+    assert page_events == totals[-1]
+    assert summary(events).discovered == 7  # the summary still counts every page found
+
+
 # -- sitemaps ------------------------------------------------------------------------------------------
 
 

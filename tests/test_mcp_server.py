@@ -727,6 +727,10 @@ async def test_http_crawl_runs_as_a_job_with_progress(http_server, demo_site):
             job = await _finish(client, started)
             assert job["status"] == "done", job["error"]
             assert job["report"]["pages_indexed"] >= 5 and job["report"]["pages_failed"] == 0
+            # The job's progress has a total; once done it is the pages the crawl went through.
+            counted = ("pages_indexed", "pages_unchanged", "pages_failed", "pages_removed")
+            pages = sum(job["report"][key] for key in counted)
+            assert job["progress"]["discovered"] == job["progress"]["done"] == pages
             assert progress, "no progress notification arrived"
             values = [value for value, _, _ in progress]
             assert values == sorted(values) and progress[0][1] == 50

@@ -55,7 +55,11 @@ class CrawlReport:
 
 @dataclass(slots=True)
 class CrawlProgress:
-    """What a progress bar shows; handed to the callback after every event."""
+    """What a progress bar shows; handed to the callback after every event.
+
+    ``discovered`` is the bar's total: pages found so far that the crawl will visit (at most
+    ``max_pages``, never below ``done``); it grows as links are found and equals ``done`` at the end.
+    """
 
     done: int = 0
     discovered: int = 0
@@ -111,6 +115,9 @@ async def run_crawl(
         if on_progress:
             on_progress(progress)
 
+    def on_discovered(total: int) -> None:
+        progress.discovered = total
+
     async def flush() -> None:
         nonlocal writer, batch
         if writer is not None:
@@ -128,7 +135,7 @@ async def run_crawl(
 
     finished: CrawlFinished | None = None
     try:
-        async for event in crawl_site(start_url, options, known):
+        async for event in crawl_site(start_url, options, known, on_discovered=on_discovered):
             if isinstance(event, PageFetched):
                 seen.add(event.page.url)
                 batch.append(event.page)
@@ -161,6 +168,9 @@ async def run_crawl(
                     )
             elif isinstance(event, CrawlFinished):
                 finished = event
+                # Found pages that were never visited (past max_pages, or redirecting to a page already
+                # crawled) are not part of this crawl: the finished bar is full.
+                progress.discovered = progress.done
                 continue
             progress.done += 1
             report_progress()

@@ -269,6 +269,7 @@ async def crawl_site(
     options: CrawlOptions,
     known: Mapping[str, KnownPage] | None = None,
     on_event: Callable[[CrawlEvent], None] | None = None,
+    on_discovered: Callable[[int], None] | None = None,
 ) -> AsyncIterator[CrawlEvent]:
     """Crawl the site at ``start_url``, yielding events; the last one is ``CrawlFinished``.
 
@@ -278,12 +279,16 @@ async def crawl_site(
     To stop early, close the generator (``contextlib.aclosing``) or cancel the consuming task:
     in-flight requests are cancelled and connections closed.
 
+    ``on_discovered(total)`` is called whenever the number of pages this crawl will visit, as far as
+    it knows, grows: pages found so far, capped at ``options.max_pages``. Each page is counted before
+    its visit, so ``total`` is never below the number of page events yielded.
+
     Raises:
         UserError: ``start_url`` is malformed, or ``options.selector`` is not valid CSS.
         BlockedURLError: the start URL, or a redirect of it, is refused by the URL guard.
         CrawlError: the start page cannot be fetched (host unreachable, HTTP error, robots.txt).
     """
-    crawler = _SiteCrawler(start_url, options, known or {})
+    crawler = _SiteCrawler(start_url, options, known or {}, on_discovered)
     async for event in crawler.run():
         if on_event is not None:
             on_event(event)
@@ -732,7 +737,13 @@ class _VisitOutcome:
 
 
 class _SiteCrawler:
-    def __init__(self, start_url: str, options: CrawlOptions, known: Mapping[str, KnownPage]) -> None:
+    def __init__(
+        self,
+        start_url: str,
+        options: CrawlOptions,
+        known: Mapping[str, KnownPage],
+        on_discovered: Callable[[int], None] | None = None,
+    ) -> None:
         self.options = options
         self.start_url = start_url
         self.known = _normalized_known(known)
@@ -748,6 +759,8 @@ class _SiteCrawler:
         self.frontier: deque[tuple[str, int]] = deque()
         self.external: set[str] = set()
         self.counts = {"discovered": 0, "fetched": 0, "unchanged": 0, "failed": 0, "gone": 0}
+        self.on_discovered = on_discovered
+        self.reported_total = 0
 
     async def run(self) -> AsyncIterator[CrawlEvent]:
         started = time.monotonic()
@@ -772,6 +785,7 @@ class _SiteCrawler:
                 )
             self.seen.add(_dedupe_key(start))
             self.counts["discovered"] = 1
+            self._report_total()
             outcome = await self._visit(start, 0, is_start=True)
             for event in outcome.events:
                 yield self._count(event)
@@ -782,6 +796,7 @@ class _SiteCrawler:
                 await self._load_robots(final, is_start=True)
             self._absorb(outcome, 0)
             await self._seed()
+            self._report_total()
 
             visits = 1
             while self.frontier or in_flight:
@@ -803,6 +818,7 @@ class _SiteCrawler:
                     for event in outcome.events:
                         yield self._count(event)
                     self._absorb(outcome, depth)
+                    self._report_total()
             summary = CrawlSummary(
                 discovered=self.counts["discovered"],
                 fetched=self.counts["fetched"],
@@ -824,6 +840,13 @@ class _SiteCrawler:
             if self.renderer is not None:
                 with contextlib.suppress(Exception):
                     await self.renderer.aclose()
+
+    def _report_total(self) -> None:
+        # Visits stop at max_pages (the start page included): pages found past it are not this crawl's.
+        total = min(self.counts["discovered"], self.options.max_pages)
+        if self.on_discovered is not None and total != self.reported_total:
+            self.reported_total = total
+            self.on_discovered(total)
 
     def _count(self, event: CrawlEvent) -> CrawlEvent:
         key = {PageFetched: "fetched", PageUnchanged: "unchanged", PageFailed: "failed", PageGone: "gone"}[
