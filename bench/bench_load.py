@@ -244,7 +244,7 @@ def baseline(home: Path, queries: list[str], seconds: float, replay: Path) -> di
         rag.search(queries[0], code=True, limit=5)  # load the model and the index outside the timing
         await rag.aask(queries[0], evaluate=False)
         rng = random.Random(0)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
             query = rng.choice(queries)
             kind = "search_code_examples" if rng.random() < SEARCH_SHARE else "perform_rag_query"
@@ -257,6 +257,10 @@ def baseline(home: Path, queries: list[str], seconds: float, replay: Path) -> di
                 results[kind].latencies_ms.append((time.perf_counter() - t) * 1000)
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 results[kind].errors.append(f"{type(exc).__name__}: {exc}")
+        served = sum(len(samples.latencies_ms) for samples in results.values())
+        cpu = time.process_time() - cpu_started
+        for samples in results.values():
+            samples.cpu = f"{1000 * cpu / max(served, 1):.1f} CPU-ms per request (all threads of this process)"
         return time.perf_counter() - started
 
     with Evorag(home=home, embedder="onnx", llm_provider="replay", replay_file=replay) as rag:
@@ -419,8 +423,10 @@ def measured_phase(server_pid: int, coroutine):
     results, extra = asyncio.run(coroutine)
     wall = time.perf_counter() - wall
     server_cpu, client_cpu = cpu_of_server() - server_before, time.process_time() - client_before
-    note = (f"server {server_cpu / wall:.2f} cores, load generator {client_cpu / wall:.2f} cores "
-            f"(of {os.cpu_count()}); load average {os.getloadavg()[0]:.2f}")
+    served = sum(len(samples.latencies_ms) + len(samples.errors) for samples in results.values())
+    note = (f"server {server_cpu / wall:.2f} cores ({1000 * server_cpu / max(served, 1):.1f} CPU-ms per request), "
+            f"load generator {client_cpu / wall:.2f} cores (of {os.cpu_count()}); "
+            f"load average {os.getloadavg()[0]:.2f}")
     for samples in results.values():
         samples.cpu = note
     return results, extra

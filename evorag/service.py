@@ -19,7 +19,7 @@ from evorag.errors import NotFoundError, UserError
 from evorag.settings import Settings, load_settings
 from tools.catalog import Catalog, SourceRecord
 from tools.embedding import Embedder, create_embedder
-from tools.types import Hit
+from tools.types import Chunk, Hit
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -211,6 +211,14 @@ class Evorag(EvolutionMixin):
         )
         return HybridSearcher(self.store, self.embedder).search(query, options)
 
+    def _chunks_between(self, first: Chunk, second: Chunk) -> int:
+        """Chunks of the same page and kind strictly between two chunks (context assembly merges neighbours)."""
+        from tools.stores import SearchFilter
+
+        return self.store.count(
+            SearchFilter(url=first.url, kind=first.kind, positions_between=(first.position, second.position))
+        )
+
     def require_source(self, name: str) -> SourceRecord:
         record = self.catalog.get_source(name)
         if record is None:
@@ -291,9 +299,9 @@ class Evorag(EvolutionMixin):
         hits = await asyncio.to_thread(self.search, question, source=source, limit=self.settings.answer_passages * 2)
         timings["retrieve"] = round((time.perf_counter() - started) * 1000, 1)
         mark = time.perf_counter()
-        # Reads page chunks from the store: off the event loop, so other clients are not blocked meanwhile.
+        # Asks the store whether hits are neighbours: off the event loop, so other clients are not blocked.
         passages = await asyncio.to_thread(
-            assemble_context, hits, self.store.get_page_chunks, token_budget=self.settings.context_tokens,
+            assemble_context, hits, self._chunks_between, token_budget=self.settings.context_tokens,
             max_passages=self.settings.answer_passages,
         )
         timings["context"] = round((time.perf_counter() - mark) * 1000, 1)

@@ -130,13 +130,18 @@ def test_context_merges_neighbouring_chunks_and_respects_the_budget():
     page = [_chunk("http://d/a", i, f"part {i} " + "word " * 50) for i in range(5)]
     other = [_chunk("http://d/b", 0, "other page " + "text " * 40)]
     chunks_by_url = {"http://d/a": page, "http://d/b": other}
+
+    def between(first, second):
+        return sum(first.position < c.position < second.position and c.kind == first.kind
+                   for c in chunks_by_url[first.url])
+
     hits = [Hit(page[1], 0.9), Hit(other[0], 0.8), Hit(page[2], 0.7), Hit(page[4], 0.6)]
-    passages = assemble_context(hits, chunks_by_url.__getitem__, token_budget=10_000)
+    passages = assemble_context(hits, between, token_budget=10_000)
     assert [p.url for p in passages] == ["http://d/a", "http://d/b", "http://d/a"]
     assert passages[0].text.startswith("part 1") and "part 2" in passages[0].text  # 1 and 2 merged
     assert passages[2].text.startswith("part 4")
     assert [p.number for p in passages] == [1, 2, 3]
-    small = assemble_context(hits, chunks_by_url.__getitem__, token_budget=80)
+    small = assemble_context(hits, between, token_budget=80)
     assert sum(len(p.text) for p in small) <= 80 * 4 + 10
 
 

@@ -19,27 +19,31 @@ A chunk listed twice in one list counts once, at its better rank.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tools.types import Chunk, Hit
+from tools.types import Hit, Scored
 
-__all__ = ["FusionMethod", "convex", "fuse", "qdrant_rrf", "rrf"]
+__all__ = ["FusionMethod", "convex", "fuse", "fuse_scored", "qdrant_rrf", "rrf"]
 
 FusionMethod = Literal["rrf", "qdrant_rrf", "minmax", "dbsf"]
+
+# Every method works on ranked lists of (id, score) pairs; the ``Hit`` entry points wrap them. Ids are
+# enough to fuse, so a search can rank candidates without loading their payloads (``fuse_scored``).
+_RankedIds = Sequence[Sequence[Scored]]
 
 
 @dataclass(slots=True)
 class _Candidate:
-    chunk: Chunk
+    id: str
     best_rank: int
     best_list: int
     score: float = 0.0
     seen_in: set[int] = field(default_factory=set)
 
 
-def _check_weights(result_lists: Sequence[Sequence[Hit]], weights: Sequence[float] | None) -> list[float]:
+def _check_weights(result_lists: Sequence[Sequence[object]], weights: Sequence[float] | None) -> list[float]:
     if weights is None:
         return [1.0] * len(result_lists)
     if len(weights) != len(result_lists):
@@ -49,16 +53,14 @@ def _check_weights(result_lists: Sequence[Sequence[Hit]], weights: Sequence[floa
     return [float(weight) for weight in weights]
 
 
-def _accumulate(
-    result_lists: Sequence[Sequence[Hit]], contributions: Sequence[Sequence[float]]
-) -> dict[str, _Candidate]:
-    """Sum each list's per-rank contribution into one candidate per chunk id."""
+def _accumulate(result_lists: _RankedIds, contributions: Sequence[Sequence[float]]) -> dict[str, _Candidate]:
+    """Sum each list's per-rank contribution into one candidate per id."""
     candidates: dict[str, _Candidate] = {}
-    for list_index, (hits, scores) in enumerate(zip(result_lists, contributions, strict=True)):
-        for rank, (hit, contribution) in enumerate(zip(hits, scores, strict=True), start=1):
-            candidate = candidates.get(hit.chunk.id)
+    for list_index, (items, scores) in enumerate(zip(result_lists, contributions, strict=True)):
+        for rank, (item, contribution) in enumerate(zip(items, scores, strict=True), start=1):
+            candidate = candidates.get(item.id)
             if candidate is None:
-                candidate = candidates[hit.chunk.id] = _Candidate(hit.chunk, rank, list_index)
+                candidate = candidates[item.id] = _Candidate(item.id, rank, list_index)
             elif rank < candidate.best_rank:
                 candidate.best_rank, candidate.best_list = rank, list_index
             if list_index in candidate.seen_in:
@@ -68,12 +70,52 @@ def _accumulate(
     return candidates
 
 
-def _ranked(candidates: dict[str, _Candidate], limit: int) -> list[Hit]:
-    ordered = sorted(
-        candidates.values(),
-        key=lambda c: (-c.score, c.best_rank, c.best_list, c.chunk.id),
-    )
-    return [Hit(chunk=candidate.chunk, score=candidate.score) for candidate in ordered[: max(limit, 0)]]
+def _ranked(candidates: dict[str, _Candidate], limit: int) -> list[Scored]:
+    ordered = sorted(candidates.values(), key=lambda c: (-c.score, c.best_rank, c.best_list, c.id))
+    return [Scored(candidate.id, candidate.score) for candidate in ordered[: max(limit, 0)]]
+
+
+def _rrf(result_lists: _RankedIds, weights: Sequence[float] | None, k: int, limit: int) -> list[Scored]:
+    if k < 1:
+        raise ValueError(f"RRF k must be >= 1, got {k}")
+    weight_list = _check_weights(result_lists, weights)
+    contributions = [
+        [weight / (k + rank) for rank in range(1, len(items) + 1)]
+        for items, weight in zip(result_lists, weight_list, strict=True)
+    ]
+    return _ranked(_accumulate(result_lists, contributions), limit)
+
+
+def _qdrant_rrf(result_lists: _RankedIds, weights: Sequence[float] | None, k: int, limit: int) -> list[Scored]:
+    if k < 1:
+        raise ValueError(f"RRF k must be >= 1, got {k}")
+    weight_list = _check_weights(result_lists, weights)
+    contributions = [
+        [1.0 / (rank / weight + k - 1) if weight > 0 else 0.0 for rank in range(1, len(items) + 1)]
+        for items, weight in zip(result_lists, weight_list, strict=True)
+    ]
+    return _ranked(_accumulate(result_lists, contributions), limit)
+
+
+def _convex(
+    result_lists: _RankedIds, weights: Sequence[float] | None, normalization: str, limit: int
+) -> list[Scored]:
+    weight_list = _check_weights(result_lists, weights)
+    normalise = {"minmax": _minmax, "dbsf": _dbsf}.get(normalization)
+    if normalise is None:
+        raise ValueError(f"unknown normalization {normalization!r}: use 'minmax' or 'dbsf'")
+    contributions = [
+        [weight * value for value in normalise([float(item.score) for item in items])]
+        for items, weight in zip(result_lists, weight_list, strict=True)
+    ]
+    return _ranked(_accumulate(result_lists, contributions), limit)
+
+
+def _on_hits(result_lists: Sequence[Sequence[Hit]], fused: Callable[[_RankedIds], list[Scored]]) -> list[Hit]:
+    """Run an id-level fusion over ``Hit`` lists and give back hits carrying the fused scores."""
+    chunks = {hit.chunk.id: hit.chunk for hits in result_lists for hit in hits}
+    id_lists = [[Scored(hit.chunk.id, hit.score) for hit in hits] for hits in result_lists]
+    return [Hit(chunk=chunks[item.id], score=item.score) for item in fused(id_lists)]
 
 
 def rrf(
@@ -88,14 +130,7 @@ def rrf(
     ``weights`` defaults to 1 per list. Raises ``ValueError`` for a weight count that does not
     match the lists, a negative or infinite weight, or ``k < 1``.
     """
-    if k < 1:
-        raise ValueError(f"RRF k must be >= 1, got {k}")
-    weight_list = _check_weights(result_lists, weights)
-    contributions = [
-        [weight / (k + rank) for rank in range(1, len(hits) + 1)]
-        for hits, weight in zip(result_lists, weight_list, strict=True)
-    ]
-    return _ranked(_accumulate(result_lists, contributions), limit)
+    return _on_hits(result_lists, lambda lists: _rrf(lists, weights, k, limit))
 
 
 def qdrant_rrf(
@@ -110,14 +145,7 @@ def qdrant_rrf(
     Same ranking as ``VectorStore.hybrid_search(..., k=k, weights=weights)`` over the same
     candidate lists; a zero weight drops a list. Raises ``ValueError`` like ``rrf``.
     """
-    if k < 1:
-        raise ValueError(f"RRF k must be >= 1, got {k}")
-    weight_list = _check_weights(result_lists, weights)
-    contributions = [
-        [1.0 / (rank / weight + k - 1) if weight > 0 else 0.0 for rank in range(1, len(hits) + 1)]
-        for hits, weight in zip(result_lists, weight_list, strict=True)
-    ]
-    return _ranked(_accumulate(result_lists, contributions), limit)
+    return _on_hits(result_lists, lambda lists: _qdrant_rrf(lists, weights, k, limit))
 
 
 def _minmax(scores: Sequence[float]) -> list[float]:
@@ -152,15 +180,25 @@ def convex(
     Each list is normalised on its own hits only (scores of different retrievers live on
     different scales). A list whose scores are all equal maps them all to 1.
     """
-    weight_list = _check_weights(result_lists, weights)
-    normalise = {"minmax": _minmax, "dbsf": _dbsf}.get(normalization)
-    if normalise is None:
-        raise ValueError(f"unknown normalization {normalization!r}: use 'minmax' or 'dbsf'")
-    contributions = [
-        [weight * value for value in normalise([float(hit.score) for hit in hits])]
-        for hits, weight in zip(result_lists, weight_list, strict=True)
-    ]
-    return _ranked(_accumulate(result_lists, contributions), limit)
+    return _on_hits(result_lists, lambda lists: _convex(lists, weights, normalization, limit))
+
+
+def fuse_scored(
+    result_lists: Sequence[Sequence[Scored]],
+    weights: Sequence[float] | None = None,
+    *,
+    method: FusionMethod = "rrf",
+    k: int = 60,
+    limit: int = 10,
+) -> list[Scored]:
+    """``fuse`` over ranked (id, score) lists: the fused ids, best first, with their fused scores."""
+    if method == "rrf":
+        return _rrf(result_lists, weights, k, limit)
+    if method == "qdrant_rrf":
+        return _qdrant_rrf(result_lists, weights, k, limit)
+    if method in ("minmax", "dbsf"):
+        return _convex(result_lists, weights, method, limit)
+    raise ValueError(f"unknown fusion method {method!r}: use 'rrf', 'qdrant_rrf', 'minmax' or 'dbsf'")
 
 
 def fuse(
@@ -172,10 +210,4 @@ def fuse(
     limit: int = 10,
 ) -> list[Hit]:
     """One entry point for configuration: ``"rrf"``/``"qdrant_rrf"`` (use ``k``), ``"minmax"``, ``"dbsf"``."""
-    if method == "rrf":
-        return rrf(result_lists, weights, k=k, limit=limit)
-    if method == "qdrant_rrf":
-        return qdrant_rrf(result_lists, weights, k=k, limit=limit)
-    if method in ("minmax", "dbsf"):
-        return convex(result_lists, weights, normalization=method, limit=limit)
-    raise ValueError(f"unknown fusion method {method!r}: use 'rrf', 'qdrant_rrf', 'minmax' or 'dbsf'")
+    return _on_hits(result_lists, lambda lists: fuse_scored(lists, weights, method=method, k=k, limit=limit))

@@ -1,9 +1,9 @@
-"""Plain data passed between the knowledge tools: pages, chunks and search hits."""
+"""Plain data passed between the knowledge tools: pages, chunks, scored candidates and search hits."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 ChunkKind = Literal["text", "code"]
 
@@ -47,6 +47,13 @@ class Chunk:
         data.pop("id")
         data["section"] = self.section
         return data
+
+
+class Scored(NamedTuple):
+    """A candidate by id only: what a store's first stage returns before any payload is loaded."""
+
+    id: str
+    score: float
 
 
 @dataclass(slots=True)

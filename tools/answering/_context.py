@@ -34,9 +34,15 @@ class Passage:
         return {**self.citation(), "content": self.text, "score": round(self.score, 6), "chunk_ids": self.chunk_ids}
 
 
+def _next_to(before: Chunk, after: Chunk, chunks_between: Callable[[Chunk, Chunk], int]) -> bool:
+    if after.position <= before.position:
+        return False
+    return after.position == before.position + 1 or chunks_between(before, after) == 0
+
+
 def assemble_context(
     hits: Sequence[Hit],
-    page_chunks: Callable[[str], Sequence[Chunk]],
+    chunks_between: Callable[[Chunk, Chunk], int],
     *,
     token_budget: int = 1500,
     max_passages: int = 6,
@@ -44,22 +50,25 @@ def assemble_context(
     """Turn ranked hits into passages.
 
     Hits that sit next to each other on the same page are merged into one passage (in page order), so
-    a section cut in two reads as one. Passages keep the rank of their best hit. Passages are added
-    until the budget is spent; the last one is truncated rather than dropped when at least a quarter
-    of the budget is left.
+    a section cut in two reads as one. ``chunks_between(a, b)`` counts the chunks of a's page and kind
+    strictly between the positions of ``a`` and ``b`` (a store count: cheaper than reading the page).
+    Passages keep the rank of their best hit. Passages are added until the budget is spent; the last
+    one is truncated rather than dropped when at least a quarter of the budget is left.
     """
-    groups: list[tuple[float, list[Chunk]]] = []
-    by_url: dict[str, list[tuple[float, Chunk]]] = {}
+    # Positions compare only within one version of a page and one kind of chunk.
+    runs_of: dict[tuple[str, str, str], list[tuple[float, Chunk]]] = {}
     for hit in hits:
-        by_url.setdefault(hit.chunk.url, []).append((hit.score, hit.chunk))
+        runs_of.setdefault((hit.chunk.url, hit.chunk.kind, hit.chunk.content_hash), []).append((hit.score, hit.chunk))
 
-    for url, scored in by_url.items():
-        order = {c.id: i for i, c in enumerate(c for c in page_chunks(url) if c.kind == scored[0][1].kind)}
-        # Unknown ids (page re-indexed since the search) still count, as their own group.
-        scored.sort(key=lambda item: order.get(item[1].id, 10**6 + item[1].position))
+    groups: list[tuple[float, list[Chunk]]] = []
+    for scored in runs_of.values():
+        scored.sort(key=lambda item: item[1].position)
         run: list[tuple[float, Chunk]] = []
         for score, chunk in scored:
-            if run and order.get(chunk.id, -5) - order.get(run[-1][1].id, -10) != 1:
+            if run and chunk.id == run[-1][1].id:
+                run[-1] = (max(score, run[-1][0]), chunk)  # the same chunk twice: keep its best score
+                continue
+            if run and not _next_to(run[-1][1], chunk, chunks_between):
                 groups.append((max(s for s, _ in run), [c for _, c in run]))
                 run = []
             run.append((score, chunk))

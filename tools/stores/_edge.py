@@ -49,14 +49,16 @@ from tools.stores._common import (
     check_dim_arg,
     check_upsert,
     chunk_from_payload,
+    chunks_by_id,
     collection_name,
     delete_conditions,
     hits_from_points,
+    scored_from_points,
     new_metadata,
     query_vector,
 )
 from tools.stores._protocol import SearchFilter
-from tools.types import Chunk, Hit
+from tools.types import Chunk, Hit, Scored
 
 T = TypeVar("T")
 _SCROLL_PAGE = 512
@@ -101,7 +103,13 @@ def _match_filter(must: dict[str, str], must_not: dict[str, str] | None = None) 
 
 
 def _search_filter(where: SearchFilter | None) -> qe.Filter | None:
-    return _match_filter(where.conditions()) if where is not None else None
+    if where is None:
+        return None
+    must = [qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in where.conditions().items()]
+    if where.positions_between is not None:
+        low, high = where.positions_between
+        must.append(qe.FieldCondition("position", range=qe.RangeFloat(gt=float(low), lt=float(high))))
+    return qe.Filter(must=must) if must else None
 
 
 class EdgeStore:
@@ -333,18 +341,36 @@ class EdgeStore:
 
     # -- reads ----------------------------------------------------------------------------------
     def dense_search(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        shard = self._require()
-        if limit <= 0:
-            return []
-        query = qe.Query.Nearest(query_vector(vector, int(self._meta["dim"])), using=DENSE)
-        return self._query(shard, query, limit, where)
+        return hits_from_points(self._nearest(self._dense_query(vector), limit, where, with_payload=True))
 
     def sparse_search(self, vector: SparseVector, limit: int, where: SearchFilter | None = None) -> list[Hit]:
+        return hits_from_points(self._nearest(self._sparse_query(vector), limit, where, with_payload=True))
+
+    def dense_candidates(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Scored]:
+        return scored_from_points(self._nearest(self._dense_query(vector), limit, where, with_payload=False))
+
+    def sparse_candidates(
+        self, vector: SparseVector, limit: int, where: SearchFilter | None = None
+    ) -> list[Scored]:
+        return scored_from_points(self._nearest(self._sparse_query(vector), limit, where, with_payload=False))
+
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
         shard = self._require()
-        if limit <= 0 or not vector.indices:
-            return []
-        query = qe.Query.Nearest(qe.SparseVector(list(vector.indices), list(vector.values)), using=SPARSE)
-        return self._query(shard, query, limit, where)
+        if not ids:
+            return {}
+        point_ids = [canonical_id(chunk_id) for chunk_id in ids]
+        records = self._call(lambda: shard.retrieve(point_ids, True, False), "retrieve")
+        return chunks_by_id(records)
+
+    def _dense_query(self, vector: np.ndarray) -> qe.Query:
+        self._require()
+        return qe.Query.Nearest(query_vector(vector, int(self._meta["dim"])), using=DENSE)
+
+    @staticmethod
+    def _sparse_query(vector: SparseVector) -> qe.Query | None:
+        if not vector.indices:
+            return None  # no known term: nothing can match
+        return qe.Query.Nearest(qe.SparseVector(list(vector.indices), list(vector.values)), using=SPARSE)
 
     def hybrid_search(
         self,
@@ -383,17 +409,20 @@ class EdgeStore:
         )
         return hits_from_points(self._call(lambda: shard.query(request), "hybrid search"))
 
-    def _query(
-        self, shard: qe.EdgeShard, query: qe.Query, limit: int, where: SearchFilter | None
-    ) -> list[Hit]:
+    def _nearest(
+        self, query: qe.Query | None, limit: int, where: SearchFilter | None, *, with_payload: bool
+    ) -> list:
+        shard = self._require()
+        if query is None or limit <= 0:
+            return []
         request = qe.QueryRequest(
             limit=limit,
             query=query,
             filter=_search_filter(where),
             params=self._search_params,
-            with_payload=True,
+            with_payload=with_payload,
         )
-        return hits_from_points(self._call(lambda: shard.query(request), "search"))
+        return self._call(lambda: shard.query(request), "search")
 
     def _scroll(self, shard: qe.EdgeShard, selector: qe.Filter | None, page: int) -> Iterator[Chunk]:
         offset = None

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from tools.sparse import SparseVector
-from tools.types import Chunk, ChunkKind, Hit
+from tools.types import Chunk, ChunkKind, Hit, Scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,7 @@ class SearchFilter:
     source: str | None = None
     kind: ChunkKind | None = None
     url: str | None = None
+    positions_between: tuple[int, int] | None = None  # (low, high): low < position < high
 
     def conditions(self) -> dict[str, str]:
         fields = (("source", self.source), ("kind", self.kind), ("url", self.url))
@@ -92,6 +93,22 @@ class VectorStore(Protocol):
 
     def sparse_search(self, vector: SparseVector, limit: int, where: SearchFilter | None = None) -> list[Hit]:
         """Chunks by BM25 (the store applies IDF), best first; chunks sharing no term are not returned."""
+        ...
+
+    def dense_candidates(
+        self, vector: np.ndarray, limit: int, where: SearchFilter | None = None
+    ) -> list[Scored]:
+        """``dense_search`` by id and score only: no payload is read, so fusing candidates stays cheap."""
+        ...
+
+    def sparse_candidates(
+        self, vector: SparseVector, limit: int, where: SearchFilter | None = None
+    ) -> list[Scored]:
+        """``sparse_search`` by id and score only."""
+        ...
+
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        """The chunks of these ids, by id; ids no longer stored are missing from the result."""
         ...
 
     def hybrid_search(

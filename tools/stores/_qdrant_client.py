@@ -35,14 +35,16 @@ from tools.stores._common import (
     check_dim_arg,
     check_upsert,
     chunk_from_payload,
+    chunks_by_id,
     collection_name,
     delete_conditions,
     hits_from_points,
+    scored_from_points,
     new_metadata,
     query_vector,
 )
 from tools.stores._protocol import SearchFilter
-from tools.types import Chunk, Hit
+from tools.types import Chunk, Hit, Scored
 
 try:  # qdrant-client wraps connection failures in ResponseHandlingException
     from qdrant_client.http.exceptions import ResponseHandlingException as _HandlingError
@@ -75,7 +77,16 @@ def _match_filter(must: dict[str, str], must_not: dict[str, str] | None = None) 
 
 
 def _search_filter(where: SearchFilter | None) -> models.Filter | None:
-    return _match_filter(where.conditions()) if where is not None else None
+    if where is None:
+        return None
+    must: list = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in where.conditions().items()
+    ]
+    if where.positions_between is not None:
+        low, high = where.positions_between
+        must.append(models.FieldCondition(key="position", range=models.Range(gt=low, lt=high)))
+    return models.Filter(must=must) if must else None
 
 
 class QdrantServerStore:
@@ -313,21 +324,49 @@ class QdrantServerStore:
 
     # -- reads ----------------------------------------------------------------------------------
     def dense_search(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        name = self._require_name()
-        if limit <= 0:
-            return []
-        return self._query(name, query_vector(vector, int(self._meta["dim"])), DENSE, limit, where)
+        return hits_from_points(self._nearest(self._dense_query(vector), DENSE, limit, where, with_payload=True))
 
     def sparse_search(self, vector: SparseVector, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        name = self._require_name()
-        if limit <= 0 or not vector.indices:
-            return []
-        query = models.SparseVector(indices=list(vector.indices), values=list(vector.values))
-        return self._query(name, query, SPARSE, limit, where)
+        return hits_from_points(self._nearest(self._sparse_query(vector), SPARSE, limit, where, with_payload=True))
 
-    def _query(
-        self, name: str, query: object, using: str, limit: int, where: SearchFilter | None
-    ) -> list[Hit]:
+    def dense_candidates(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Scored]:
+        return scored_from_points(
+            self._nearest(self._dense_query(vector), DENSE, limit, where, with_payload=False)
+        )
+
+    def sparse_candidates(
+        self, vector: SparseVector, limit: int, where: SearchFilter | None = None
+    ) -> list[Scored]:
+        return scored_from_points(
+            self._nearest(self._sparse_query(vector), SPARSE, limit, where, with_payload=False)
+        )
+
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+        name = self._require_name()
+        if not ids:
+            return {}
+        point_ids = [canonical_id(chunk_id) for chunk_id in ids]
+        records = self._call(
+            lambda: self._client.retrieve(name, ids=point_ids, with_payload=True, with_vectors=False), "retrieve"
+        )
+        return chunks_by_id(records)
+
+    def _dense_query(self, vector: np.ndarray) -> list[float]:
+        self._require_name()
+        return query_vector(vector, int(self._meta["dim"]))
+
+    @staticmethod
+    def _sparse_query(vector: SparseVector) -> models.SparseVector | None:
+        if not vector.indices:
+            return None  # no known term: nothing can match
+        return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+    def _nearest(
+        self, query: object, using: str, limit: int, where: SearchFilter | None, *, with_payload: bool
+    ) -> list:
+        name = self._require_name()
+        if query is None or limit <= 0:
+            return []
         response = self._call(
             lambda: self._client.query_points(
                 name,
@@ -335,11 +374,11 @@ class QdrantServerStore:
                 using=using,
                 limit=limit,
                 query_filter=_search_filter(where),
-                with_payload=True,
+                with_payload=with_payload,
             ),
             "search",
         )
-        return hits_from_points(response.points)
+        return response.points
 
     def hybrid_search(
         self,
