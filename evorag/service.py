@@ -128,7 +128,8 @@ class Evorag(EvolutionMixin):
         """Crawl ``request.url`` into a source; re-crawls are incremental and resume interrupted ones.
 
         Raises BlockedURLError for refused URLs, UserError for malformed ones, CrawlError when the
-        site cannot be reached. A failure leaves the index as it was before the failed pages.
+        site cannot be reached, ConfigError when the index was built by another BM25 encoder. A
+        failure leaves the index as it was before the failed pages.
         """
         from tools.crawl_job import run_crawl
         from tools.crawler import CrawlOptions
@@ -163,6 +164,8 @@ class Evorag(EvolutionMixin):
             state_dir=settings.crawl_state_dir,
         )
         indexer = self._indexer()
+        # Refuse before fetching a page or recording the source: the crawl could not index anything.
+        indexer.store.check_sparse()
         # One writer at a time; waiting for the lock in a thread keeps the event loop free.
         await asyncio.to_thread(self._write_lock.acquire)
         try:

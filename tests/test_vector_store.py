@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import subprocess
 import sys
@@ -13,12 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 
 from evorag.errors import ConfigError, InternalError, NotFoundError, StoreError, UserError
 from evorag.settings import Settings
 from tools.fusion import qdrant_rrf
-from tools.sparse import SparseVector, encode_document, encode_query
-from tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore, store_from_settings
+from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector, encode_document, encode_query
+from tools.stores import (
+    EdgeStore,
+    QdrantServerStore,
+    SearchFilter,
+    VectorStore,
+    collection_name,
+    store_from_settings,
+)
 from tools.types import Chunk
 
 DIM = 8
@@ -87,7 +96,7 @@ CORPUS = [
     ),
 ]
 
-Factory = Callable[[], VectorStore]
+Factory = Callable[..., VectorStore]
 
 
 @pytest.fixture(params=["edge", "qdrant-client-memory"])
@@ -103,10 +112,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
 
 @pytest.fixture(params=["edge", "qdrant-client-path"])
 def reopenable(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    """A factory of stores over the same persistent location."""
+    """A factory of stores over the same persistent location; keyword arguments go to the store."""
     if request.param == "edge":
-        return lambda: EdgeStore(tmp_path / "qdrant")
-    return lambda: QdrantServerStore(path=str(tmp_path / "local"))
+        return lambda **options: EdgeStore(tmp_path / "qdrant", **options)
+    return lambda **options: QdrantServerStore(path=str(tmp_path / "local"), **options)
 
 
 def test_upsert_then_dense_search_returns_the_chunk_unchanged(store: VectorStore) -> None:
@@ -330,6 +339,140 @@ def test_both_backends_rank_bm25_with_identical_scores(tmp_path: Path) -> None:
     edge, client = results
     assert [chunk_id for chunk_id, _ in edge] == [chunk_id for chunk_id, _ in client]
     assert [score for _, score in edge] == pytest.approx([score for _, score in client], rel=1e-5)
+
+
+# -- The BM25 encoder a collection was built with ----------------------------------------------------
+
+# Any other k1/b/avgdl or tokenizer version has another signature: this stands for a changed encoder.
+OTHER_ENCODER = Bm25Encoder(k1=2.0)
+
+
+def bm25_ranking(store: VectorStore, query: str = "get a page with tinyhttp") -> list[tuple[str, float]]:
+    return [(hit.chunk.id, hit.score) for hit in store.sparse_search(encode_query(query), limit=10)]
+
+
+def build_and_close(reopenable: Factory) -> tuple[np.ndarray, str, list[tuple[str, float]]]:
+    """Index CORPUS with the default encoder; returns the dense vectors, the signature and a BM25 ranking."""
+    store = reopenable()
+    store.open("test-model", DIM)
+    try:
+        dense = index(store, CORPUS)
+        return dense, store.info()["sparse"], bm25_ranking(store)
+    finally:
+        store.close()
+
+
+def test_a_collection_of_another_bm25_encoder_refuses_bm25_use_and_keeps_its_data(
+    reopenable: Factory,
+) -> None:
+    dense, built_with, ranking = build_and_close(reopenable)
+    assert built_with == DEFAULT_ENCODER.signature
+
+    changed = reopenable(sparse_encoder=OTHER_ENCODER)
+    changed.open("test-model", DIM)  # opening works: removing sources and backups must stay possible
+    try:
+        new = make_chunk("https://d.test/new", 0, "A new page about tinyhttp.")
+        new_sparse = [OTHER_ENCODER.encode_document(new.text)]
+        query = OTHER_ENCODER.encode_query("tinyhttp")
+        refused = {
+            "upsert": lambda: changed.upsert([new], vectors_for([new]), new_sparse),
+            "sparse search": lambda: changed.sparse_search(query, limit=5),
+            "sparse candidates": lambda: changed.sparse_candidates(query, limit=5),
+            "hybrid search": lambda: changed.hybrid_search(dense[0], query, 5),
+        }
+        for what, attempt in refused.items():
+            with pytest.raises(ConfigError) as caught:
+                attempt()
+            error = caught.value
+            assert built_with in error.message and OTHER_ENCODER.signature in error.message, what
+            assert "`evorag sources remove NAME`" in error.hint and "`evorag crawl URL`" in error.hint, what
+        # What does not touch BM25 still works.
+        assert changed.dense_search(dense[3], limit=1)[0].chunk == CORPUS[3]
+        assert changed.dense_candidates(dense[3], limit=1)[0].id == CORPUS[3].id
+        dense_only = changed.hybrid_search(dense[3], query, 1, weights=(1.0, 0.0))
+        assert dense_only[0].chunk == CORPUS[3]
+        assert changed.count() == len(CORPUS)  # the refused upsert wrote nothing
+        assert changed.info()["sparse"] == built_with
+    finally:
+        changed.close()
+
+    again = reopenable()
+    again.open("test-model", DIM)
+    try:
+        assert again.info()["sparse"] == built_with  # the failing calls recorded nothing
+        assert bm25_ranking(again) == ranking
+    finally:
+        again.close()
+
+
+def test_an_emptied_collection_takes_the_new_bm25_encoder(reopenable: Factory) -> None:
+    build_and_close(reopenable)
+
+    changed = reopenable(sparse_encoder=OTHER_ENCODER)
+    changed.open("test-model", DIM)
+    try:
+        changed.delete_where(source="docs")  # removing sources is allowed: it is the way out
+        first = CORPUS[:1]
+        with pytest.raises(ConfigError):  # the pets chunks are still the old encoder's
+            changed.upsert(first, vectors_for(first), [OTHER_ENCODER.encode_document(first[0].text)])
+        changed.delete_where(source="pets")  # the last chunks of the old encoder
+        changed.upsert(CORPUS, vectors_for(CORPUS), [OTHER_ENCODER.encode_document(c.text) for c in CORPUS])
+        assert changed.info()["sparse"] == OTHER_ENCODER.signature
+        hits = changed.sparse_search(OTHER_ENCODER.encode_query("tinyhttp.get"), limit=1)
+        assert hits[0].chunk == CORPUS[0]
+    finally:
+        changed.close()
+
+    previous = reopenable()  # the switch is recorded: now the default encoder is the odd one out
+    previous.open("test-model", DIM)
+    try:
+        with pytest.raises(ConfigError, match=r"k1=2:"):
+            previous.sparse_search(encode_query("tinyhttp"), limit=1)
+    finally:
+        previous.close()
+
+
+def forget_bm25_signature(store: VectorStore, tmp_path: Path) -> None:
+    """Make a closed store's collection look like one that never recorded its encoder."""
+    name = collection_name("evorag", "test-model")
+    if isinstance(store, EdgeStore):
+        meta_path = store.root / "collections" / name / "meta.json"
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        del meta["sparse"]
+        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        return
+    # Metadata updates merge keys: a null one is dropped.
+    client = QdrantClient(path=str(tmp_path / "local"))
+    try:
+        client.update_collection(name, metadata={"sparse": None})
+        assert "sparse" not in client.get_collection(name).config.metadata
+    finally:
+        client.close()
+
+
+def test_a_collection_that_never_recorded_its_bm25_encoder_is_accepted_and_recorded(
+    reopenable: Factory, tmp_path: Path
+) -> None:
+    _, _, ranking = build_and_close(reopenable)
+    backend = reopenable()
+    backend.close()  # local mode locks its folder from construction on
+    forget_bm25_signature(backend, tmp_path)
+
+    unsigned = reopenable()
+    unsigned.open("test-model", DIM)
+    try:
+        assert unsigned.info()["sparse"] == DEFAULT_ENCODER.signature
+        assert bm25_ranking(unsigned) == ranking
+    finally:
+        unsigned.close()
+
+    changed = reopenable(sparse_encoder=OTHER_ENCODER)  # recorded for good: a later change is caught
+    changed.open("test-model", DIM)
+    try:
+        with pytest.raises(ConfigError):
+            changed.sparse_search(OTHER_ENCODER.encode_query("tinyhttp"), limit=1)
+    finally:
+        changed.close()
 
 
 # -- Qdrant Edge specifics ---------------------------------------------------------------------

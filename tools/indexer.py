@@ -70,9 +70,13 @@ class Indexer:
         *,
         on_embedded: Callable[[int], None] | None = None,
     ) -> IndexedBatch:
-        """Index (or re-index) whole pages. Pages with no chunks are recorded with zero chunks."""
+        """Index (or re-index) whole pages. Pages with no chunks are recorded with zero chunks.
+
+        Raises ``ConfigError`` before anything is written if the index was built by another BM25 encoder.
+        """
         if not pages:
             return IndexedBatch(0, 0)
+        self.store.check_sparse()  # before the catalog marks pages pending that the store then refuses
         per_page = [(page, self.chunk(source, page)) for page in pages]
         self.catalog.begin_pages(source, [(page.url, page.content_hash) for page in pages])
         chunks = [chunk for _, page_chunks in per_page for chunk in page_chunks]

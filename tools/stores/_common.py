@@ -6,12 +6,12 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from evorag.errors import ConfigError, InternalError
-from tools.sparse import DEFAULT_ENCODER, SparseVector
+from tools.sparse import SparseVector
 from tools.types import Chunk, Hit, Scored
 
 DENSE = "dense"
@@ -38,14 +38,40 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def new_metadata(model_name: str, dim: int) -> dict:
+def new_metadata(model_name: str, dim: int, sparse_signature: str) -> dict:
     return {
         "schema": METADATA_SCHEMA,
         "model": model_name,
         "dim": int(dim),
-        "sparse": DEFAULT_ENCODER.signature,
+        "sparse": sparse_signature,
         "created_at": time.time(),
     }
+
+
+def sparse_signature_to_record(
+    collection: str, recorded: str | None, current: str, is_empty: Callable[[], bool]
+) -> bool:
+    """Whether the collection should now record ``current`` as its BM25 encoder.
+
+    Raises ``ConfigError`` when its vectors come from another encoder: BM25 vectors of two encoders
+    do not compare (other tokens, other saturation), so new documents or a query would silently mix
+    them. An empty collection has nothing to mix with, so it takes the current encoder.
+    """
+    if recorded == current:
+        return False
+    if recorded is not None and not is_empty():
+        raise sparse_mismatch(collection, recorded, current)
+    return True
+
+
+def sparse_mismatch(collection: str, recorded: str, current: str) -> ConfigError:
+    return ConfigError(
+        f"collection {collection} holds BM25 vectors of encoder {recorded!r}, but the current BM25 "
+        f"encoder is {current!r}; indexing or keyword search would mix the two and rank wrongly",
+        hint="restore the BM25 encoder that built it (the evorag version, or k1/b/avgdl, named first), "
+        "or re-index: remove every source with `evorag sources remove NAME` (`evorag sources` lists "
+        "them), then crawl each again with `evorag crawl URL`",
+    )
 
 
 def check_dim(collection: str, recorded: dict, model_name: str, dim: int) -> None:

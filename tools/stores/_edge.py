@@ -37,7 +37,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from evorag.errors import InternalError, NotFoundError, StoreError, UserError
-from tools.sparse import SparseVector
+from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
 from tools.stores._common import (
     DENSE,
     KEYWORD_FIELDS,
@@ -56,6 +56,7 @@ from tools.stores._common import (
     scored_from_points,
     new_metadata,
     query_vector,
+    sparse_signature_to_record,
 )
 from tools.stores._protocol import SearchFilter
 from tools.types import Chunk, Hit, Scored
@@ -120,15 +121,25 @@ class EdgeStore:
     0.93 / 0.98 / 0.99 at ef 128 / 256 / 400, for 0.8 / 1.2 / 1.7 ms per 100-candidate query (p50). ``search_threads`` sizes the
     shard's search pool: 1 keeps a query on one core, which cut the hybrid p95 at 100k chunks by a
     quarter on a loaded 2-core machine (no pool hand-offs); more only helps with many segments.
+
+    ``sparse_encoder`` is the BM25 encoder callers encode documents and queries with; a collection
+    built by another one refuses writes and BM25 queries (see ``check_sparse``).
     """
 
     backend = "qdrant-edge"
 
     def __init__(
-        self, root: str | Path, alias: str = "evorag", *, hnsw_ef: int = 256, search_threads: int = 1
+        self,
+        root: str | Path,
+        alias: str = "evorag",
+        *,
+        hnsw_ef: int = 256,
+        search_threads: int = 1,
+        sparse_encoder: Bm25Encoder = DEFAULT_ENCODER,
     ) -> None:
         self.root = Path(root)
         self.alias = check_alias(alias)
+        self.sparse_signature = sparse_encoder.signature
         self._search_params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self._search_threads = search_threads
         self._lock = threading.RLock()
@@ -172,11 +183,15 @@ class EdgeStore:
                 check_dim(name, meta, model_name, dim)
             else:
                 # Metadata first: a crash before the shard exists leaves a collection that opens fine.
-                meta = new_metadata(model_name, dim)
+                meta = new_metadata(model_name, dim, self.sparse_signature)
                 directory.mkdir(parents=True, exist_ok=True)
                 _write_json_atomically(meta_path, meta)
             self._shard = self._load_or_create(directory / "shard", dim)
             self._name, self._meta = name, meta
+            if meta.get("sparse") is None:
+                # Unsigned (made by hand or by other tooling): evorag has only ever had one BM25 encoder,
+                # so refusing would lock a sound index; recording makes any later change detectable.
+                self._record_sparse()
             if activate:
                 self.activate()
 
@@ -199,6 +214,18 @@ class EdgeStore:
             name = self._require_name()
             with self._aliases() as aliases:
                 aliases[self.alias] = name
+
+    def check_sparse(self) -> None:
+        with self._lock:
+            name = self._require_name()
+            recorded = self._meta.get("sparse")
+            if sparse_signature_to_record(name, recorded, self.sparse_signature, lambda: self.count() == 0):
+                self._record_sparse()
+
+    def _record_sparse(self) -> None:
+        meta = {**self._meta, "sparse": self.sparse_signature}
+        _write_json_atomically(self._collection_dir(self._require_name()) / "meta.json", meta)
+        self._meta = meta
 
     def _load_or_create(self, shard_dir: Path, dim: int) -> qe.EdgeShard:
         config = qe.EdgeConfig(
@@ -296,6 +323,7 @@ class EdgeStore:
         matrix = check_upsert(chunks, dense, sparse, int(self._meta["dim"]))
         ids = [canonical_id(chunk.id) for chunk in chunks]
         with self._lock:
+            self.check_sparse()
             shard = self._require()
             for start in range(0, len(chunks), UPSERT_BATCH):
                 end = start + UPSERT_BATCH
@@ -366,10 +394,10 @@ class EdgeStore:
         self._require()
         return qe.Query.Nearest(query_vector(vector, int(self._meta["dim"])), using=DENSE)
 
-    @staticmethod
-    def _sparse_query(vector: SparseVector) -> qe.Query | None:
+    def _sparse_query(self, vector: SparseVector) -> qe.Query | None:
         if not vector.indices:
             return None  # no known term: nothing can match
+        self.check_sparse()
         return qe.Query.Nearest(qe.SparseVector(list(vector.indices), list(vector.values)), using=SPARSE)
 
     def hybrid_search(
@@ -393,6 +421,7 @@ class EdgeStore:
             )
             fused_weights.append(float(weights[0]))
         if weights[1] > 0 and sparse.indices:
+            self.check_sparse()
             sparse_query = qe.Query.Nearest(
                 qe.SparseVector(list(sparse.indices), list(sparse.values)), using=SPARSE
             )

@@ -36,6 +36,11 @@ class VectorStore(Protocol):
 
     Every method except ``open``/``open_current``/``collections``/``close`` needs an open collection
     and raises ``InternalError`` otherwise. Backend failures surface as ``StoreError``.
+
+    Each collection also records the signature of the BM25 encoder that built its sparse vectors
+    (``tools.sparse.Bm25Encoder.signature``). If it is not the store's current encoder, ``upsert``
+    and BM25 queries raise ``ConfigError`` (see ``check_sparse``); everything else, removals
+    included, still works, so the index can be emptied and rebuilt.
     """
 
     alias: str
@@ -55,6 +60,14 @@ class VectorStore(Protocol):
 
     def activate(self) -> None:
         """Point the alias at the open collection."""
+        ...
+
+    def check_sparse(self) -> None:
+        """Raise ``ConfigError`` if the open collection's BM25 vectors come from another encoder.
+
+        The error names both signatures. A collection holding no chunks takes the current encoder
+        instead (it has nothing to mix with). Callers that are about to do work call it first.
+        """
         ...
 
     def info(self) -> dict:

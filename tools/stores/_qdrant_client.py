@@ -8,12 +8,14 @@ Durability: writes are sent with ``wait=True``, so when ``upsert`` returns the s
 them through its WAL. In local mode with ``path=`` qdrant-client persists each write before
 returning; ``":memory:"`` keeps nothing.
 
-The model name and dimension are recorded in the collection's metadata (Qdrant >= 1.16). On an
-older server the metadata is absent and the dimension is read from the vector config instead.
+The model name, dimension and BM25 encoder are recorded in the collection's metadata (Qdrant >=
+1.16). On an older server the metadata is absent: the dimension is read from the vector config
+instead, and the BM25 encoder cannot be checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Self, TypeVar
@@ -23,7 +25,7 @@ from qdrant_client import QdrantClient, models
 
 from evorag.errors import EvoragError, InternalError, NotFoundError, StoreError, UserError
 from tools.resilience import CircuitBreaker, retry_call
-from tools.sparse import SparseVector
+from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
 from tools.stores._common import (
     DENSE,
     KEYWORD_FIELDS,
@@ -42,6 +44,7 @@ from tools.stores._common import (
     scored_from_points,
     new_metadata,
     query_vector,
+    sparse_signature_to_record,
 )
 from tools.stores._protocol import SearchFilter
 from tools.types import Chunk, Hit, Scored
@@ -90,7 +93,11 @@ def _search_filter(where: SearchFilter | None) -> models.Filter | None:
 
 
 class QdrantServerStore:
-    """``VectorStore`` through qdrant-client: give ``url`` (+ ``api_key``), or ``location``/``path``."""
+    """``VectorStore`` through qdrant-client: give ``url`` (+ ``api_key``), or ``location``/``path``.
+
+    ``sparse_encoder`` is the BM25 encoder callers encode documents and queries with; a collection
+    built by another one refuses writes and BM25 queries (see ``check_sparse``).
+    """
 
     def __init__(
         self,
@@ -102,10 +109,12 @@ class QdrantServerStore:
         alias: str = "evorag",
         timeout: float = 30.0,
         replication_factor: int = 1,
+        sparse_encoder: Bm25Encoder = DEFAULT_ENCODER,
     ) -> None:
         if sum(option is not None for option in (url, location, path)) != 1:
             raise InternalError("QdrantServerStore needs exactly one of url, location or path")
         self.alias = check_alias(alias)
+        self.sparse_signature = sparse_encoder.signature
         self.replication_factor = replication_factor
         self._breaker = CircuitBreaker("qdrant", failure_threshold=3, reset_after=15.0)
         self.local = url is None
@@ -138,11 +147,18 @@ class QdrantServerStore:
         else:
             meta = self._create_collection(name, model_name, dim)
         self._name, self._meta = name, meta
+        if meta.get("sparse") is None:
+            # Unsigned: a server older than 1.16 (no metadata), or a collection made by other tooling.
+            # evorag has only ever had one BM25 encoder, so refusing would lock a sound index; recording
+            # makes any later change detectable. Best effort: an old server has nowhere to keep it.
+            with contextlib.suppress(StoreError):
+                self._record_sparse()
+            self._meta["sparse"] = self.sparse_signature
         if activate:
             self.activate()
 
     def _create_collection(self, name: str, model_name: str, dim: int) -> dict:
-        meta = new_metadata(model_name, dim)
+        meta = new_metadata(model_name, dim, self.sparse_signature)
         try:
             self._call(
                 lambda: self._client.create_collection(
@@ -221,6 +237,20 @@ class QdrantServerStore:
             lambda: self._client.update_collection_aliases(change_aliases_operations=operations), "alias swap"
         )
 
+    def check_sparse(self) -> None:
+        name = self._require_name()
+        recorded = self._meta.get("sparse")
+        if sparse_signature_to_record(name, recorded, self.sparse_signature, lambda: self.count() == 0):
+            self._record_sparse()
+
+    def _record_sparse(self) -> None:
+        name, signature = self._require_name(), self.sparse_signature
+        # The server merges metadata keys: model, dim and created_at stay as they are.
+        self._call(
+            lambda: self._client.update_collection(name, metadata={"sparse": signature}), "metadata update"
+        )
+        self._meta = {**self._meta, "sparse": signature}
+
     def info(self) -> dict:
         name = self._require_name()
         return {
@@ -272,6 +302,7 @@ class QdrantServerStore:
         name = self._require_name()
         matrix = check_upsert(chunks, dense, sparse, int(self._meta["dim"]))
         ids = [canonical_id(chunk.id) for chunk in chunks]
+        self.check_sparse()
         for start in range(0, len(chunks), UPSERT_BATCH):
             end = start + UPSERT_BATCH
             points = [
@@ -355,10 +386,10 @@ class QdrantServerStore:
         self._require_name()
         return query_vector(vector, int(self._meta["dim"]))
 
-    @staticmethod
-    def _sparse_query(vector: SparseVector) -> models.SparseVector | None:
+    def _sparse_query(self, vector: SparseVector) -> models.SparseVector | None:
         if not vector.indices:
             return None  # no known term: nothing can match
+        self.check_sparse()
         return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
     def _nearest(
@@ -401,6 +432,7 @@ class QdrantServerStore:
             )
             fused_weights.append(float(weights[0]))
         if weights[1] > 0 and sparse.indices:
+            self.check_sparse()
             sparse_query = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
             prefetches.append(
                 models.Prefetch(query=sparse_query, using=SPARSE, limit=candidates, filter=selector)
