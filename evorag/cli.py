@@ -682,6 +682,41 @@ def ui_serve(
     run_ui(load_settings(), host=host, port=port)
 
 
+@app.command("agents-host")
+def agents_host(
+    host: Annotated[str, typer.Option(help="Bind address; a non-loopback one needs --insecure-remote.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port, printed).")] = 50051,
+    insecure_remote: Annotated[
+        bool, typer.Option("--insecure-remote", help="Allow a non-loopback address: the gRPC is unauthenticated "
+                           "and unencrypted, use only on a private network or behind a tunnel.")
+    ] = False,
+) -> None:
+    """Serve AutoGen's gRPC agent runtime host; point EVORAG_AGENT_RUNTIME_HOST at it to run teams through it."""
+    from teams._distributed import serve_host
+
+    def ready(address: str) -> None:
+        err.print(f"agent runtime host listening on {address} (Ctrl-C stops it)", highlight=False, markup=False)
+
+    serve_host(host, port, insecure_remote=insecure_remote, on_ready=ready)
+
+
+@app.command("agents-worker")
+def agents_worker(
+    names: Annotated[list[str], typer.Argument(
+        help="Conversation-team agents to serve: orchestrator, dependency_validator, code_debugger, "
+        "integration_tester.")],
+) -> None:
+    """Serve conversation-team agents to the teams of EVORAG_AGENT_RUNTIME_HOST, with this machine's model and tools."""
+    from teams._conversation import serve_conversation_agents
+
+    def ready(address: str) -> None:
+        err.print(f"serving {', '.join(names)} through {address} (Ctrl-C stops it)", highlight=False, markup=False)
+
+    with _service() as service:
+        asyncio.run(serve_conversation_agents(service, names, on_ready=ready))
+
+
 @app.command("backup")
 def backup_cmd(
     dest: Annotated[str, typer.Argument(help="The .tar.gz file to write.")],

@@ -117,6 +117,22 @@ class Settings(BaseSettings):
     gate_baseline: Path | None = Field(default=None, description="Baseline the retrieval gate compares with.")
     gate_source: str | None = None
 
+    # --- Agent runtime (teams/_distributed.py) ---
+    agent_runtime_host: str | None = Field(
+        default=None,
+        description="host:port of an `evorag agents-host` (AutoGen's gRPC runtime host) that the teams' agents "
+        "exchange their messages through; None: an in-process runtime per team run.",
+    )
+    agent_runtime_remote_agents: list[str] = Field(
+        default_factory=list,
+        description="Conversation-team agents that `evorag agents-worker` processes serve through the host "
+        "instead of this process (in the environment a JSON list, e.g. [\"integration_tester\"]).",
+    )
+    agent_runtime_connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for the agent runtime host to answer when a team starts."
+    )
+    # --- end agent runtime ---
+
     # --- MCP server (evorag.mcp_server) ---
     mcp_token: SecretStr | None = Field(
         default=None, description="Bearer token clients must send to the MCP server over HTTP (EVORAG_MCP_TOKEN)."

@@ -10,13 +10,19 @@ interface's input function.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from autogen_agentchat.agents import AssistantAgent, UserProxyAgent
+from autogen_agentchat.base import ChatAgent
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
 from autogen_agentchat.teams import SelectorGroupChat
+
+from evorag.errors import ConfigError, ExternalError, UserError
+from teams._remote import RemoteAgent, agent_type
 
 
 def _conversation_tools(service) -> dict[str, list]:
@@ -61,43 +67,105 @@ def _conversation_tools(service) -> dict[str, list]:
     }
 
 
-def build_conversation_team(service, model_client, *, user_input: Callable | None = None,
-                            max_messages: int = 20) -> SelectorGroupChat:
+# name -> (description, system prompt in agents._prompts); `evorag agents-worker` can serve any of them.
+ROLES = {
+    "orchestrator": ("Plans and coordinates; searches the documentation.", "ORCHESTRATOR_CHAT"),
+    "dependency_validator": ("Checks the packages a change needs.", "DEPENDENCY_VALIDATOR"),
+    "code_debugger": ("Checks and repairs code.", "DEBUGGER"),
+    "integration_tester": ("Runs tests in the sandbox.", "INTEGRATION_TESTER"),
+}
+
+
+def conversation_agent(name: str, service, model_client) -> AssistantAgent:
+    """One assistant of the team, with its tools when the model can call functions."""
     from agents import _prompts
 
+    description, prompt = ROLES[name]
     can_call = bool(getattr(model_client, "model_info", {}).get("function_calling"))
-    tools = _conversation_tools(service) if can_call else {}
-    roles = {
-        "orchestrator": ("Plans and coordinates; searches the documentation.", _prompts.ORCHESTRATOR_CHAT),
-        "dependency_validator": ("Checks the packages a change needs.", _prompts.DEPENDENCY_VALIDATOR),
-        "code_debugger": ("Checks and repairs code.", _prompts.DEBUGGER),
-        "integration_tester": ("Runs tests in the sandbox.", _prompts.INTEGRATION_TESTER),
-    }
-    participants = [
-        AssistantAgent(name, model_client, tools=tools.get(name), description=description,
-                       system_message=prompt + "\nSay TERMINATE when the request is done.")
-        for name, (description, prompt) in roles.items()
-    ]
+    tools = _conversation_tools(service).get(name) if can_call else None
+    return AssistantAgent(name, model_client, tools=tools, description=description,
+                          system_message=getattr(_prompts, prompt) + "\nSay TERMINATE when the request is done.")
+
+
+def build_conversation_team(service, model_client, *, user_input: Callable | None = None,
+                            max_messages: int = 20, runtime=None,
+                            stand_ins: Mapping[str, ChatAgent] | None = None) -> SelectorGroupChat:
+    """The team on ``runtime`` (None: in-process); ``stand_ins`` replace roles, e.g. by RemoteAgents."""
+    stand_ins = stand_ins or {}
+    participants = [stand_ins.get(name) or conversation_agent(name, service, model_client) for name in ROLES]
     participants.append(UserProxyAgent("human", description="The human who asked; answers questions.",
                                        input_func=user_input or (lambda prompt: "Carry on without me.")))
     termination = TextMentionTermination("TERMINATE") | MaxMessageTermination(max_messages)
-    return SelectorGroupChat(participants, model_client, termination_condition=termination)
+    return SelectorGroupChat(participants, model_client, termination_condition=termination, runtime=runtime)
+
+
+def _check_remote_names(settings, names: Collection[str], *, from_settings: bool) -> None:
+    unknown = ", ".join(sorted(set(names) - set(ROLES)))
+    if unknown and from_settings:
+        raise ConfigError(f"invalid setting agent_runtime_remote_agents: no conversation agent named {unknown}",
+                          hint=f"EVORAG_AGENT_RUNTIME_REMOTE_AGENTS may list {', '.join(ROLES)}")
+    if unknown:
+        raise UserError(f"no conversation agent named {unknown}", hint=f"choose among {', '.join(ROLES)}")
+    if names and not settings.agent_runtime_host:
+        raise ConfigError("agents served by other processes need an agent runtime host",
+                          hint="start `evorag agents-host` and set EVORAG_AGENT_RUNTIME_HOST to its host:port")
 
 
 async def run_conversation(service, task: str, *, model_client=None, user_input: Callable | None = None,
                            on_event: Callable[[object], None] | None = None, max_messages: int = 20) -> list[dict]:
     """Run the conversation team on ``task``; returns the transcript (source, content)."""
+    from teams._distributed import run_on, team_runtime
     from teams._runtime import team_model_client
 
-    team = build_conversation_team(service, model_client or team_model_client(service), user_input=user_input,
-                                   max_messages=max_messages)
+    settings = service.settings
+    remote = list(settings.agent_runtime_remote_agents)
+    _check_remote_names(settings, remote, from_settings=True)
     transcript = []
-    async for event in team.run_stream(task=task):
-        if on_event is not None:
-            on_event(event)
-        source, content = getattr(event, "source", None), getattr(event, "content", None)
-        if source is not None and content is not None:
-            transcript.append({"source": source, "content": content if isinstance(content, str) else str(content)})
-            service.evolution.audit.write("conversation", agent=source, content=str(content)[:2000])
+    async with team_runtime(settings) as runtime:
+        for name in remote:
+            if not await runtime.serves(agent_type(name)):
+                raise ExternalError(f"no `evorag agents-worker` serves {name} at {settings.agent_runtime_host}",
+                                    hint=f"start `evorag agents-worker {name}` with the same host, or remove "
+                                         "it from EVORAG_AGENT_RUNTIME_REMOTE_AGENTS")
+        session = uuid.uuid4().hex
+        remotes = {name: RemoteAgent(name, ROLES[name][0], runtime, session=session) for name in remote}
+        team = build_conversation_team(service, model_client or team_model_client(service), user_input=user_input,
+                                       max_messages=max_messages, runtime=runtime, stand_ins=remotes)
+        try:
+            async for event in run_on(runtime, team.run_stream(task=task)):
+                if on_event is not None:
+                    on_event(event)
+                source, content = getattr(event, "source", None), getattr(event, "content", None)
+                if source is not None and content is not None:
+                    transcript.append({"source": source,
+                                       "content": content if isinstance(content, str) else str(content)})
+                    service.evolution.audit.write("conversation", agent=source, content=str(content)[:2000])
+        finally:
+            # Best effort, and not through a runtime that failed: a worker that is gone has nothing to release.
+            for agent in remotes.values() if remotes and not runtime.failed.done() else ():
+                with contextlib.suppress(Exception, TimeoutError):
+                    await asyncio.wait_for(agent.release(), 5)
     await asyncio.sleep(0)
     return transcript
+
+
+async def serve_conversation_agents(service, names: Sequence[str], *, model_client=None,
+                                    on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``names`` to the teams of the agent runtime host until SIGINT/SIGTERM or until the host goes away.
+
+    The agents use this process's settings: its model, and tools over its own index and sandbox.
+    """
+    from teams._distributed import team_runtime, wait_for_stop
+    from teams._remote import serve_agent
+    from teams._runtime import team_model_client
+
+    if not names:
+        raise UserError("name at least one agent to serve", hint=f"choose among {', '.join(ROLES)}")
+    _check_remote_names(service.settings, names, from_settings=False)
+    client = model_client or team_model_client(service)
+    async with team_runtime(service.settings) as runtime:
+        for name in dict.fromkeys(names):
+            await serve_agent(runtime, name, lambda name=name: conversation_agent(name, service, client))
+        if on_ready is not None:
+            on_ready(service.settings.agent_runtime_host)
+        await wait_for_stop(runtime)

@@ -37,7 +37,7 @@ def _starts(prefix: str) -> Callable:
     return lambda message: getattr(message, "content", "").startswith(prefix)
 
 
-def build_evolution_flow(state: EvolutionState, model_client, *, memory=None) -> GraphFlow:
+def build_evolution_flow(state: EvolutionState, model_client, *, memory=None, runtime=None) -> GraphFlow:
     orchestrator = EvolutionOrchestrator(state=state, model_client=model_client, memory=memory)
     validator = DependencyValidator(state=state)
     generator = ToolGenerator(state=state, model_client=model_client)
@@ -65,6 +65,7 @@ def build_evolution_flow(state: EvolutionState, model_client, *, memory=None) ->
         participants=builder.get_participants(),
         graph=builder.build(),
         termination_condition=MaxMessageTermination(4 + 6 * state.max_attempts),
+        runtime=runtime,
     )
 
 
@@ -99,14 +100,23 @@ async def run_evolution(
     """
     from tools.resources import check_resources
 
-    from teams._runtime import team_model_client
+    from teams._distributed import team_runtime
 
     if not request or not request.strip():
         from evorag.errors import UserError
 
         raise UserError("the feature request is empty", hint="describe the tool you want")
     check_resources(service.settings.home)
-    service._rate_limiter().acquire("evolution")
+    # Connect before taking a slot of the hourly limit: an unreachable runtime host costs no evolution.
+    async with team_runtime(service.settings) as runtime:
+        service._rate_limiter().acquire("evolution")
+        return await _evolve(service, request, docs, approver, model_client, on_event, runtime)
+
+
+async def _evolve(service, request: str, docs, approver, model_client, on_event, runtime) -> EvolutionOutcome:
+    from teams._distributed import run_on
+    from teams._runtime import team_model_client
+
     pipeline = service.evolution
     run_id = uuid.uuid4().hex[:12]
     workdir = service.settings.home / "work" / run_id
@@ -116,8 +126,8 @@ async def run_evolution(
     try:
         state.docs_context = await _docs_context(service, state.request, docs, run_id)
         client = model_client or team_model_client(service)
-        flow = build_evolution_flow(state, client, memory=getattr(service, "memory_store", None))
-        async for event in flow.run_stream(task=state.request):
+        flow = build_evolution_flow(state, client, memory=getattr(service, "memory_store", None), runtime=runtime)
+        async for event in run_on(runtime, flow.run_stream(task=state.request)):
             source = getattr(event, "source", None)
             content = getattr(event, "content", None)
             if source and isinstance(content, str):
