@@ -18,9 +18,9 @@ A chunk listed twice in one list counts once, at its better rank.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 from tools.types import Hit, Scored
@@ -34,15 +34,6 @@ FusionMethod = Literal["rrf", "qdrant_rrf", "minmax", "dbsf"]
 _RankedIds = Sequence[Sequence[Scored]]
 
 
-@dataclass(slots=True)
-class _Candidate:
-    id: str
-    best_rank: int
-    best_list: int
-    score: float = 0.0
-    seen_in: set[int] = field(default_factory=set)
-
-
 def _check_weights(result_lists: Sequence[Sequence[object]], weights: Sequence[float] | None) -> list[float]:
     if weights is None:
         return [1.0] * len(result_lists)
@@ -53,26 +44,34 @@ def _check_weights(result_lists: Sequence[Sequence[object]], weights: Sequence[f
     return [float(weight) for weight in weights]
 
 
-def _accumulate(result_lists: _RankedIds, contributions: Sequence[Sequence[float]]) -> dict[str, _Candidate]:
-    """Sum each list's per-rank contribution into one candidate per id."""
-    candidates: dict[str, _Candidate] = {}
+def _accumulate(result_lists: _RankedIds, contributions: Sequence[Sequence[float]]) -> dict[str, list]:
+    """Sum each list's per-rank contribution per id: ``id -> [score, best rank, list of the best rank]``.
+
+    Plain lists rather than objects: this runs for every candidate of every search, under the GIL.
+    """
+    candidates: dict[str, list] = {}
     for list_index, (items, scores) in enumerate(zip(result_lists, contributions, strict=True)):
+        seen: set[str] = set()
         for rank, (item, contribution) in enumerate(zip(items, scores, strict=True), start=1):
-            candidate = candidates.get(item.id)
-            if candidate is None:
-                candidate = candidates[item.id] = _Candidate(item.id, rank, list_index)
-            elif rank < candidate.best_rank:
-                candidate.best_rank, candidate.best_list = rank, list_index
-            if list_index in candidate.seen_in:
+            item_id = item.id
+            if item_id in seen:
                 continue  # duplicates within one list: the first (better) rank already counted
-            candidate.seen_in.add(list_index)
-            candidate.score += contribution
+            seen.add(item_id)
+            candidate = candidates.get(item_id)
+            if candidate is None:
+                candidates[item_id] = [contribution, rank, list_index]
+            else:
+                candidate[0] += contribution
+                if rank < candidate[1]:
+                    candidate[1], candidate[2] = rank, list_index
     return candidates
 
 
-def _ranked(candidates: dict[str, _Candidate], limit: int) -> list[Scored]:
-    ordered = sorted(candidates.values(), key=lambda c: (-c.score, c.best_rank, c.best_list, c.id))
-    return [Scored(candidate.id, candidate.score) for candidate in ordered[: max(limit, 0)]]
+def _ranked(candidates: dict[str, list], limit: int) -> list[Scored]:
+    best = heapq.nsmallest(
+        max(limit, 0), candidates.items(), key=lambda entry: (-entry[1][0], entry[1][1], entry[1][2], entry[0])
+    )
+    return [Scored(item_id, values[0]) for item_id, values in best]
 
 
 def _rrf(result_lists: _RankedIds, weights: Sequence[float] | None, k: int, limit: int) -> list[Scored]:
