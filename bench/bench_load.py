@@ -10,7 +10,8 @@ Phases, all traffic to 127.0.0.1 only, each bounded by ``--seconds``:
 
 1. baseline: the same queries through the Python API in this process, one after another
    (``Evorag.search(code=True)`` and ``Evorag.aask(evaluate=False)``);
-2. load: ``evorag mcp --http`` in a subprocess; ``--clients`` official SDK client sessions each loop on
+2. load: ``evorag mcp --http`` in a subprocess; ``--clients`` official SDK client sessions, spread over
+   ``--client-processes`` load-generator processes (as separate assistants would be), each loop on
    ``search_code_examples`` (70 %) and ``perform_rag_query_with_metrics(enable_evaluation=False)``
    (30 %). The language model is a replay script (instant), so a RAG query costs retrieval, context
    assembly and citations, not generation;
@@ -18,7 +19,8 @@ Phases, all traffic to 127.0.0.1 only, each bounded by ``--seconds``:
    back to back, each into a new source.
 
 Targets: 0 errors, load p95 <= 200 ms. Every latency is client-side (request sent to result parsed).
-The load generator shares the machine's cores with the server: on 2 cores it takes a real share.
+The load generators share the machine's cores with the server: on 2 cores they take a real share, and
+a single client process tops out near 150 light calls/s (its own event loop), so the clients are spread.
 
     python bench/bench_load.py [--seconds 60] [--clients 20] [--chunks 10000]
 """
@@ -336,13 +338,15 @@ async def session(url: str, token: str):
 
 
 async def client_loop(
-    client, queries: list[str], seed: int, stop_at: float, overhead_only: bool = False
+    client, queries: list[str], seed: int, start_at: float, stop_at: float, overhead_only: bool = False
 ) -> dict[str, Samples]:
+    """One client's requests, back to back, between two wall-clock times (shared by every process)."""
     rng = random.Random(seed)
     results = {"search_code_examples": Samples(), "perform_rag_query": Samples()}
     if overhead_only:
         results = {"get_available_sources": Samples()}
-    while time.perf_counter() < stop_at:
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    while time.time() < stop_at:
         query = rng.choice(queries)
         if overhead_only:  # no search: the cost of MCP over HTTP itself
             kind, tool, args = "get_available_sources", "get_available_sources", {}
@@ -366,49 +370,75 @@ async def client_loop(
     return results
 
 
-async def load_phase(url: str, token: str, queries: list[str], clients: int, seconds: float,
-                     crawl_site: str | None = None, overhead_only: bool = False) -> tuple[dict[str, Samples], dict]:
-    """``clients`` sessions querying for ``seconds``; with ``crawl_site``, crawl jobs run back to back."""
+async def _client_group(url: str, token: str, queries: list[str], seeds: list[int], start_at: float,
+                        stop_at: float, overhead_only: bool) -> dict[str, Samples]:
     async with contextlib.AsyncExitStack() as stack:
-        sessions = [await stack.enter_async_context(session(url, token)) for _ in range(clients)]
-        crawls = {"jobs": 0, "done": 0, "pages_indexed": 0, "statuses": []}
-        started = time.perf_counter()
-        stop_at = started + seconds
-
-        async def crawl_loop() -> None:
-            async with session(url, token) as client:
-                while time.perf_counter() < stop_at:
-                    source = f"demo{crawls['jobs']}"
-                    crawls["jobs"] += 1
-                    job = (await client.call_tool("crawl_and_index_documentation", {
-                        "url": crawl_site + "index.html", "source": source, "wait_seconds": 0,
-                    })).structuredContent
-                    while job["status"] not in ("done", "failed", "cancelled"):
-                        await asyncio.sleep(0.5)
-                        job = (await client.call_tool("get_job_status", {"job_id": job["job_id"]})).structuredContent
-                    crawls["statuses"].append(job["status"])
-                    if job["status"] == "done":
-                        crawls["done"] += 1
-                        crawls["pages_indexed"] += job["report"]["pages_indexed"]
-
-        tasks = [client_loop(s, queries, seed, stop_at, overhead_only) for seed, s in enumerate(sessions)]
-        crawler = asyncio.create_task(crawl_loop()) if crawl_site else None
-        per_client = await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-        if crawler is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(crawler, timeout=120)
+        sessions = [await stack.enter_async_context(session(url, token)) for _ in seeds]
+        per_client = await asyncio.gather(*(
+            client_loop(s, queries, seed, start_at, stop_at, overhead_only) for seed, s in zip(seeds, sessions)
+        ))
     totals = {kind: Samples() for kind in per_client[0]}
     for result in per_client:
         for kind, samples in result.items():
             totals[kind].add(samples)
-    for samples in totals.values():
-        samples.seconds = elapsed
+    return totals
+
+
+def client_process(url: str, token: str, queries: list[str], seeds: list[int], start_at: float,
+                   stop_at: float, overhead_only: bool) -> tuple[dict[str, Samples], float]:
+    """A load-generator process: its share of the clients, and the CPU seconds it used."""
+    cpu = time.process_time()
+    totals = asyncio.run(_client_group(url, token, queries, seeds, start_at, stop_at, overhead_only))
+    return totals, time.process_time() - cpu
+
+
+def load_phase(url: str, token: str, queries: list[str], clients: int, seconds: float, processes: int,
+               crawl_site: str | None = None, overhead_only: bool = False) -> tuple[dict[str, Samples], dict]:
+    """``clients`` sessions spread over ``processes`` load-generator processes, querying for ``seconds``
+    (one Python process tops out near 150 light MCP calls/s: the SDK client, not the server, would be
+    measured); with ``crawl_site``, crawl jobs run back to back from this process meanwhile."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    processes = max(1, min(processes, clients))
+    groups = [list(range(clients))[i::processes] for i in range(processes)]
+    start_at = time.time() + 3.0 + 0.15 * clients  # every session connected before the clock starts
+    stop_at = start_at + seconds
+    crawls = {"jobs": 0, "done": 0, "pages_indexed": 0, "statuses": []}
+
+    async def crawl_loop() -> None:
+        async with session(url, token) as client:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            while time.time() < stop_at:
+                source = f"demo{crawls['jobs']}"
+                crawls["jobs"] += 1
+                job = (await client.call_tool("crawl_and_index_documentation", {
+                    "url": crawl_site + "index.html", "source": source, "wait_seconds": 0,
+                })).structuredContent
+                while job["status"] not in ("done", "failed", "cancelled"):
+                    await asyncio.sleep(0.5)
+                    job = (await client.call_tool("get_job_status", {"job_id": job["job_id"]})).structuredContent
+                crawls["statuses"].append(job["status"])
+                if job["status"] == "done":
+                    crawls["done"] += 1
+                    crawls["pages_indexed"] += job["report"]["pages_indexed"]
+
+    with ProcessPoolExecutor(processes) as pool:
+        futures = [pool.submit(client_process, url, token, queries, seeds, start_at, stop_at, overhead_only)
+                   for seeds in groups]
+        if crawl_site:
+            asyncio.run(crawl_loop())
+        outcomes = [future.result() for future in futures]
+    kinds = outcomes[0][0].keys()
+    totals = {kind: Samples(seconds=seconds) for kind in kinds}
+    for result, _ in outcomes:
+        for kind, samples in result.items():
+            totals[kind].add(samples)
+    crawls["client_cpu_s"] = sum(cpu for _, cpu in outcomes)
     return totals, crawls
 
 
-def measured_phase(server_pid: int, coroutine):
-    """Run one load phase and note the CPU used by the server process and by this load generator."""
+def measured_phase(server_pid: int, run):
+    """Run one load phase (``run()``) and note the CPU used by the server and by the load generators."""
     import psutil
 
     server = psutil.Process(server_pid)
@@ -419,14 +449,15 @@ def measured_phase(server_pid: int, coroutine):
             c.cpu_times().user + c.cpu_times().system for c in server.children(recursive=True)
         )
 
-    server_before, client_before, wall = cpu_of_server(), time.process_time(), time.perf_counter()
-    results, extra = asyncio.run(coroutine)
-    wall = time.perf_counter() - wall
-    server_cpu, client_cpu = cpu_of_server() - server_before, time.process_time() - client_before
+    server_before = cpu_of_server()
+    results, extra = run()
+    server_cpu, seconds = cpu_of_server() - server_before, next(iter(results.values())).seconds
+    client_cpu = extra["client_cpu_s"]
     served = sum(len(samples.latencies_ms) + len(samples.errors) for samples in results.values())
-    note = (f"server {server_cpu / wall:.2f} cores ({1000 * server_cpu / max(served, 1):.1f} CPU-ms per request), "
-            f"load generator {client_cpu / wall:.2f} cores (of {os.cpu_count()}); "
-            f"load average {os.getloadavg()[0]:.2f}")
+    # Cores: CPU over the timed window (session set-up before it adds a little).
+    note = (f"server {server_cpu / seconds:.2f} cores ({1000 * server_cpu / max(served, 1):.1f} CPU-ms per request), "
+            f"load generators {client_cpu / seconds:.2f} cores ({1000 * client_cpu / max(served, 1):.1f} CPU-ms "
+            f"per request) (of {os.cpu_count()}); load average {os.getloadavg()[0]:.2f}; {seconds:.0f} s timed")
     for samples in results.values():
         samples.cpu = note
     return results, extra
@@ -471,6 +502,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="Duration of each phase.")
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--client-processes", type=int, default=4,
+                        help="Load-generator processes the clients are spread over (1 = all in one).")
     parser.add_argument("--chunks", type=int, default=10_000, help="Size of the index.")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "evorag-bench-load-index",
                         help="Where the built index is kept between runs.")
@@ -479,6 +512,7 @@ def main() -> int:
         print(f"needs the Python docs' sources at {DOCS}: apt-get install python3-doc", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    procs = args.client_processes
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from evorag.demo import serve_demo_site
@@ -503,12 +537,12 @@ def main() -> int:
         log = Path(tmp) / "server.log"
         with mcp_server(home, token, replay, log) as (url, pid), serve_demo_site(0) as site:
             # Warm up (the server loads the embedder and the index on its first search).
-            asyncio.run(load_phase(url, token, queries, 1, 2.0))
+            load_phase(url, token, queries, 1, 2.0, 1)
             before = server_counts(url, token)
-            load, _ = measured_phase(pid, load_phase(url, token, queries, args.clients, args.seconds))
+            load, _ = measured_phase(pid, lambda: load_phase(url, token, queries, args.clients, args.seconds, procs))
             report(f"load: {args.clients} MCP HTTP clients, {args.seconds:.0f} s", load)
             crawl_load, crawls = measured_phase(
-                pid, load_phase(url, token, queries, args.clients, args.seconds, crawl_site=site)
+                pid, lambda: load_phase(url, token, queries, args.clients, args.seconds, procs, crawl_site=site)
             )
             report(f"crawl + load: {args.clients} clients while crawl jobs run back to back, "
                    f"{args.seconds:.0f} s", crawl_load)
@@ -516,7 +550,8 @@ def main() -> int:
                   f"{crawls['pages_indexed']} pages indexed, statuses {crawls['statuses']}")
             after = server_counts(url, token)
             overhead, _ = measured_phase(
-                pid, load_phase(url, token, queries, args.clients, max(3.0, args.seconds / 4), overhead_only=True)
+                pid, lambda: load_phase(url, token, queries, args.clients, max(3.0, args.seconds / 4), procs,
+                                        overhead_only=True)
             )
             report(f"MCP overhead: {args.clients} clients calling get_available_sources (no search), "
                    f"{max(3.0, args.seconds / 4):.0f} s", overhead)
