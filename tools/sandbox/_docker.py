@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tools.resilience import CircuitBreaker, CircuitOpenError, retry_call
 from tools.sandbox._cgroup import read_counter
 from tools.sandbox._docker_image import DEFAULT_IMAGE, build_image, host_lib_dirs
 from tools.sandbox._limits import (
@@ -43,12 +44,37 @@ from tools.sandbox._supervisor import Outcome, kill_process_group, supervise
 
 _DAEMON_OK_FOR_S = 60.0
 _daemon_checked: dict[tuple[str, str], float] = {}
+# One breaker per daemon: after 3 runs in a row that could not reach it, runs fail at once (and "auto"
+# picks another backend) for 30 s instead of each waiting out its own retries.
+_breakers: dict[tuple[str, str], CircuitBreaker] = {}
+_CREATE_ATTEMPTS = 3
+# What the docker CLI prints when the daemon, not the request, is the problem: worth another try.
+_DAEMON_DOWN = (
+    "cannot connect to the docker daemon",
+    "error during connect",
+    "connection refused",
+    "connection reset",
+    "i/o timeout",
+    "context deadline exceeded",
+    "tls handshake timeout",
+    "is the docker daemon running",
+    "unexpected eof",
+)
 _images_built: set[tuple[str, str, str]] = set()
 _START_HINT = "start the Docker daemon (dockerd > /tmp/dockerd.log 2>&1 &) and check that `docker info` works"
 # Docker's init (tini) runs in the container's pid cgroup besides the program.
 _INIT_PROCESSES = 1
 # Which process created a container: lets a later process remove what a crashed one left behind.
 _OWNER_LABEL = "evorag.sandbox.pid"
+
+
+class _DaemonUnreachable(Exception):
+    """The docker CLI could not talk to the daemon (as opposed to the daemon refusing the request)."""
+
+
+def _daemon_down(stderr: str) -> bool:
+    text = stderr.lower()
+    return any(signature in text for signature in _DAEMON_DOWN)
 
 
 class DockerSandbox:
@@ -71,6 +97,9 @@ class DockerSandbox:
         if not self.docker:
             return "the docker CLI is not installed (Debian package docker.io)"
         key = (self.docker, os.environ.get("DOCKER_HOST", ""))
+        breaker = self._breaker()
+        if not breaker.allow():
+            return f"the Docker daemon could not be reached by the last runs ({breaker.last_error}); retrying later"
         if time.monotonic() - _daemon_checked.get(key, -_DAEMON_OK_FOR_S) < _DAEMON_OK_FOR_S:
             return None
         try:
@@ -139,13 +168,7 @@ class DockerSandbox:
         stdin: bytes | None,
     ) -> tuple[Outcome, dict | None]:
         """Create, run (attached) and remove one container; return what ran and its final state."""
-        name = f"evorag-sandbox-{uuid.uuid4().hex[:16]}"
-        created = self._docker(self._create_argv(name, workdir, argv, limits, env, stdin is not None))
-        if created.returncode != 0:
-            raise SandboxError(
-                f"docker could not create the sandbox container: {_last_line(created.stderr)}",
-                hint=_START_HINT,
-            )
+        name, created = self._create(workdir, argv, limits, env, stdin is not None)
 
         def kill(proc: subprocess.Popen) -> None:
             # The CLI first (a daemon blocked writing to it would not act on the kill), then the container
@@ -169,6 +192,51 @@ class DockerSandbox:
             raise SandboxError(f"could not start the docker CLI: {exc}") from None
         finally:
             self._docker(["rm", "--force", name], check=False)
+
+    def _create(
+        self, workdir: Path, argv: list[str], limits: Limits, env: Mapping[str, str] | None, interactive: bool
+    ) -> tuple[str, subprocess.CompletedProcess]:
+        """``docker create``, retried with backoff while the daemon is unreachable; returns (name, result).
+
+        Each attempt uses a fresh name: an attempt whose answer was lost may still have created its
+        container, which is removed before the next try.
+        """
+        names: list[str] = []
+
+        def attempt() -> subprocess.CompletedProcess:
+            if names:
+                self._docker(["rm", "--force", names[-1]], check=False)
+            names.append(f"evorag-sandbox-{uuid.uuid4().hex[:16]}")
+            try:
+                done = self._docker(self._create_argv(names[-1], workdir, argv, limits, env, interactive))
+            except SandboxError as exc:  # the CLI timed out or could not be run
+                raise _DaemonUnreachable(str(exc)) from None
+            if done.returncode != 0 and _daemon_down(done.stderr):
+                raise _DaemonUnreachable(_last_line(done.stderr))
+            return done
+
+        try:
+            created = retry_call(attempt, retry_on=(_DaemonUnreachable,), attempts=_CREATE_ATTEMPTS,
+                                 base_delay=0.5, max_delay=4.0, breaker=self._breaker())
+        except CircuitOpenError as exc:
+            raise SandboxError(f"the Docker sandbox is unavailable: {exc}", hint=_START_HINT) from None
+        except _DaemonUnreachable as exc:
+            raise SandboxError(
+                f"the Docker daemon could not be reached ({_CREATE_ATTEMPTS} attempts): {exc}", hint=_START_HINT
+            ) from None
+        if created.returncode != 0:
+            raise SandboxError(
+                f"docker could not create the sandbox container: {_last_line(created.stderr)}",
+                hint=_START_HINT,
+            )
+        return names[-1], created
+
+    def _breaker(self) -> CircuitBreaker:
+        # Keyed by the daemon the CLI talks to (the same CLI may be found under several paths).
+        key = (os.path.realpath(self.docker), os.environ.get("DOCKER_HOST", ""))
+        if key not in _breakers:
+            _breakers[key] = CircuitBreaker(f"Docker daemon {key[1] or 'local'}", failure_threshold=3, reset_after=30.0)
+        return _breakers[key]
 
     def _ensure_image(self) -> None:
         """Build the image on first use, and remove containers left by processes that died mid-run."""
