@@ -8,9 +8,9 @@ embedding model produces (recall@10 ~0.9 at hnsw_ef=128 there, vs 0.99). Measure
 
 * ingest: sparse encoding + upsert, then ``optimize()`` (HNSW + sparse index build), reported apart;
 * hybrid query (excluding the query embedding, which is the same for every store):
-  BM25 query encoding + ``dense_search`` + ``sparse_search`` (``--candidates`` each) + ``rrf``, with
-  the full chunk payloads (tunable fusion in Python); and ``hybrid_search``, the same RRF done by
-  the engine in one request, reading payloads of the fused top only;
+  what the service runs (``tools.search``): BM25 query encoding + id-only ``dense_candidates`` and
+  ``sparse_candidates`` (``--candidates`` each) + RRF in Python + the payloads of the fused top only;
+  and ``hybrid_search``, the same RRF done by the engine in one request;
 * the baseline: ``X @ q`` + ``argpartition`` + sort of the top candidates over the same vectors,
   with OpenBLAS' default threads and with one thread; the faster p95 of the two is the baseline.
 
@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.fusion import rrf
+from tools.search import HybridSearcher, SearchOptions
 from tools.sparse import encode_document, encode_query
 from tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore
 from tools.types import Chunk
@@ -147,10 +147,14 @@ def ingest(
 
 
 def hybrid(store: VectorStore, candidates: int, limit: int, where: SearchFilter | None = None):
+    """The search the service runs (``tools.search.HybridSearcher``), minus the query embedding: id-only
+    dense and BM25 candidates, RRF in Python, then the payloads of the fused top ``limit``."""
+    searcher = HybridSearcher(store, embedder=None)  # type: ignore[arg-type] - the vector is given
+    options = SearchOptions(limit=limit, candidates=candidates, fusion="rrf", rrf_k=60,
+                            source=where.source if where else None, kind=where.kind if where else None)
+
     def run(vector: np.ndarray, text: str):
-        dense_hits = store.dense_search(vector, candidates, where)
-        sparse_hits = store.sparse_search(encode_query(text), candidates, where)
-        return rrf([dense_hits, sparse_hits], k=60, limit=limit)
+        return searcher.search_vector(text, vector, options)
 
     return run
 
@@ -285,9 +289,9 @@ def main() -> None:
         gc.collect()
 
     print(
-        f"\nhybrid = encode_query + dense_search({args.candidates}) + sparse_search({args.candidates}) + "
-        f"rrf(limit={args.limit}); hybrid_search = the same candidates fused by Qdrant (k=61, the textbook 60); "
-        f"{args.queries} queries; payloads included; query embedding excluded; "
+        f"\nhybrid = encode_query + id-only dense and BM25 candidates ({args.candidates} each) + "
+        f"rrf(limit={args.limit}) + the top {args.limit} payloads (tools.search); hybrid_search = the same candidates fused by Qdrant (k=61, the textbook 60); "
+        f"{args.queries} queries; payloads of the results included; query embedding excluded; "
         f"{'uniform' if args.uniform else 'embedding-like'} vectors"
     )
     print(f"{'engine':<40}{'chunks':>9}{'p50 ms':>10}{'p95 ms':>10}{'p95 / baseline p95':>20}")
