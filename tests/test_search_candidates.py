@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import qdrant_edge as qe
 
 from tools.fusion import fuse, fuse_scored
 from tools.search import HybridSearcher, SearchOptions
@@ -127,5 +128,16 @@ def test_context_merges_neighbours_of_one_kind_across_other_kinds(tmp_path) -> N
         assert [p.chunk_ids for p in passages] == [[page[0].id, page[2].id], [page[1].id]]
         passages = assemble_context([Hit(page[0], 0.9), Hit(page[3], 0.8)], between)
         assert [p.chunk_ids for p in passages] == [[page[0].id], [page[3].id]]  # text 2 lies between
+    finally:
+        store.close()
+
+
+def test_edge_collections_index_the_position_range_filter(tmp_path) -> None:
+    store = EdgeStore(tmp_path / "qdrant")
+    store.open("test-model", DIM)
+    try:
+        schema = store._require().info().payload_schema
+        assert {"url", "kind", "position"} <= set(schema)
+        assert schema["position"].data_type == qe.PayloadSchemaType.Integer
     finally:
         store.close()

@@ -18,6 +18,9 @@ DENSE = "dense"
 SPARSE = "bm25"
 # Keyword-indexed payload fields: the ones filters and deletes use.
 KEYWORD_FIELDS = ("url", "source", "kind", "content_hash")
+# Context assembly counts the chunks between two positions of a page (a range filter); a server in
+# strict mode refuses to filter on a field without an index.
+INTEGER_FIELDS = ("position",)
 UPSERT_BATCH = 256
 METADATA_SCHEMA = 1
 

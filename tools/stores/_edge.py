@@ -40,6 +40,7 @@ from evorag.errors import InternalError, NotFoundError, StoreError, UserError
 from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
 from tools.stores._common import (
     DENSE,
+    INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
     UPSERT_BATCH,
@@ -251,9 +252,11 @@ class EdgeStore:
             raise StoreError(f"cannot open the index at {shard_dir}: {exc}") from None
         try:
             indexed = set(shard.info().payload_schema)
-            for field in KEYWORD_FIELDS:
+            wanted = {**dict.fromkeys(KEYWORD_FIELDS, qe.PayloadSchemaType.Keyword),
+                      **dict.fromkeys(INTEGER_FIELDS, qe.PayloadSchemaType.Integer)}
+            for field, schema in wanted.items():
                 if field not in indexed:
-                    shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+                    shard.update(qe.UpdateOperation.create_field_index(field, schema))
         except Exception as exc:  # noqa: BLE001 - the extension raises bare Exception
             shard.close()
             raise StoreError(f"cannot create payload indexes in {shard_dir}: {exc}") from None

@@ -28,6 +28,7 @@ from tools.resilience import CircuitBreaker, retry_call
 from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
 from tools.stores._common import (
     DENSE,
+    INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
     UPSERT_BATCH,
@@ -179,11 +180,11 @@ class QdrantServerStore:
             check_dim(name, meta, model_name, dim)
             return meta
         if not self.local:  # local mode ignores payload indexes and warns about them
-            for field in KEYWORD_FIELDS:
+            wanted = {**dict.fromkeys(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD),
+                      **dict.fromkeys(INTEGER_FIELDS, models.PayloadSchemaType.INTEGER)}
+            for field, schema in wanted.items():
                 self._call(
-                    lambda field=field: self._client.create_payload_index(
-                        name, field, models.PayloadSchemaType.KEYWORD
-                    ),
+                    lambda field=field, schema=schema: self._client.create_payload_index(name, field, schema),
                     "create payload index",
                 )
         return meta
