@@ -7,8 +7,8 @@ approves, and the Deployer commits. Teams are assembled in ``teams``.
 
 from agents._evolution_agents import (
     CodeDebugger,
-    Deployer,
     DependencyValidator,
+    Deployer,
     EvolutionOrchestrator,
     IntegrationTester,
     ToolGenerator,
@@ -18,8 +18,8 @@ from agents._state import EvolutionState
 
 __all__ = [
     "CodeDebugger",
-    "Deployer",
     "DependencyValidator",
+    "Deployer",
     "EvolutionOrchestrator",
     "EvolutionState",
     "IntegrationTester",

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_crawl import DOCS, start_server  # noqa: E402
+from bench_crawl import DOCS, start_server
 
-from evorag.service import CrawlRequest, Evorag  # noqa: E402
-from tools.chunking import embedding_text  # noqa: E402
+from evorag.service import CrawlRequest, Evorag
+from tools.chunking import embedding_text
 
 
 def main() -> None:

@@ -17,14 +17,14 @@ from evorag.service import Evorag
 from tools.retrieval_eval import evaluate_beir, search_options
 
 GRID = [
-    ("dense only", dict(fusion="rrf", dense_weight=1.0, sparse_weight=0.0)),
-    ("BM25 only", dict(fusion="rrf", dense_weight=0.0, sparse_weight=1.0)),
-    ("RRF k=60 (default)", dict(fusion="rrf", rrf_k=60)),
-    ("RRF k=20", dict(fusion="rrf", rrf_k=20)),
-    ("RRF k=60, BM25 x1.5", dict(fusion="rrf", rrf_k=60, sparse_weight=1.5)),
-    ("min-max convex", dict(fusion="minmax")),
-    ("min-max convex, BM25 x1.5", dict(fusion="minmax", sparse_weight=1.5)),
-    ("DBSF", dict(fusion="dbsf")),
+    ("dense only", {"fusion": "rrf", "dense_weight": 1.0, "sparse_weight": 0.0}),
+    ("BM25 only", {"fusion": "rrf", "dense_weight": 0.0, "sparse_weight": 1.0}),
+    ("RRF k=60 (default)", {"fusion": "rrf", "rrf_k": 60}),
+    ("RRF k=20", {"fusion": "rrf", "rrf_k": 20}),
+    ("RRF k=60, BM25 x1.5", {"fusion": "rrf", "rrf_k": 60, "sparse_weight": 1.5}),
+    ("min-max convex", {"fusion": "minmax"}),
+    ("min-max convex, BM25 x1.5", {"fusion": "minmax", "sparse_weight": 1.5}),
+    ("DBSF", {"fusion": "dbsf"}),
 ]
 
 

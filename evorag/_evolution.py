@@ -31,7 +31,7 @@ class EvolutionMixin:
                 secrets = [v.get_secret_value() for v in (settings.approval_token, settings.openai_api_key,
                                                           settings.qdrant_api_key) if v is not None]
                 repository = PluginRepository(settings.plugins_path)
-                sandbox_factory = lambda: default_sandbox(settings)  # noqa: E731 - resolved per call
+                sandbox_factory = lambda: default_sandbox(settings)  # resolved per call: a daemon may come and go
                 token = settings.approval_token.get_secret_value() if settings.approval_token else None
                 self._evolution = EvolutionPipeline(
                     repository=repository,

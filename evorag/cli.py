@@ -239,9 +239,8 @@ def ask(
     as_json: JsonFlag = False,
 ) -> None:
     """Answer a question with numbered citations and a correctness report."""
-    with _service() as service:
-        with err.status("thinking…", spinner="dots") if not as_json else _nothing():
-            answer = service.ask(question, source=source, evaluate=not no_eval, reference=reference)
+    with _service() as service, err.status("thinking…", spinner="dots") if not as_json else _nothing():
+        answer = service.ask(question, source=source, evaluate=not no_eval, reference=reference)
     if as_json:
         _print_json(answer.to_dict())
         return

@@ -18,10 +18,10 @@ DEMO_QUESTIONS = (
 
 
 class _DemoHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet server
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("sitemap.xml"):
             base = f"http://{self.headers.get('Host')}/"
             body = (DEMO_SITE / "sitemap.xml").read_text().replace("{base}", base).encode()

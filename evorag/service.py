@@ -11,7 +11,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 from evorag._evolution import EvolutionMixin
@@ -102,7 +102,7 @@ class Evorag(EvolutionMixin):
                 self._memory_store = None
             self.catalog.close()
 
-    def __enter__(self) -> Evorag:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

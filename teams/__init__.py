@@ -9,7 +9,7 @@
 from teams._conversation import build_conversation_team, run_conversation
 from teams._evolution import build_evolution_flow, run_evolution
 from teams._gaps import GapProposal, GapReport, fill_knowledge_gaps, find_knowledge_gaps
-from teams._healing import CheckResult, HealingReport, run_health_checks, run_healing
+from teams._healing import CheckResult, HealingReport, run_healing, run_health_checks
 from teams._spec import load_spec, run_spec
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
     "load_spec",
     "run_conversation",
     "run_evolution",
-    "run_health_checks",
     "run_healing",
+    "run_health_checks",
     "run_spec",
 ]

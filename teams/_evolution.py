@@ -21,8 +21,8 @@ from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
 
 from agents import (
     CodeDebugger,
-    Deployer,
     DependencyValidator,
+    Deployer,
     EvolutionOrchestrator,
     EvolutionState,
     IntegrationTester,
@@ -98,9 +98,8 @@ async def run_evolution(
     Raises RateLimitedError when the hourly limit is reached and ResourceError when the machine is too
     short of memory or disk to run it safely. Everything else ends as a rejected outcome with its gate.
     """
-    from tools.resources import check_resources
-
     from teams._distributed import team_runtime
+    from tools.resources import check_resources
 
     if not request or not request.strip():
         from evorag.errors import UserError

@@ -9,7 +9,14 @@ import time
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from tools.answering import Answerer, Passage, assemble_context, build_messages, cited_numbers, resolve_citations
+from tools.answering import (
+    Answerer,
+    Passage,
+    assemble_context,
+    build_messages,
+    cited_numbers,
+    resolve_citations,
+)
 from tools.types import Chunk, Hit
 
 QUESTION = "How do I crawl documentation on localhost?"
@@ -22,8 +29,8 @@ def _with_client(rag, client, timeout=5.0, name="replay"):
 
 def test_replayed_answer_citations_map_to_the_retrieved_urls(demo_rag):
     rag = _with_client(demo_rag, ReplayChatCompletionClient(
-        ["Pass --allow-private or set EVORAG_ALLOW_PRIVATE=true to crawl localhost [1][2]. "
-         "Loopback addresses are refused by default [2]."]))
+        [("Pass --allow-private or set EVORAG_ALLOW_PRIVATE=true to crawl localhost [1][2]. "
+          "Loopback addresses are refused by default [2].")]))
     answer = rag.ask(QUESTION)
     assert not answer.fallback and answer.model == "replay"
     assert [c["number"] for c in answer.citations] == [1, 2]

@@ -25,8 +25,8 @@ Retries use exponential backoff.
 
 
 def chunks(**kw):
-    args = dict(url="http://d/guide", title="Client guide", markdown=PAGE, source="s", content_hash="h1",
-                crawled_at=1.0, max_chars=600, min_chars=50)
+    args = {"url": "http://d/guide", "title": "Client guide", "markdown": PAGE, "source": "s",
+            "content_hash": "h1", "crawled_at": 1.0, "max_chars": 600, "min_chars": 50}
     args.update(kw)
     return chunk_page(**args)
 

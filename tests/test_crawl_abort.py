@@ -16,7 +16,7 @@ class _MostlyBroken(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.path in ("/", "/index.html"):
             links = "".join(f'<a href="/p{i}.html">p{i}</a>' for i in range(60))
             body = f"<html><body><main><h1>Index</h1><p>{'Docs text. ' * 40}</p>{links}</main></body></html>"

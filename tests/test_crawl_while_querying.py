@@ -6,9 +6,10 @@ import shutil
 import threading
 from pathlib import Path
 
+from sitefixtures import SiteServer
+
 from evorag.demo import DEMO_SITE
 from evorag.service import CrawlRequest, Evorag
-from sitefixtures import SiteServer
 
 QUERIES = ["where does evorag keep its state?", "how do I set the embedder?", "crawl a site", "search"]
 

@@ -11,7 +11,7 @@ import pytest
 from agents.model_clients import replay_client
 from evorag.cli import main
 from evorag.service import Evorag
-from teams import fill_knowledge_gaps, find_knowledge_gaps, run_health_checks, run_healing
+from teams import fill_knowledge_gaps, find_knowledge_gaps, run_healing, run_health_checks
 from tools.approvals import PolicyApprover
 
 CANDIDATES = Path(__file__).parent / "candidates"
@@ -78,7 +78,6 @@ def test_cli_heal_reports_json(monkeypatch, capsys):
 
 def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo_home, tmp_path, monkeypatch):
     from evorag.demo import serve_demo_site
-    from evorag.service import CrawlRequest
     from tools.answering import Answerer
 
     with serve_demo_site(0) as other_site, Evorag(home=tmp_path / "gaps", allow_private=True) as rag:

@@ -41,7 +41,7 @@ class _FlakyEmbeddings(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         cls = type(self)
         if cls.failures_left > 0:

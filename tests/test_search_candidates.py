@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import qdrant_edge as qe
+from test_vector_store import CORPUS, DIM, index, make_chunk, vectors_for
 
 from tools.fusion import fuse, fuse_scored
 from tools.search import HybridSearcher, SearchOptions
 from tools.sparse import encode_query
 from tools.stores import EdgeStore, QdrantServerStore, SearchFilter
 from tools.types import Scored
-
-from test_vector_store import CORPUS, DIM, index, make_chunk, vectors_for
 
 
 @pytest.fixture(params=["edge", "qdrant-client-memory"])

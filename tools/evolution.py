@@ -22,8 +22,8 @@ from pathlib import Path
 
 from evorag.errors import NotFoundError, UserError
 from tools.approvals import ApprovalStore, Approver
-from tools.code_checks import max_risk
 from tools.audit import AuditLog
+from tools.code_checks import max_risk
 from tools.plugins import PluginRepository, ToolManifest, ToolRegistry
 
 RESERVED_TOOL_NAMES = frozenset({

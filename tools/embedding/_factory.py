@@ -6,7 +6,6 @@ from evorag.errors import ConfigError
 from evorag.settings import Settings
 from tools.embedding._base import Embedder
 
-
 # Local models are immutable and take seconds to load: one instance per process is shared.
 _local_embedders: dict[tuple[str, int], Embedder] = {}
 _local_lock = threading.Lock()

@@ -54,9 +54,9 @@ from tools.stores._common import (
     collection_name,
     delete_conditions,
     hits_from_points,
-    scored_from_points,
     new_metadata,
     query_vector,
+    scored_from_points,
     sparse_signature_to_record,
 )
 from tools.stores._protocol import SearchFilter
