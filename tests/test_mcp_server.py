@@ -874,3 +874,75 @@ def test_origin_policy(origin, allowed):
 )
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+# Crawl jobs across a server crash: the journal under EVORAG_HOME keeps their ids valid.
+
+
+@contextlib.contextmanager
+def _http_process(home: Path, port: int):
+    log = home / f"server-{port}.log"
+    env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true", EVORAG_EMBEDDER="onnx")
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.mark.anyio
+async def test_crawl_jobs_survive_a_killed_server_as_interrupted_with_how_to_resume(tmp_path, demo_site):
+    requested, release = threading.Event(), threading.Event()
+
+    def slow_page(handler):
+        requested.set()
+        release.wait(60)
+        send(handler, 200, b"<html><body><h1>Slow</h1><p>finally here</p></body></html>", "text/html")
+
+    site = SiteServer(None)
+    site.routes["/slow/"] = slow_page
+    home = tmp_path / "home"
+    home.mkdir()
+    with site:
+        port = _free_port()
+        server = {"url": f"http://127.0.0.1:{port}"}
+        with _http_process(home, port) as process:
+            async with _mcp_session(server) as client:
+                done = await _finish(client, _payload(await client.call_tool(
+                    "crawl_and_index_documentation", {"url": demo_site + "index.html", "source": "demo"})))
+                assert done["status"] == "done"
+                running = _payload(await client.call_tool(
+                    "crawl_and_index_documentation", {"url": site.url("/slow/"), "source": "slow", "wait_seconds": 0}))
+                with anyio.fail_after(60):
+                    while not requested.is_set():
+                        await anyio.sleep(0.1)
+            process.kill()  # SIGKILL mid-crawl: no shutdown code runs
+            process.wait(timeout=10)
+        release.set()
+
+        port = _free_port()
+        server = {"url": f"http://127.0.0.1:{port}"}
+        with _http_process(home, port):
+            async with _mcp_session(server) as client:
+                before = _payload(await client.call_tool("get_job_status", {"job_id": done["job_id"]}))
+                assert before["status"] == "done" and before["report"] == done["report"]
+                lost = _payload(await client.call_tool("get_job_status", {"job_id": running["job_id"]}))
+                assert lost["status"] == "interrupted" and lost["url"] == site.url("/slow/")
+                assert "resume" in lost["error"] and lost["source"] == "slow"
+                assert "already interrupted" in _error(
+                    await client.call_tool("cancel_job", {"job_id": running["job_id"]}))
+                unknown = _error(await client.call_tool("get_job_status", {"job_id": "feedfacecafe"}))
+                assert "no crawl job" in unknown
+                # Resuming is the same call again; the demo source is still indexed.
+                again = await _finish(client, _payload(await client.call_tool(
+                    "crawl_and_index_documentation", {"url": site.url("/slow/"), "source": "slow"})))
+                assert again["status"] == "done"
+                sources = {s["name"] for s in _payload(await client.call_tool("get_available_sources", {}))["sources"]}
+                assert {"demo", "slow"} <= sources
