@@ -549,9 +549,11 @@ def _register_tools(server: EvoragMCP) -> None:
                 return
             last_sent = time.monotonic()
             p = job.progress
+            done = p.get("done", 0)
             await ctx.report_progress(
-                p.get("done", 0),
-                max_pages,
+                done,
+                # Pages found so far (capped at max_pages): the total grows as links are discovered.
+                max(p.get("discovered", 0), done) or None,
                 f"{job.status}: {p.get('indexed', 0)} indexed, {p.get('unchanged', 0)} "
                 f"unchanged, {p.get('failed', 0)} failed",
             )
