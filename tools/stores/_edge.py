@@ -92,22 +92,20 @@ def _read_json(path: Path) -> dict:
         ) from None
 
 
+def _matches(fields: dict[str, str]) -> list[qe.FieldCondition]:
+    return [qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in fields.items()]
+
+
 def _match_filter(must: dict[str, str], must_not: dict[str, str] | None = None) -> qe.Filter | None:
     if not must and not must_not:
         return None
-    return qe.Filter(
-        must=[qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in must.items()] or None,
-        must_not=[
-            qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in (must_not or {}).items()
-        ]
-        or None,
-    )
+    return qe.Filter(must=_matches(must) or None, must_not=_matches(must_not or {}) or None)
 
 
 def _search_filter(where: SearchFilter | None) -> qe.Filter | None:
     if where is None:
         return None
-    must = [qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in where.conditions().items()]
+    must = _matches(where.conditions())
     if where.positions_between is not None:
         low, high = where.positions_between
         must.append(qe.FieldCondition("position", range=qe.RangeFloat(gt=float(low), lt=float(high))))
@@ -418,16 +416,12 @@ class EdgeStore:
         selector = _search_filter(where)
         prefetches, fused_weights = [], []
         if weights[0] > 0:
-            dense_query = qe.Query.Nearest(query_vector(dense, int(self._meta["dim"])), using=DENSE)
-            prefetches.append(
-                qe.Prefetch(limit=candidates, query=dense_query, params=self._search_params, filter=selector)
-            )
+            prefetches.append(qe.Prefetch(
+                limit=candidates, query=self._dense_query(dense), params=self._search_params, filter=selector
+            ))
             fused_weights.append(float(weights[0]))
-        if weights[1] > 0 and sparse.indices:
-            self.check_sparse()
-            sparse_query = qe.Query.Nearest(
-                qe.SparseVector(list(sparse.indices), list(sparse.values)), using=SPARSE
-            )
+        sparse_query = self._sparse_query(sparse) if weights[1] > 0 else None
+        if sparse_query is not None:
             prefetches.append(qe.Prefetch(limit=candidates, query=sparse_query, filter=selector))
             fused_weights.append(float(weights[1]))
         if limit <= 0 or candidates <= 0 or not prefetches:

@@ -63,30 +63,20 @@ _SCROLL_PAGE = 512
 _FACET_LIMIT = 100_000
 
 
+def _matches(fields: dict[str, str]) -> list[models.FieldCondition]:
+    return [models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in fields.items()]
+
+
 def _match_filter(must: dict[str, str], must_not: dict[str, str] | None = None) -> models.Filter | None:
     if not must and not must_not:
         return None
-    return models.Filter(
-        must=[
-            models.FieldCondition(key=key, match=models.MatchValue(value=value))
-            for key, value in must.items()
-        ]
-        or None,
-        must_not=[
-            models.FieldCondition(key=key, match=models.MatchValue(value=value))
-            for key, value in (must_not or {}).items()
-        ]
-        or None,
-    )
+    return models.Filter(must=_matches(must) or None, must_not=_matches(must_not or {}) or None)
 
 
 def _search_filter(where: SearchFilter | None) -> models.Filter | None:
     if where is None:
         return None
-    must: list = [
-        models.FieldCondition(key=key, match=models.MatchValue(value=value))
-        for key, value in where.conditions().items()
-    ]
+    must: list = _matches(where.conditions())
     if where.positions_between is not None:
         low, high = where.positions_between
         must.append(models.FieldCondition(key="position", range=models.Range(gt=low, lt=high)))
@@ -427,14 +417,12 @@ class QdrantServerStore:
         selector = _search_filter(where)
         prefetches, fused_weights = [], []
         if weights[0] > 0:
-            dense_query = query_vector(dense, int(self._meta["dim"]))
             prefetches.append(
-                models.Prefetch(query=dense_query, using=DENSE, limit=candidates, filter=selector)
+                models.Prefetch(query=self._dense_query(dense), using=DENSE, limit=candidates, filter=selector)
             )
             fused_weights.append(float(weights[0]))
-        if weights[1] > 0 and sparse.indices:
-            self.check_sparse()
-            sparse_query = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+        sparse_query = self._sparse_query(sparse) if weights[1] > 0 else None
+        if sparse_query is not None:
             prefetches.append(
                 models.Prefetch(query=sparse_query, using=SPARSE, limit=candidates, filter=selector)
             )
