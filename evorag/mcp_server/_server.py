@@ -137,6 +137,7 @@ SourceName = Annotated[str, Field(min_length=1, max_length=64, description="An i
 ApprovalId = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Id from list_pending_approvals.")
 ]
+JobId = Annotated[str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")]
 Url = Annotated[str, Field(min_length=1, max_length=2048, description="An http(s) URL.")]
 Globs = Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=50)]
 
@@ -563,22 +564,14 @@ def _register_tools(server: EvoragMCP) -> None:
 
     @server.tool(annotations=read_only)
     @_boundary
-    async def get_job_status(
-        job_id: Annotated[
-            str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")
-        ],
-    ) -> JobInfo:
-        """Status of a crawl job: queued, running, done (with its report), failed (with the error) or
-        cancelled."""
+    async def get_job_status(job_id: JobId) -> JobInfo:
+        """Status of a crawl job: queued, running, done (with its report), failed (with the error),
+        cancelled, or interrupted (the server stopped during it; the error says how to resume)."""
         return _job_info(server.jobs.get(job_id))
 
     @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True))
     @_boundary
-    async def cancel_job(
-        job_id: Annotated[
-            str, Field(pattern=r"^[0-9a-f]{12}$", description="Id from crawl_and_index_documentation.")
-        ],
-    ) -> JobInfo:
+    async def cancel_job(job_id: JobId) -> JobInfo:
         """Stop a crawl job. Pages indexed so far stay; crawling the same URL again resumes."""
         job = server.jobs.cancel(job_id)
         return _job_info(await server.jobs.wait(job.id, 10.0))
