@@ -192,10 +192,8 @@ async def test_metrics_report_has_history_and_trend(server):
     assert report["trend"]["direction"] == "insufficient data"
 
 
-@pytest.mark.anyio
-async def test_crawl_jobs_run_one_at_a_time_and_can_be_cancelled(tmp_path):
-    from evorag.service import Evorag
-
+def _slow_site() -> tuple[SiteServer, threading.Event, threading.Event]:
+    """A site whose ``/slow/`` page answers once ``release`` is set; ``requested`` is set when it is asked for."""
     requested, release = threading.Event(), threading.Event()
 
     def slow_page(handler):
@@ -205,6 +203,14 @@ async def test_crawl_jobs_run_one_at_a_time_and_can_be_cancelled(tmp_path):
 
     site = SiteServer(None)
     site.routes["/slow/"] = slow_page
+    return site, requested, release
+
+
+@pytest.mark.anyio
+async def test_crawl_jobs_run_one_at_a_time_and_can_be_cancelled(tmp_path):
+    from evorag.service import Evorag
+
+    site, requested, release = _slow_site()
     with site, Evorag(home=tmp_path / "home", embedder="onnx", allow_private=True) as rag:
         server = build_server(rag)
         try:
@@ -588,6 +594,28 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float
     raise AssertionError("server did not become healthy")
 
 
+@contextlib.contextmanager
+def _http_process(home: Path, port: int, env: dict[str, str]):
+    """``evorag mcp --http`` on ``port`` until healthy; stopped (if still running) on exit."""
+    log = home / f"server-{port}.log"  # a file, not a pipe nobody reads while the server runs
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        yield process, log
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        process.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def demo_site():
     from evorag.demo import serve_demo_site
@@ -612,27 +640,10 @@ def http_server(tmp_path_factory):
         EVORAG_LLM_PROVIDER="replay",
         EVORAG_REPLAY_FILE=str(replies),
     )
-    log = home / "server.log"  # a file, not a pipe nobody reads while the server runs
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        yield {"url": url, "home": home, "env": env}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        logged = log.read_text(errors="replace")
-        assert MCP_TOKEN not in logged and HUMAN_TOKEN not in logged
+    with _http_process(home, port, env) as (_, log):
+        yield {"url": f"http://127.0.0.1:{port}", "home": home, "env": env}
+    logged = log.read_text(errors="replace")
+    assert MCP_TOKEN not in logged and HUMAN_TOKEN not in logged
 
 
 @contextlib.asynccontextmanager
@@ -883,41 +894,16 @@ def test_is_loopback(host, loopback):
 # Crawl jobs across a server crash: the journal under EVORAG_HOME keeps their ids valid.
 
 
-@contextlib.contextmanager
-def _http_process(home: Path, port: int):
-    log = home / f"server-{port}.log"
-    env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true", EVORAG_EMBEDDER="onnx")
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-        )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
 @pytest.mark.anyio
 async def test_crawl_jobs_survive_a_killed_server_as_interrupted_with_how_to_resume(tmp_path, demo_site):
-    requested, release = threading.Event(), threading.Event()
-
-    def slow_page(handler):
-        requested.set()
-        release.wait(60)
-        send(handler, 200, b"<html><body><h1>Slow</h1><p>finally here</p></body></html>", "text/html")
-
-    site = SiteServer(None)
-    site.routes["/slow/"] = slow_page
+    site, requested, release = _slow_site()
     home = tmp_path / "home"
     home.mkdir()
+    env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true", EVORAG_EMBEDDER="onnx")
     with site:
         port = _free_port()
         server = {"url": f"http://127.0.0.1:{port}"}
-        with _http_process(home, port) as process:
+        with _http_process(home, port, env) as (process, _):
             async with _mcp_session(server) as client:
                 done = await _finish(client, _payload(await client.call_tool(
                     "crawl_and_index_documentation", {"url": demo_site + "index.html", "source": "demo"})))
@@ -933,7 +919,7 @@ async def test_crawl_jobs_survive_a_killed_server_as_interrupted_with_how_to_res
 
         port = _free_port()
         server = {"url": f"http://127.0.0.1:{port}"}
-        with _http_process(home, port):
+        with _http_process(home, port, env):
             async with _mcp_session(server) as client:
                 before = _payload(await client.call_tool("get_job_status", {"job_id": done["job_id"]}))
                 assert before["status"] == "done" and before["report"] == done["report"]
