@@ -96,7 +96,7 @@ def relay(request, real_daemon, monkeypatch):
     url = relay.url
     yield relay
     relay.close()
-    docker_backend._breakers.pop((os.path.realpath(DockerSandbox().docker), url), None)
+    docker_backend._breakers.pop((os.path.realpath(DockerSandbox().docker), url), None)  # the key of _daemon()
 
 
 @pytest.fixture

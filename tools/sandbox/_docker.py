@@ -96,7 +96,7 @@ class DockerSandbox:
     def why_unavailable(self) -> str | None:
         if not self.docker:
             return "the docker CLI is not installed (Debian package docker.io)"
-        key = (self.docker, os.environ.get("DOCKER_HOST", ""))
+        key = self._daemon()
         breaker = self._breaker()
         if not breaker.allow():
             return f"the Docker daemon could not be reached by the last runs ({breaker.last_error}); retrying later"
@@ -231,16 +231,19 @@ class DockerSandbox:
             )
         return names[-1], created
 
+    def _daemon(self) -> tuple[str, str]:
+        """Which daemon this sandbox talks to: the CLI (found under any path) and its DOCKER_HOST."""
+        return os.path.realpath(self.docker), os.environ.get("DOCKER_HOST", "")
+
     def _breaker(self) -> CircuitBreaker:
-        # Keyed by the daemon the CLI talks to (the same CLI may be found under several paths).
-        key = (os.path.realpath(self.docker), os.environ.get("DOCKER_HOST", ""))
+        key = self._daemon()
         if key not in _breakers:
             _breakers[key] = CircuitBreaker(f"Docker daemon {key[1] or 'local'}", failure_threshold=3, reset_after=30.0)
         return _breakers[key]
 
     def _ensure_image(self) -> None:
         """Build the image on first use, and remove containers left by processes that died mid-run."""
-        key = (self.docker, os.environ.get("DOCKER_HOST", ""), self.image)
+        key = (*self._daemon(), self.image)
         if key not in _images_built:
             build_image(self.image, docker=self.docker)
             self._remove_orphans()
