@@ -11,8 +11,10 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -27,10 +29,14 @@ from tools.sandbox import (
     BubblewrapSandbox,
     DockerSandbox,
     Limits,
+    RunRequest,
     Sandbox,
+    SandboxBase,
+    SandboxError,
     SandboxResult,
     default_sandbox,
 )
+from tools.sandbox import _snapshot as snapshot_module
 
 BACKENDS = {"bubblewrap": BubblewrapSandbox, "docker": DockerSandbox}
 # CI sets this (e.g. "bubblewrap,docker") so that a backend it provides cannot be skipped silently. Read at
@@ -527,3 +533,178 @@ def test_docker_leaves_no_container_behind(workdir):
         check=False,
     )
     assert left.stdout.strip() == ""
+
+
+# The base class: every backend gets the preconditions, none can skip them
+
+
+class _Recording(SandboxBase):
+    """A backend that records what reaches it (and what its snapshot looked like) instead of running."""
+
+    name = "recording"
+    install_hint = "nothing to install"
+
+    def __init__(self, problem: str | None = None) -> None:
+        self.problem = problem
+        self.requests: list[RunRequest] = []
+        self.seen: dict[str, tuple[int, str]] = {}
+
+    def _why_unavailable(self) -> str | None:
+        return self.problem
+
+    def _run(self, request: RunRequest) -> SandboxResult:
+        self.requests.append(request)
+        for path in sorted(request.workdir.rglob("*")):
+            mode = path.lstat().st_mode
+            content = os.readlink(path) if path.is_symlink() else path.read_text() if path.is_file() else ""
+            self.seen[str(path.relative_to(request.workdir))] = (stat.S_IMODE(mode), content)
+        self.seen["."] = (stat.S_IMODE(request.workdir.stat().st_mode), "")
+        return SandboxResult(0, "", "", False, None, 0.0)
+
+
+def test_a_backend_cannot_replace_the_checked_run():
+    with pytest.raises(TypeError, match="must not override run"):
+
+        class Careless(_Recording):
+            def run(self, workdir, argv, **kwargs):  # pragma: no cover - never created
+                return super()._run(workdir)
+
+    with pytest.raises(TypeError, match="must not override why_unavailable"):
+
+        class Optimist(_Recording):
+            def why_unavailable(self):  # pragma: no cover - never created
+                return None
+
+    for backend in (BubblewrapSandbox, DockerSandbox):
+        assert issubclass(backend, SandboxBase) and isinstance(backend(), Sandbox)
+
+
+def test_bad_requests_never_reach_the_backend(workdir):
+    backend = _Recording()
+    bad_calls = [
+        lambda: backend.run(Path("/"), ["true"]),
+        lambda: backend.run(Path.home(), ["true"]),
+        lambda: backend.run(workdir / "missing", ["true"]),
+        lambda: backend.run(workdir, []),
+        lambda: backend.run(workdir, "python"),  # a string is not a command line
+        lambda: backend.run(workdir, ["a\0b"]),
+        lambda: backend.run(workdir, ["true"], env={"BAD NAME": "x"}),
+        lambda: backend.run(workdir, ["true"], env={"OK": "nul\0"}),
+        lambda: backend.run(workdir, ["true"], stdin="text, not bytes"),
+        lambda: backend.run(workdir, ["true"], limits={"wall_seconds": 1}),
+    ]
+    for call in bad_calls:
+        with pytest.raises(UserError):
+            call()
+    unavailable = _Recording(problem="no kernel support here")
+    with pytest.raises(SandboxError, match="recording sandbox is unavailable: no kernel support here"):
+        unavailable.run(workdir, ["true"])
+    assert backend.requests == [] and unavailable.requests == []
+
+
+def test_the_backend_gets_a_readable_snapshot_and_a_scrubbed_environment(workdir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret")
+    (workdir / "tool.py").write_text("print(1)")
+    (workdir / "tool.py").chmod(0o700)  # owner-only and executable
+    (workdir / "pkg").mkdir(mode=0o700)
+    (workdir / "pkg" / "data.txt").write_text("data")
+    (workdir / "link").symlink_to("/etc/shadow")
+    backend = _Recording()
+    backend.run(workdir, ["python", "tool.py"], env={"GREETING": "hi"}, stdin=b"in")
+    (request,) = backend.requests
+    assert request.workdir != workdir and not request.workdir.exists()  # a copy, gone after the run
+    assert not request.host_dir.exists()
+    assert backend.seen == {
+        ".": (0o755, ""),
+        "tool.py": (0o644, "print(1)"),  # readable by every uid, executable by none
+        "pkg": (0o755, ""),
+        "pkg/data.txt": (0o644, "data"),
+        "link": (0o777, "/etc/shadow"),  # kept as a link: it resolves inside the sandbox
+    }
+    assert request.argv == ("python", "tool.py") and request.stdin == b"in"
+    assert request.env["GREETING"] == "hi" and request.env["HOME"] == "/tmp"
+    assert "OPENAI_API_KEY" not in request.env and not any(k.startswith("EVORAG_") for k in request.env)
+    assert stat.S_IMODE((workdir / "tool.py").stat().st_mode) == 0o700  # the caller's files are untouched
+
+
+def test_special_files_and_huge_workdirs_are_refused(workdir, monkeypatch):
+    fifo = workdir / "pipe"
+    os.mkfifo(fifo)
+    backend = _Recording()
+    started = time.monotonic()
+    with pytest.raises(UserError, match="special file: pipe"):
+        backend.run(workdir, ["true"])
+    assert time.monotonic() - started < 5  # the fifo was not opened (that would block)
+    fifo.unlink()
+    for n in range(5):
+        (workdir / f"f{n}").write_text("x")
+    monkeypatch.setattr(snapshot_module, "MAX_ENTRIES", 3)
+    with pytest.raises(UserError, match="too large"):
+        backend.run(workdir, ["true"])
+    assert backend.requests == []
+
+
+def test_interpreter_prefixes_that_work_or_tmp_would_hide_are_mounted_elsewhere(monkeypatch):
+    from tools.sandbox import _limits
+
+    for name, value in (
+        ("base_prefix", "/opt/python"),
+        ("base_exec_prefix", "/opt/python"),
+        ("prefix", "/work/venv"),
+        ("exec_prefix", "/work/venv"),
+        ("executable", "/work/venv/bin/python"),
+    ):
+        monkeypatch.setattr(sys, name, value)
+    assert _limits.interpreter_mounts() == [
+        (Path("/opt/python"), Path("/opt/python")),
+        (Path("/work/venv"), Path("/opt/evorag-python1")),
+    ]
+    assert _limits.sandbox_env(None)["PATH"].startswith("/opt/evorag-python1/bin:/opt/python/bin:")
+    monkeypatch.setattr(sys, "prefix", "/tmp/venv")
+    monkeypatch.setattr(sys, "exec_prefix", "/tmp/venv")
+    assert [inside for _, inside in _limits.interpreter_mounts()] == [
+        Path("/opt/python"),
+        Path("/opt/evorag-python1"),
+    ]
+
+
+KILLED_RUN = """
+import sys, tempfile
+from pathlib import Path
+from tools.sandbox import BubblewrapSandbox, Limits
+from tools.sandbox import _snapshot
+_snapshot.LEFTOVER_AGE_S = 0  # this test cannot wait ten minutes for the leftovers to age
+with tempfile.TemporaryDirectory() as work:
+    print("started", flush=True)
+    BubblewrapSandbox().run(Path(work), sys.argv[1:], limits=Limits(wall_seconds=60))
+"""
+
+
+def test_a_killed_evorag_leaves_nothing_behind_after_the_next_run(tmp_path):
+    # bwrap's sandbox does not always die with its monitor when evorag is killed mid-run: the next
+    # process that uses the sandbox kills what is left in the dead process's cgroup and removes its
+    # host directories.
+    sandbox = BubblewrapSandbox()
+    if not sandbox.available() or os.geteuid() != 0:
+        pytest.skip("needs the bubblewrap sandbox as root (its per-run cgroup)")
+    marker = f"killed-run-{uuid.uuid4().hex}"
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, "python", "-c", f"import time; time.sleep(60)  # {marker}"],
+        stdout=subprocess.PIPE,
+    )
+    assert victim.stdout.readline() == b"started\n"
+    deadline = time.monotonic() + 20
+    while not _host_processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _host_processes_with(marker), "the sandboxed program never started"
+    victim.kill()
+    victim.wait()
+    next_run = subprocess.run([sys.executable, "-c", KILLED_RUN, "true"], capture_output=True, timeout=60, check=False)
+    assert next_run.returncode == 0, next_run.stderr
+    deadline = time.monotonic() + 5
+    while _host_processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _host_processes_with(marker) == []
+    assert list(Path("/sys/fs/cgroup").rglob(f"evorag-sandbox-{victim.pid}-*")) == []
+    for temp in {Path(tempfile.gettempdir()), Path("/dev/shm")}:  # run directories, staging directories
+        assert [p.name for p in temp.glob(f"evorag-sandbox-*-{victim.pid}-*")] == []

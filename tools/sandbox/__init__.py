@@ -1,19 +1,33 @@
 """The sandbox: the only place where generated code (AI-written tools and their tests) ever runs.
 
-``default_sandbox(settings)`` picks the backend (``sandbox_backend``: auto = bubblewrap, else Docker) and
-never falls back to running unsandboxed: with no usable backend it raises ConfigError.
+It is the security boundary: it must hold even when the code got past every static check, and when
+evorag runs as root. ``default_sandbox(settings)`` picks the backend (``sandbox_backend``: auto =
+bubblewrap, else Docker) and never falls back to running unsandboxed: with no usable backend it raises
+ConfigError.
 
-Inside every backend: the workdir is ``/work``, read-only and the current directory; ``/tmp`` is the only
-writable place (private, emptied after the run, also ``$HOME`` and ``$TMPDIR``); ``python`` is the host's
-interpreter with its packages (pytest included), read-only; no network; none of the host's files beyond
-/usr and the interpreter; none of its environment variables. ``Limits`` bound wall-clock and CPU time,
-memory (per process and in total), processes, output and file size; ``SandboxResult.killed_reason`` names
-the one that stopped a run.
+What the program sees, with either backend (details in ``_bubblewrap`` and ``_docker``):
+- identity: host uid/gid 65534 when evorag runs as root (the invoking user otherwise), never host root;
+  no capabilities, no_new_privs, and the seccomp filter of ``_seccomp`` (mount, namespaces, ptrace,
+  kernel keys, eBPF, perf, io_uring, modules, kexec, clocks ... refused; a foreign syscall ABI kills it);
+- files: a read-only root holding ``/usr``, a minimal ``/etc`` and the host's interpreter with its packages
+  (``python`` on PATH; a prefix that /work or /tmp would hide, such as a venv at /work/venv, appears under
+  /opt/evorag-python*); a read-only snapshot of the workdir at ``/work`` (also the current directory; its
+  files are not executable); ``/tmp`` the only writable place (private, emptied after the run, also
+  ``$HOME`` and ``$TMPDIR``), noexec like ``/dev/shm`` and ``/work`` (except in bubblewrap's "direct"
+  fallback for non-root hosts that forbid it); /proc/sys and /proc/sysrq-trigger read-only;
+  nothing else of the host (no home directory, no EVORAG_HOME, no host /tmp);
+- no network (its own loopback only); none of the host's environment variables; its own session.
+``Limits`` bound wall-clock and CPU time, memory (per process and in total), processes, output and file
+size; ``SandboxResult.killed_reason`` names the one that stopped a run.
+
+Every backend derives from ``SandboxBase``, whose ``run()`` validates the request, checks availability
+and makes the workdir snapshot before the backend's ``_run()`` starts anything.
 
     sandbox = default_sandbox(settings)
     result = sandbox.run(workdir, ["python", "-m", "pytest", "-q"], limits=Limits(wall_seconds=60))
 """
 
+from tools.sandbox._base import RunRequest, SandboxBase
 from tools.sandbox._bubblewrap import BubblewrapSandbox
 from tools.sandbox._docker import DockerSandbox
 from tools.sandbox._docker_image import DEFAULT_IMAGE, build_image
@@ -36,7 +50,9 @@ __all__ = [
     "DockerSandbox",
     "KilledReason",
     "Limits",
+    "RunRequest",
     "Sandbox",
+    "SandboxBase",
     "SandboxError",
     "SandboxResult",
     "build_image",

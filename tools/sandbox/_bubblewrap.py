@@ -2,16 +2,34 @@
 
 What the sandboxed program sees:
 - a new user, pid, network, ipc, uts and cgroup namespace; no network at all (only its own loopback);
-  it runs as uid/gid 65534 and cannot create further user namespaces;
+  it runs as uid/gid 65534, with no capabilities (bounding set empty), no_new_privs, and cannot create
+  further user namespaces;
+- the seccomp filter of ``_seccomp`` (mount, namespaces, ptrace, keys, eBPF, perf, io_uring, modules,
+  kexec, clocks ... refused; foreign syscall ABIs kill the process);
 - a read-only root: ``/usr`` (and the /bin, /lib* links or directories); a minimal ``/etc`` (passwd,
   group, hosts, ld.so.cache, alternatives, localtime); the host interpreter's prefix (and venv) at the same
-  path; nothing else of the host: no home directory, no EVORAG_HOME, no host /tmp;
-- the workdir read-only at ``/work``; a private tmpfs at ``/tmp`` (size = the memory limit);
-- a fresh /proc (its own processes only) and a minimal /dev;
+  path (or under /opt/evorag-python* when /work or /tmp would hide it); nothing else of the host: no home
+  directory, no EVORAG_HOME, no host /tmp (/proc/self/mountinfo does show the host paths of these mounts);
+- a snapshot of the workdir at ``/work``: read-only, and noexec except in the "direct" mode below;
+- private tmpfs at ``/tmp`` (size = the memory limit) and ``/dev/shm`` (64 MiB): writable, nosuid, nodev,
+  and noexec except in the "direct" mode; nothing else is writable (the rest of /dev is read-only);
+- a fresh /proc (its own processes only; /proc/sys and /proc/sysrq-trigger read-only) and a minimal /dev;
 - an environment made from scratch (``--clearenv``): never the host's variables;
 - its own session (no terminal injection), killed with its parent.
-Limits: RLIMIT_AS/CPU/FSIZE/NPROC set by ``prlimit`` inside the namespaces; when running as root (which
-RLIMIT_NPROC does not bind) a per-run cgroup caps the process count and the total memory.
+
+Who the program is on the host (``mode``), never uid 0:
+- root: evorag runs as root. A launcher stages /tmp, /dev/shm, the snapshot and the interpreter in a
+  private mount namespace, joins the run's cgroup and drops to uid/gid 65534 before bwrap starts
+  (``_staging``): bwrap maps the sandbox's uid to host uid 65534 and can do nothing root could.
+- userns: evorag runs as an ordinary user. The same staging, as root of an own user namespace that maps
+  to the invoking user only: the program is that user on the host.
+- direct: the same user, when the host does not let ``unshare`` mount in a user namespace (e.g. an
+  AppArmor policy that allows user namespaces to bwrap only): plain bwrap with its own /tmp and /dev/shm,
+  which are then *not* noexec, and the workdir and prefixes bound directly. Everything else above holds.
+  ``BubblewrapSandbox(modes=["userns"])`` refuses this fallback.
+
+Limits: RLIMIT_AS/CPU/FSIZE (and NPROC without a cgroup) set by ``prlimit`` inside the namespaces; as root
+a per-run cgroup caps the process count and the total memory (and reports which was hit).
 """
 
 from __future__ import annotations
@@ -21,9 +39,12 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from evorag.errors import ConfigError
+from tools.sandbox._base import RunRequest, SandboxBase
 from tools.sandbox._cgroup import CgroupJail, CgroupUnavailable, cgroup_problem
 from tools.sandbox._limits import (
     ETC_GROUP,
@@ -31,110 +52,134 @@ from tools.sandbox._limits import (
     SANDBOX_UID,
     SHARED_ETC,
     MiB,
-    check_argv,
-    check_workdir,
     decode_output,
     explain,
-    interpreter_prefixes,
+    interpreter_mounts,
     rlimit_argv,
     sandbox_env,
 )
 from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits, SandboxError, SandboxResult
+from tools.sandbox._seccomp import bpf_program
+from tools.sandbox._snapshot import run_directory
+from tools.sandbox._staging import (
+    LAUNCHER_ENV,
+    ROOT_UTILS,
+    SHM_BYTES,
+    launcher_argv,
+    make_stage,
+    remove_stage,
+)
 from tools.sandbox._supervisor import Outcome, kill_process_group, supervise
 
-# bwrap's own processes in the pid namespace (monitor, init) and the cgroup-joining shell.
+# bwrap's own processes in the run's cgroup: its monitor (the launcher, exec'd into bwrap) and the
+# namespace's init, besides the program's processes.
 _LAUNCHER_PROCESSES = 3
 _TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _HOSTS = "127.0.0.1 localhost\n::1 localhost\n"
-# The launcher's own environment: bwrap clears it for the sandbox anyway, but nothing of ours goes near it.
-_LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-# Joins the run's cgroups (pid written into each cgroup.procs given) then becomes bwrap.
-_JOIN_CGROUPS = (
-    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"'
-)
+_MODES = ("root", "userns", "direct")
 
-_probe_cache: dict[str, str | None] = {}
+_probe_cache: dict[tuple[str, int, tuple[str, ...] | None], tuple[str | None, str | None]] = {}
 
 
-class BubblewrapSandbox:
-    """Sandbox backed by ``bwrap``. ``available()`` runs one tiny probe sandbox (cached per process)."""
+class BubblewrapSandbox(SandboxBase):
+    """Sandbox backed by ``bwrap``. The first availability check runs a tiny probe sandbox (cached per
+    process) that also picks the ``mode``."""
 
     name = "bubblewrap"
+    install_hint = "install bubblewrap and util-linux (apt-get install bubblewrap util-linux)"
 
-    def __init__(self, bwrap: str | None = None) -> None:
+    def __init__(self, bwrap: str | None = None, *, modes: Sequence[str] | None = None) -> None:
+        """``modes``: the modes to try, in order (default: root as root, else userns then direct); e.g.
+        ``modes=["userns"]`` refuses the direct fallback and its executable /tmp."""
         self.bwrap = bwrap or shutil.which("bwrap") or ""
+        unknown = set(modes or ()) - set(_MODES)
+        if unknown:
+            raise ConfigError(
+                f"unknown bubblewrap mode(s): {', '.join(sorted(unknown))}", hint="use root, userns or direct"
+            )
+        self.modes = tuple(modes) if modes else None
 
     def __repr__(self) -> str:
         return f"BubblewrapSandbox({self.bwrap!r})"
 
-    # Availability
-    def available(self) -> bool:
-        return self.why_unavailable() is None
+    @property
+    def mode(self) -> str | None:
+        """How the program is started (root, userns or direct: see the module docstring); None when
+        bubblewrap is unusable here."""
+        return None if self.why_unavailable() else self._probe_result()[0]
 
-    def why_unavailable(self) -> str | None:
+    # Availability
+    def _why_unavailable(self) -> str | None:
         if not self.bwrap:
             return "bwrap is not installed (Debian package bubblewrap)"
         if not os.path.exists(rlimit_argv(Limits(), with_nproc=False)[0]):
             return "prlimit (util-linux) is missing"
-        if self.bwrap not in _probe_cache:
-            _probe_cache[self.bwrap] = self._probe()
-        return _probe_cache[self.bwrap]
+        return self._probe_result()[1]
 
-    def _probe(self) -> str | None:
-        if os.geteuid() == 0:
+    def _probe_result(self) -> tuple[str | None, str | None]:
+        key = (self.bwrap, os.geteuid(), self.modes)
+        if key not in _probe_cache:
+            _probe_cache[key] = self._probe()
+        return _probe_cache[key]
+
+    def _probe(self) -> tuple[str | None, str | None]:
+        """(mode, None) for the first mode whose probe run works, else (None, why)."""
+        as_root = os.geteuid() == 0
+        candidates = list(self.modes or (["root"] if as_root else ["userns", "direct"]))
+        if as_root:
+            if candidates != ["root"]:
+                # In a user namespace made by root, the sandbox's uid would map to host root again.
+                return None, "as root only the root mode is safe (modes asked: " + ", ".join(candidates) + ")"
+            missing = [u for u in ROOT_UTILS if not shutil.which(u, path=LAUNCHER_ENV["PATH"])]
+            if missing:
+                return None, f"running as root needs util-linux's {', '.join(missing)}, missing here"
             problem = cgroup_problem()
             if problem:
-                return f"running as root, only a cgroup can stop a fork bomb, but {problem}"
-        argv, fds = self._bwrap_argv(None, ["true"], Limits(), sandbox_env(None))
-        try:
-            done = subprocess.run(
-                argv, env=_LAUNCHER_ENV, capture_output=True, timeout=30, pass_fds=fds, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"bwrap could not start: {exc}"
-        finally:
-            _close_all(fds)
-        if done.returncode != 0:
-            detail = done.stderr.decode(errors="replace").strip().splitlines()
-            return f"bwrap cannot create its sandbox here: {detail[-1] if detail else done.returncode}"
-        return None
+                return None, f"running as root, only a cgroup can stop a fork bomb, but {problem}"
+        elif "root" in candidates:
+            candidates.remove("root")
+            if not candidates:
+                return None, "the root mode needs root"
+        problems = []
+        with tempfile.TemporaryDirectory(prefix="evorag-sandbox-probe-") as empty:
+            for mode in candidates:
+                try:
+                    with run_directory(Path(empty)) as (host_dir, snapshot):
+                        request = RunRequest(snapshot, host_dir, ("true",), Limits(), sandbox_env(None), None)
+                        result = self._launch(request, mode)
+                except (SandboxError, OSError) as exc:
+                    problems.append(f"{mode}: {exc}")
+                    continue
+                if result.exit_code == 0:
+                    return mode, None
+                problems.append(f"{mode}: the probe exited with {result.exit_code}: {result.stderr.strip()}")
+        return None, f"bwrap cannot create its sandbox here ({'; '.join(problems)})"
 
     # Running
-    def run(
-        self,
-        workdir: Path,
-        argv: list[str],
-        *,
-        limits: Limits | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> SandboxResult:
-        limits = limits or Limits()
-        workdir = check_workdir(workdir)
-        check_argv(argv)
-        environment = sandbox_env(env)
-        problem = self.why_unavailable()
-        if problem:
-            raise SandboxError(
-                f"the bubblewrap sandbox is unavailable: {problem}",
-                hint="install bubblewrap (apt-get install bubblewrap)",
-            )
+    def _run(self, request: RunRequest) -> SandboxResult:
+        mode = self.mode
+        if mode is None:  # the base class checked availability: only a changed host gets here
+            raise SandboxError("the bubblewrap sandbox is unavailable", hint=self.install_hint)
+        return self._launch(request, mode)
+
+    def _launch(self, request: RunRequest, mode: str) -> SandboxResult:
+        if (mode == "root") != (os.geteuid() == 0):  # never a user-namespace mode as root: it maps to root
+            raise SandboxError(f"bubblewrap mode {mode} does not match the effective uid {os.geteuid()}")
+        limits = request.limits
         jail = self._jail(limits)
+        stage: Path | None = None
         inherited: list[int] = []
         unread: list[int] = []
         try:
+            stage = make_stage(request) if mode != "direct" else None
             # bwrap reports on this pipe that the program started and how it exited (see _result).
             status_read, status_write = os.pipe()
             inherited, unread = [status_write], [status_read]
             bwrap_argv, data_fds = self._bwrap_argv(
-                workdir, argv, limits, environment, status_fd=status_write
+                request, mode, stage, status_write, with_nproc=jail is None
             )
             inherited += data_fds
-            launcher = (
-                ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", str(len(jail.procs_files)), *jail.procs_files]
-                if jail
-                else []
-            )
+            argv = launcher_argv(mode, request, jail) + bwrap_argv
 
             def kill(proc: subprocess.Popen) -> None:
                 if jail:
@@ -145,9 +190,10 @@ class BubblewrapSandbox:
             unread = []  # from here on supervise() owns status_read
             try:
                 outcome = supervise(
-                    launcher + bwrap_argv,
-                    env=_LAUNCHER_ENV,
-                    stdin=stdin,
+                    argv,
+                    env=LAUNCHER_ENV,
+                    cwd="/",  # bwrap, once unprivileged, may not be able to reach ours
+                    stdin=request.stdin,
                     wall_seconds=limits.wall_seconds,
                     max_output_bytes=limits.max_output_bytes,
                     kill=kill,
@@ -164,6 +210,8 @@ class BubblewrapSandbox:
             _close_all(unread)
             if jail:
                 jail.close()
+            if stage is not None:
+                remove_stage(stage)
         return _result(outcome, outcome.extra.get(status_read, b""), limits, oom)
 
     def _jail(self, limits: Limits) -> CgroupJail | None:
@@ -178,20 +226,17 @@ class BubblewrapSandbox:
             return None
 
     def _bwrap_argv(
-        self,
-        workdir: Path | None,
-        argv: list[str],
-        limits: Limits,
-        environment: Mapping[str, str],
-        *,
-        status_fd: int | None = None,
+        self, request: RunRequest, mode: str, stage: Path | None, status_fd: int, *, with_nproc: bool
     ) -> tuple[list[str], list[int]]:
-        """The bwrap command line, and the pipe fds it reads /etc files from (to pass, then close)."""
+        """The bwrap command line, and the pipe fds it reads /etc files and the seccomp filter from (to
+        pass, then close)."""
         args = [
             self.bwrap,
             "--unshare-all",  # user, pid, net, ipc, uts, cgroup
             "--unshare-user",
             "--disable-userns",  # no nested user namespaces: they widen the kernel's attack surface
+            "--cap-drop",
+            "ALL",
             "--uid",
             str(SANDBOX_UID),
             "--gid",
@@ -202,7 +247,7 @@ class BubblewrapSandbox:
             "--new-session",  # no TIOCSTI into a terminal of ours
             "--clearenv",
         ]
-        for name, value in environment.items():
+        for name, value in request.env.items():
             args += ["--setenv", name, value]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in _TOP_LEVEL_LINKS:
@@ -212,30 +257,57 @@ class BubblewrapSandbox:
             elif host.is_dir():
                 args += ["--ro-bind", str(host), str(host)]
         data_fds = []
-        for dest, content in (("/etc/passwd", ETC_PASSWD), ("/etc/group", ETC_GROUP), ("/etc/hosts", _HOSTS)):
-            read_end, write_end = os.pipe()
-            os.write(write_end, content.encode())
-            os.close(write_end)
-            data_fds.append(read_end)
-            args += ["--perms", "0644", "--ro-bind-data", str(read_end), dest]
+        files = (
+            ("/etc/passwd", ETC_PASSWD.encode()),
+            ("/etc/group", ETC_GROUP.encode()),
+            ("/etc/hosts", _HOSTS.encode()),
+        )
+        for dest, content in files:
+            data_fds.append(_pipe_with(content))
+            args += ["--perms", "0644", "--ro-bind-data", str(data_fds[-1]), dest]
         for shared in SHARED_ETC:
             args += ["--ro-bind-try", shared, shared]
-        for prefix in interpreter_prefixes():
-            if not (prefix == Path("/usr") or Path("/usr") in prefix.parents):
-                args += ["--ro-bind", str(prefix), str(prefix)]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(limits.memory_mb * MiB), "--tmpfs", SCRATCH_DIR]
-        if workdir is not None:
-            args += ["--ro-bind", str(workdir), WORKDIR_MOUNT, "--chdir", WORKDIR_MOUNT]
+        size = str(request.limits.memory_mb * MiB)
+        # bwrap covers /proc/sys only when it finds it writable; its files can still be: those of the
+        # sandbox's own ipc and net namespaces belong to the sandbox's uid. Read-only as a whole (a
+        # sysctl file shows the values of the namespaces of whoever reads it, so binding the host's
+        # /proc/sys shows the sandbox its own).
+        args += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+        args += ["--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--dev", "/dev"]
+        if stage is not None:
+            args += ["--bind", str(stage / "tmp"), SCRATCH_DIR]
+            args += ["--bind", str(stage / "shm"), "/dev/shm"]
+            args += ["--ro-bind", str(stage / "work"), WORKDIR_MOUNT]
         else:
-            args += ["--chdir", SCRATCH_DIR]
+            args += ["--size", size, "--tmpfs", SCRATCH_DIR]
+            args += ["--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
+            args += ["--ro-bind", str(request.workdir), WORKDIR_MOUNT]
+        # bwrap's /dev is a tmpfs the sandbox's uid owns: read-only, or it would be a writable, executable
+        # place (its device nodes, /dev/pts and /dev/shm are mounts of their own and stay usable).
+        args += ["--remount-ro", "/dev"]
+        # After /work and /tmp: a prefix that is also a parent of theirs must not hide them.
+        for index, (prefix, inside) in enumerate(interpreter_mounts()):
+            source = stage / f"p{index}" if stage is not None else prefix
+            args += ["--ro-bind", str(source), str(inside)]
+        args += ["--chdir", WORKDIR_MOUNT]
         # bwrap builds the root on a tmpfs: read-only too once everything is mounted on it.
         args += ["--remount-ro", "/"]
-        if status_fd is not None:
-            args += ["--json-status-fd", str(status_fd)]
-        # +2: bwrap's init and monitor run as the sandbox user too.
-        limited = dataclasses.replace(limits, max_processes=limits.max_processes + 2)
-        return args + ["--", *rlimit_argv(limited, with_nproc=True), *argv], data_fds
+        args += ["--json-status-fd", str(status_fd)]
+        data_fds.append(_pipe_with(bpf_program()))
+        args += ["--seccomp", str(data_fds[-1])]
+        # +2: bwrap's init and monitor count as the sandbox user's processes too.
+        limited = dataclasses.replace(request.limits, max_processes=request.limits.max_processes + 2)
+        return args + ["--", *rlimit_argv(limited, with_nproc=with_nproc), *request.argv], data_fds
+
+
+def _pipe_with(content: bytes) -> int:
+    """The read end of a pipe holding ``content`` (small: it must fit the pipe buffer)."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, content)
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 def _result(outcome: Outcome, status: bytes, limits: Limits, oom: bool) -> SandboxResult:

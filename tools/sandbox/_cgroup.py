@@ -1,9 +1,10 @@
 """A throwaway cgroup per sandbox run: caps the number of processes and the memory of everything inside
 together, tells which of the two was hit, and kills the lot.
 
-Why: as root, bubblewrap's sandbox runs with host uid 0, which the kernel exempts from RLIMIT_NPROC, so a
-fork bomb is only stopped by a pids cgroup; and RLIMIT_AS is per process, so only a memory cgroup bounds
-the sum of many processes. Works with cgroup v1 (a hierarchy per controller) and v2 (one hierarchy), each
+Why: RLIMIT_NPROC is counted per uid, and as root every sandbox runs as the same uid 65534 (with bwrap's
+own processes besides), so a pids cgroup is what caps one run's processes and says that this was the
+limit hit; and RLIMIT_AS is per process, so only a memory cgroup bounds the sum of many processes (and
+the run's tmpfs pages, charged to it too). Works with cgroup v1 (a hierarchy per controller) and v2 (one hierarchy), each
 run's group created under the caller's own cgroup so that its accounting stays with the caller.
 """
 
@@ -98,7 +99,9 @@ def _parents() -> list[_Group]:
 
 
 def _sweep(parents: list[_Group]) -> None:
-    """Remove empty groups left by runs whose process died before cleaning up (rmdir fails on busy ones)."""
+    """Kill and remove the groups of runs whose evorag process died before cleaning up (killed during a
+    run, say): whatever is left in them is an orphaned sandbox (bwrap's child can be left waiting forever
+    for a monitor that died while setting it up)."""
     global _swept
     if _swept:
         return
@@ -109,10 +112,7 @@ def _sweep(parents: list[_Group]) -> None:
                 owner = int(child.name[len(_NAME_PREFIX) :].split("-")[0])
                 os.kill(owner, 0)
             except ProcessLookupError:
-                try:
-                    child.rmdir()
-                except OSError:
-                    pass
+                CgroupJail([_Group(parent.version, child, parent.controllers)]).close()
             except (ValueError, PermissionError):
                 pass
 

@@ -1,13 +1,25 @@
 """The Docker sandbox, for hosts where bubblewrap cannot run but a Docker daemon is reachable.
 
-Each run is ``docker create`` + ``docker start --attach`` of a throwaway container: no network, read-only
-root filesystem, every capability dropped, no-new-privileges, uid 65534, its own init, a memory cap with no
-swap, one CPU, a pids limit, a private /tmp tmpfs. The host's ``/usr`` and the interpreter's prefix are
-mounted read-only (as with bubblewrap), and the workdir at ``/work`` read-only. The image is built locally
-(``build_image``), never pulled.
+Each run is ``docker create`` + ``docker start --attach`` of a throwaway container. What the program sees,
+the same as with bubblewrap:
+- host uid/gid 65534 (``--user``), never root; no capabilities (``--cap-drop ALL``), no_new_privs
+  (``--security-opt no-new-privileges``), and the seccomp policy of ``_seccomp`` as a profile (allow by
+  default, the same refused syscalls, only the native architecture);
+- no network (``--network none``: its own loopback only); a private ipc namespace; hostname ``sandbox``;
+- a read-only root filesystem (a skeleton image built locally, never pulled) with the host's ``/usr``
+  and the interpreter's prefixes mounted read-only at the same paths (or under /opt/evorag-python* when
+  /work or /tmp would hide them);
+- the world-readable snapshot of the workdir at ``/work``, read-only (its files have no execute bit; a
+  Docker bind mount cannot be made noexec, unlike bubblewrap's);
+- a private tmpfs at ``/tmp``: nosuid, nodev, noexec, size = the memory limit; Docker's ``/dev/shm``
+  (64 MiB, noexec); nothing else writable;
+- Docker's /proc: /proc/sys, /proc/sysrq-trigger, /proc/irq and /proc/bus read-only, /proc/kcore and
+  similar files masked; Docker's read-only /sys (unlike bubblewrap, which mounts none) and its own
+  /etc/hosts, /etc/hostname and /etc/resolv.conf;
+- an environment made from the scrubbed base only (``--env``), never the host's; output only to us
+  (``--log-driver none``).
+Limits: a memory cap with no swap, one CPU, ``--pids-limit``, and RLIMIT_AS/CPU/FSIZE via ``prlimit``.
 
-The container runs as uid 65534 on the host, so it could not read a workdir only root may read (a
-``TemporaryDirectory`` is 0700): each run mounts a world-readable copy of the workdir instead.
 The daemon must be local, since host paths are mounted.
 """
 
@@ -16,30 +28,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 from tools.resilience import CircuitBreaker, CircuitOpenError, retry_call
+from tools.sandbox._base import RunRequest, SandboxBase
 from tools.sandbox._cgroup import read_counter
 from tools.sandbox._docker_image import DEFAULT_IMAGE, build_image, host_lib_dirs
 from tools.sandbox._limits import (
     SANDBOX_UID,
     SHARED_ETC,
-    check_argv,
-    check_workdir,
     decode_output,
     explain,
-    interpreter_prefixes,
+    interpreter_mounts,
     rlimit_argv,
-    sandbox_env,
 )
-from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits, SandboxError, SandboxResult
+from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, SandboxError, SandboxResult
+from tools.sandbox._seccomp import docker_profile
 from tools.sandbox._supervisor import Outcome, kill_process_group, supervise
 
 _DAEMON_OK_FOR_S = 60.0
@@ -77,10 +84,11 @@ def _daemon_down(stderr: str) -> bool:
     return any(signature in text for signature in _DAEMON_DOWN)
 
 
-class DockerSandbox:
+class DockerSandbox(SandboxBase):
     """Sandbox backed by a local Docker daemon; builds its image on first use when missing."""
 
     name = "docker"
+    install_hint = _START_HINT
 
     def __init__(self, image: str = DEFAULT_IMAGE, docker: str | None = None) -> None:
         self.image = image
@@ -90,10 +98,7 @@ class DockerSandbox:
         return f"DockerSandbox(image={self.image!r})"
 
     # Availability
-    def available(self) -> bool:
-        return self.why_unavailable() is None
-
-    def why_unavailable(self) -> str | None:
+    def _why_unavailable(self) -> str | None:
         if not self.docker:
             return "the docker CLI is not installed (Debian package docker.io)"
         key = self._daemon()
@@ -104,7 +109,7 @@ class DockerSandbox:
             return None
         try:
             info = subprocess.run(
-                [self.docker, "info", "--format", "{{.ServerVersion}}"],
+                [self.docker, "info", "--format", "{{.ServerVersion}} {{json .SecurityOptions}}"],
                 capture_output=True,
                 text=True,
                 timeout=20,
@@ -115,28 +120,18 @@ class DockerSandbox:
         if info.returncode != 0 or not info.stdout.strip():
             detail = (info.stderr.strip().splitlines() or ["no answer"])[-1]
             return f"no Docker daemon is reachable: {detail}"
+        if "name=seccomp" not in info.stdout:
+            return (
+                "the Docker daemon has no seccomp support (docker info lists no name=seccomp security option)"
+            )
         _daemon_checked[key] = time.monotonic()
         return None
 
     # Running
-    def run(
-        self,
-        workdir: Path,
-        argv: list[str],
-        *,
-        limits: Limits | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> SandboxResult:
-        limits = limits or Limits()
-        workdir = check_workdir(workdir)
-        check_argv(argv)
-        problem = self.why_unavailable()
-        if problem:
-            raise SandboxError(f"the Docker sandbox is unavailable: {problem}", hint=_START_HINT)
+    def _run(self, request: RunRequest) -> SandboxResult:
+        limits = request.limits
         self._ensure_image()
-        with _readable_copy(workdir) as visible:
-            outcome, state = self._run_container(visible, argv, limits, env, stdin)
+        outcome, state = self._run_container(request)
         started = state is not None and not state.get("StartedAt", "").startswith("0001-")
         if not started and outcome.stopped_for is None:
             detail = (state or {}).get("Error") or _last_line(outcome.stderr.decode(errors="replace"))
@@ -159,16 +154,10 @@ class DockerSandbox:
             duration_s=round(outcome.duration_s, 3),
         )
 
-    def _run_container(
-        self,
-        workdir: Path,
-        argv: list[str],
-        limits: Limits,
-        env: Mapping[str, str] | None,
-        stdin: bytes | None,
-    ) -> tuple[Outcome, dict | None]:
+    def _run_container(self, request: RunRequest) -> tuple[Outcome, dict | None]:
         """Create, run (attached) and remove one container; return what ran and its final state."""
-        name, created = self._create(workdir, argv, limits, env, stdin is not None)
+        name, created = self._create(request)
+        limits, stdin = request.limits, request.stdin
 
         def kill(proc: subprocess.Popen) -> None:
             # The CLI first (a daemon blocked writing to it would not act on the kill), then the container
@@ -193,22 +182,23 @@ class DockerSandbox:
         finally:
             self._docker(["rm", "--force", name], check=False)
 
-    def _create(
-        self, workdir: Path, argv: list[str], limits: Limits, env: Mapping[str, str] | None, interactive: bool
-    ) -> tuple[str, subprocess.CompletedProcess]:
+    def _create(self, request: RunRequest) -> tuple[str, subprocess.CompletedProcess]:
         """``docker create``, retried with backoff while the daemon is unreachable; returns (name, result).
 
         Each attempt uses a fresh name: an attempt whose answer was lost may still have created its
         container, which is removed before the next try.
         """
         names: list[str] = []
+        # The docker CLI reads the profile from a file and sends its content with the request.
+        profile = request.host_dir / "seccomp.json"
+        profile.write_text(docker_profile())
 
         def attempt() -> subprocess.CompletedProcess:
             if names:
                 self._docker(["rm", "--force", names[-1]], check=False)
             names.append(f"evorag-sandbox-{uuid.uuid4().hex[:16]}")
             try:
-                done = self._docker(self._create_argv(names[-1], workdir, argv, limits, env, interactive))
+                done = self._docker(self._create_argv(names[-1], request, profile))
             except SandboxError as exc:  # the CLI timed out or could not be run
                 raise _DaemonUnreachable(str(exc)) from None
             if done.returncode != 0 and _daemon_down(done.stderr):
@@ -216,13 +206,20 @@ class DockerSandbox:
             return done
 
         try:
-            created = retry_call(attempt, retry_on=(_DaemonUnreachable,), attempts=_CREATE_ATTEMPTS,
-                                 base_delay=0.5, max_delay=4.0, breaker=self._breaker())
+            created = retry_call(
+                attempt,
+                retry_on=(_DaemonUnreachable,),
+                attempts=_CREATE_ATTEMPTS,
+                base_delay=0.5,
+                max_delay=4.0,
+                breaker=self._breaker(),
+            )
         except CircuitOpenError as exc:
             raise SandboxError(f"the Docker sandbox is unavailable: {exc}", hint=_START_HINT) from None
         except _DaemonUnreachable as exc:
             raise SandboxError(
-                f"the Docker daemon could not be reached ({_CREATE_ATTEMPTS} attempts): {exc}", hint=_START_HINT
+                f"the Docker daemon could not be reached ({_CREATE_ATTEMPTS} attempts): {exc}",
+                hint=_START_HINT,
             ) from None
         if created.returncode != 0:
             raise SandboxError(
@@ -238,7 +235,9 @@ class DockerSandbox:
     def _breaker(self) -> CircuitBreaker:
         key = self._daemon()
         if key not in _breakers:
-            _breakers[key] = CircuitBreaker(f"Docker daemon {key[1] or 'local'}", failure_threshold=3, reset_after=30.0)
+            _breakers[key] = CircuitBreaker(
+                f"Docker daemon {key[1] or 'local'}", failure_threshold=3, reset_after=30.0
+            )
         return _breakers[key]
 
     def _ensure_image(self) -> None:
@@ -266,15 +265,8 @@ class DockerSandbox:
             if owner.isdigit() and not _alive(int(owner)):
                 self._docker(["rm", "--force", container], check=False)
 
-    def _create_argv(
-        self,
-        name: str,
-        workdir: Path,
-        argv: list[str],
-        limits: Limits,
-        env: Mapping[str, str] | None,
-        interactive: bool,
-    ) -> list[str]:
+    def _create_argv(self, name: str, request: RunRequest, seccomp_profile: Path) -> list[str]:
+        limits = request.limits
         memory = f"{limits.memory_mb}m"
         args = [
             "create",
@@ -296,11 +288,13 @@ class DockerSandbox:
             str(limits.max_processes + _INIT_PROCESSES),
             "--read-only",
             "--tmpfs",
-            f"{SCRATCH_DIR}:rw,nosuid,nodev,size={memory},mode=1777",
+            f"{SCRATCH_DIR}:rw,nosuid,nodev,noexec,size={memory},mode=1777",
             "--cap-drop",
             "ALL",
             "--security-opt",
             "no-new-privileges",
+            "--security-opt",
+            f"seccomp={seccomp_profile}",
             "--user",
             f"{SANDBOX_UID}:{SANDBOX_UID}",
             "--init",
@@ -313,25 +307,21 @@ class DockerSandbox:
             "--workdir",
             WORKDIR_MOUNT,
         ]
-        mounts = [(str(workdir), WORKDIR_MOUNT), ("/usr", "/usr")]
+        mounts = [(str(request.workdir), WORKDIR_MOUNT), ("/usr", "/usr")]
         mounts += [(d, d) for d in host_lib_dirs()]
         mounts += [(f, f) for f in SHARED_ETC if os.path.exists(f)]
-        mounts += [
-            (str(p), str(p))
-            for p in interpreter_prefixes()
-            if not (p == Path("/usr") or Path("/usr") in p.parents)
-        ]
+        mounts += [(str(host), str(inside)) for host, inside in interpreter_mounts()]
         for source, target in mounts:
             if "," in source or "," in target:
                 raise SandboxError(f"cannot mount {source} in Docker: the path contains a comma")
             args += ["--mount", f"type=bind,source={source},target={target},readonly"]
-        for key, value in sandbox_env(env).items():
+        for key, value in request.env.items():
             args += ["--env", f"{key}={value}"]
-        if interactive:
+        if request.stdin is not None:
             args.append("--interactive")
         # RLIMIT_NPROC would count every host process of uid 65534, other containers included:
         # --pids-limit does that job here.
-        return args + [self.image, *rlimit_argv(limits, with_nproc=False), *argv]
+        return args + [self.image, *rlimit_argv(limits, with_nproc=False), *request.argv]
 
     def _docker(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
         """Run a docker CLI command; with ``check=False`` a failure is returned rather than raised."""
@@ -378,25 +368,6 @@ class _ContainerCgroups:
         if any(read_counter(path, "oom_kill") for path in self.oom_events):
             return "memory"
         return None
-
-
-@contextmanager
-def _readable_copy(workdir: Path) -> Iterator[Path]:
-    """A copy of ``workdir`` that uid 65534 may read (symlinks kept as links; they resolve inside)."""
-    stage = Path(tempfile.mkdtemp(prefix="evorag-sandbox-work-"))
-    try:
-        copy = stage / "work"
-        shutil.copytree(workdir, copy, symlinks=True)
-        for root, _dirs, files in os.walk(copy):
-            os.chmod(root, 0o755)
-            for name in files:
-                path = os.path.join(root, name)
-                if not os.path.islink(path):
-                    mode = os.stat(path).st_mode
-                    os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
-        yield copy
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from evorag.errors import UserError
-from tools.sandbox._protocol import SCRATCH_DIR, Limits
+from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits
 
 MiB = 1024 * 1024
 
 # The sandboxed program is started through util-linux ``prlimit`` *inside* the sandbox, so the limits are
 # set after the namespaces exist: RLIMIT_NPROC then counts only the sandbox's own processes (per user
-# namespace) instead of every process of the host user. Root ignores RLIMIT_NPROC, which is why the
-# backends add a cgroup (bubblewrap) or --pids-limit (Docker) on top.
+# namespace) instead of every process of the host user. Where a per-run limit exists (bubblewrap's cgroup,
+# always there as root; Docker's --pids-limit) that limit is used instead: it also tells that it was hit.
 PRLIMIT = "/usr/bin/prlimit"
 
 # The sandboxed program's uid and gid ("nobody" on Debian), and the only users its /etc/passwd knows.
@@ -61,10 +61,39 @@ def interpreter_prefixes() -> list[Path]:
     return seen
 
 
+# Where a prefix goes inside when its own path would be hidden by /work or /tmp (a venv at /work/venv,
+# say): Python finds a venv's files relative to where it is started from, so it works at another path.
+RELOCATED_PREFIX = "/opt/evorag-python"
+
+
+def interpreter_mounts() -> list[tuple[Path, Path]]:
+    """(host path, path inside) of each interpreter prefix to mount read-only besides /usr (bound whole).
+
+    Same path inside, except for prefixes at or under /work or /tmp, which those mounts would hide. Never
+    ``/`` itself (a Python installed there has its files in /usr and /lib*, bound anyway).
+    """
+    hidden_under = (Path(WORKDIR_MOUNT), Path(SCRATCH_DIR))
+    mounts = []
+    for index, prefix in enumerate(interpreter_prefixes()):
+        if prefix in (Path("/"), Path("/usr")) or Path("/usr") in prefix.parents:
+            continue
+        clash = any(prefix == top or top in prefix.parents or prefix in top.parents for top in hidden_under)
+        mounts.append((prefix, Path(f"{RELOCATED_PREFIX}{index}") if clash else prefix))
+    return mounts
+
+
+def _inside(path: Path) -> Path:
+    """Where a host path of the interpreter appears inside the sandbox."""
+    for host, inside in interpreter_mounts():
+        if path == host or host in path.parents:
+            return inside / path.relative_to(host)
+    return path
+
+
 def interpreter_bin_dirs() -> list[str]:
     """Directories to put first on PATH so that ``python`` inside is this interpreter (venv first)."""
-    dirs = [str(Path(sys.executable).parent), str(Path(sys.base_prefix) / "bin")]
-    return list(dict.fromkeys(dirs))
+    dirs = [Path(os.path.normpath(sys.executable)).parent, Path(os.path.normpath(sys.base_prefix)) / "bin"]
+    return list(dict.fromkeys(str(_inside(d)) for d in dirs))
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -94,7 +123,11 @@ def sandbox_env(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def check_argv(argv: list[str]) -> None:
-    if not argv or not all(isinstance(a, str) and "\0" not in a for a in argv):
+    if (
+        not isinstance(argv, (list, tuple))
+        or not argv
+        or not all(isinstance(a, str) and "\0" not in a for a in argv)
+    ):
         raise UserError(
             "the sandbox needs a non-empty command of strings", hint='e.g. ["python", "-m", "pytest", "-q"]'
         )

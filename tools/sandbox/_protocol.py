@@ -19,7 +19,7 @@ from evorag.errors import ConfigError, ExternalError
 KilledReason = Literal["timeout", "cpu", "memory", "processes", "output", "file"]
 
 # Where the workdir appears inside every sandbox, read-only. The only writable place is /tmp (a private
-# scratch directory, also $HOME and $TMPDIR), which disappears with the run.
+# scratch directory, also $HOME and $TMPDIR, noexec), which disappears with the run.
 WORKDIR_MOUNT = "/work"
 SCRATCH_DIR = "/tmp"
 
@@ -80,11 +80,12 @@ class SandboxResult:
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """Runs a command over a read-only copy of ``workdir`` with no network, no host secrets and hard limits.
+    """Runs a command over a read-only copy of ``workdir`` as an unprivileged host uid, with no network, no
+    host secrets, a seccomp filter and hard limits (implementations derive from ``SandboxBase``).
 
     Inside, the workdir is ``/work`` (read-only, also the current directory), ``/tmp`` is a private writable
-    scratch directory (also ``$HOME`` and ``$TMPDIR``), and ``python`` on PATH is the host's interpreter with
-    its installed packages (pytest included), read-only.
+    scratch directory (also ``$HOME`` and ``$TMPDIR``; noexec unless the backend documents otherwise), and
+    ``python`` on PATH is the host's interpreter with its installed packages (pytest included), read-only.
     """
 
     name: str

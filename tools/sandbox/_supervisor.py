@@ -53,6 +53,7 @@ def supervise(
     argv: Sequence[str],
     *,
     env: Mapping[str, str],
+    cwd: str | None = None,
     stdin: bytes | None,
     wall_seconds: float,
     max_output_bytes: int,
@@ -79,6 +80,7 @@ def supervise(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(env),
+            cwd=cwd,
             pass_fds=tuple(pass_fds),
             start_new_session=True,  # its own process group: kill() can take the launcher down as a whole
         )
