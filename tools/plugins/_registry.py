@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evorag.errors import ExternalError, NotFoundError, UserError
-from tools.plugins._manifest import ToolManifest
+from tools.plugins._manifest import WITHHELD, ToolManifest, untrusted_line
 from tools.plugins._repository import PluginRepository
+from tools.risk_rules import instruction_like
 
 # Runs inside the sandbox: loads the tool, calls it with the JSON arguments, prints a JSON result.
 _RUNNER = """
@@ -117,14 +118,19 @@ class ToolRegistry:
         return payload["result"]
 
     def documentation(self) -> str:
-        """Markdown reference of every deployed tool: schema, description, examples, version."""
+        """Markdown reference of every deployed tool: schema, description, examples, version.
+
+        Descriptions, parameter descriptions and requests are untrusted text: they are served the way
+        ``ToolManifest.served_description`` serves them (template, one quoted line, instructions withheld).
+        """
         lines = ["# Evolved tools", ""]
         for manifest in sorted(self.tools(), key=lambda m: m.name):
-            lines += [f"## `{manifest.name}` (v{manifest.version}, risk {manifest.risk})", "",
-                      manifest.description.strip(), "", "Arguments (JSON schema):", "", "```json",
-                      json.dumps(manifest.parameters_schema, indent=2), "```", ""]
+            lines += [f"## `{manifest.served_name()}`", "", manifest.served_description(), "",
+                      "Arguments (JSON schema):", "", "```json",
+                      json.dumps(manifest.served_schema(), indent=2), "```", ""]
             for example in manifest.examples:
                 lines += [f"Example: `{json.dumps(example.get('arguments'))}` → `{json.dumps(example.get('result'))}`", ""]
             if manifest.request:
-                lines += [f"Requested as: {manifest.request}", ""]
+                request = WITHHELD if instruction_like(manifest.request) else untrusted_line(manifest.request)
+                lines += [f"Requested as (untrusted): {json.dumps(request, ensure_ascii=False)}", ""]
         return "\n".join(lines)
