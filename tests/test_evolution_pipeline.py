@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from evorag.cli import main
+from evorag.errors import PermissionDeniedError, UserError
+from evorag.principals import Principal, Role
 from evorag.service import Evorag
 from tools.approvals import PolicyApprover, TerminalApprover
 
@@ -26,8 +28,8 @@ BATTERY = {
     "typosquat": ("rejected", "dependencies", "typo of 'requests'"),
     "dependency_conflict": ("rejected", "dependencies", "pydantic"),
     "unknown_package": ("rejected", "dependencies", "evorag-nonexistent-pkg-zz9"),
-    "uses_eval": ("rejected", "tests", "NameError"),  # generated edge cases crash its eval()
-    # HIGH risk passes the static gates and the sandbox but never deploys without a human.
+    # HIGH risk passes the static gates and waits for a human; none of its code has run yet.
+    "uses_eval": ("pending", "approval", "HIGH"),
     "uses_network": ("pending", "approval", "HIGH"),
     "uses_subprocess": ("pending", "approval", "HIGH"),
     "writes_outside": ("pending", "approval", "HIGH"),
@@ -50,6 +52,8 @@ def test_defective_candidates_stop_at_the_right_gate(rag, name, tmp_path):
     assert reason in (outcome.reason or "") + " " + outcome.risk
     assert outcome.version_id is None
     assert name not in [m.name for m in rag.registry.tools()]
+    if outcome.risk == "HIGH":  # a HIGH-risk candidate's code (tests included) runs only after the approval
+        assert "tests" not in [v.gate for v in outcome.verdicts]
 
 
 def test_a_tool_writing_outside_has_no_effect_on_the_host(rag):
@@ -57,9 +61,15 @@ def test_a_tool_writing_outside_has_no_effect_on_the_host(rag):
     target.unlink(missing_ok=True)
     outcome = rag.add_tool(CANDIDATES / "writes_outside", approver=PolicyApprover(assume_yes=True))
     assert outcome.status == "pending"
-    tests = next(v for v in outcome.verdicts if v.gate == "tests")
-    assert tests.ok  # its tests ran (in the sandbox's private /tmp) ...
+    assert "tests" not in [v.gate for v in outcome.verdicts]  # HIGH: nothing ran before the approval
+    approval = rag.evolution.approvals.get(outcome.approval_id)
+    assert "not run yet" in approval.tests and "not run yet" in approval.summary
+    person = Principal("alice", Role.APPROVER, via="ui", human=True)  # an approver logged in to the UI
+    deployed = rag.decide_approval(outcome.approval_id, approve=True, principal=person)
+    tests = next(v for v in deployed.verdicts if v.gate == "tests")
+    assert tests.ok and deployed.status == "deployed"  # its tests ran after the approval (sandbox /tmp) ...
     assert not target.exists()  # ... and the host's /tmp never saw the file
+    rag.rollback(rag.versions()[-2].id)
 
 
 def test_good_candidate_deploys_is_callable_and_rolls_back(rag):
@@ -88,10 +98,18 @@ def test_pending_high_risk_is_deployed_only_after_a_human_approves(rag, tmp_path
     shutil.copytree(CANDIDATES / "uses_network", candidate)
     outcome = rag.add_tool(candidate, approver=PolicyApprover(assume_yes=True))
     assert outcome.status == "pending"
-    with pytest.raises(Exception, match="only a human"):
-        rag.decide_approval(outcome.approval_id, approve=True, by="mcp")
-    deployed = rag.decide_approval(outcome.approval_id, approve=True, by="ui", human=True)
+    # The Python API's caller is the home's admin, yet nothing proves a person: refused.
+    with pytest.raises(UserError, match="only a human"):
+        rag.decide_approval(outcome.approval_id, approve=True)
+    with pytest.raises(PermissionDeniedError, match="approve needs the approver role"):
+        rag.decide_approval(outcome.approval_id, approve=True, principal=Principal("otto", Role.OPERATOR),
+                            token="anything")
+    assert outcome.approval_id in [p.id for p in rag.pending_approvals()]  # still pending after both
+    person = Principal("ada", Role.APPROVER, via="ui", human=True)  # an approver logged in to the UI
+    deployed = rag.decide_approval(outcome.approval_id, approve=True, principal=person)
     assert deployed.status == "deployed" and deployed.tool in [m.name for m in rag.registry.tools()]
+    approved = [e for e in rag.evolution.audit.entries() if e["event"] == "approved"][-1]
+    assert approved["principal"]["name"] == "ada" and approved["proof"] == "ui login"
 
 
 def test_cli_tools_add_reports_status_gate_reason_risk(tmp_path, capsys):

@@ -1,8 +1,13 @@
 """The evolution pipeline: a candidate tool goes through deterministic gates, then approval, then deploy.
 
 Gates, in order (the first failure stops the candidate, with its gate and reason):
-  code -> dependencies -> sandbox tests (own + generated edge cases + plugin regression checks)
-  -> retrieval regression gate (when a baseline is configured) -> approval by risk -> deploy.
+  LOW/MEDIUM: code -> dependencies -> sandbox tests (generated edge cases + own tests)
+              -> retrieval regression gate (when a baseline is configured) -> approval by risk -> deploy.
+  HIGH:       code -> dependencies -> retrieval regression gate -> approval by a human
+              -> sandbox tests -> deploy only if they pass.
+The risk is known after the two static gates (the maximum over every file of the candidate, tests included),
+so a HIGH-risk candidate's code never runs, even in the sandbox, before a human has approved it. The tests gate
+judges the JUnit results of every expected test, not pytest's exit status (see ``tools.tests_gate``).
 The agents propose and repair candidates; only these gates decide. Every step goes to the audit log.
 """
 
@@ -12,6 +17,7 @@ import asyncio
 import difflib
 import hashlib
 import json
+import secrets
 import shutil
 import tempfile
 import time
@@ -20,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evorag.errors import NotFoundError, UserError
+from evorag.errors import UserError
+from tools import tests_gate
 from tools.approvals import ApprovalStore, Approver
 from tools.audit import AuditLog
+from tools.candidate_dir import read_candidate
 from tools.code_checks import max_risk
 from tools.plugins import PluginRepository, ToolManifest, ToolRegistry
 
@@ -33,8 +41,10 @@ RESERVED_TOOL_NAMES = frozenset({
     "approve", "reject",
 })
 CANDIDATE_FILES = ("tool.py", "requirements.txt")
-# Interfaces that only a person can drive; their approvals count as human approvals.
-HUMAN_CHANNELS = frozenset({"terminal", "ui", "elicitation", "human"})
+TESTS_DEFERRED = ("not run yet: the candidate is HIGH risk, so its tests and the generated edge cases run in the "
+                  "sandbox only after a human approves it, and it deploys only if they pass")
+# Written into the sandbox workdir next to the candidate (see tools/gate_runner.py).
+_GATE_SOURCES = {"runner": Path(__file__).with_name("gate_runner.py"), "plugin": Path(__file__).with_name("gate_plugin.py")}
 
 
 @dataclass(slots=True)
@@ -65,18 +75,12 @@ class EvolutionOutcome:
 
 
 def candidate_files(path: Path) -> dict[str, str]:
-    """The candidate's files by name (tool.py, requirements.txt, test_*.py)."""
-    if not path.is_dir():
-        raise NotFoundError(f"no candidate directory at {path}", hint="pass a directory holding tool.py")
-    if not (path / "tool.py").is_file():
-        raise UserError(f"{path} has no tool.py", hint="a candidate is a directory with tool.py and optional test_*.py")
-    files = {}
-    for file in sorted([*(path / name for name in CANDIDATE_FILES), *path.glob("test_*.py")]):
-        if file.is_file():
-            if file.stat().st_size > 512_000:
-                raise UserError(f"{file} is larger than 500 kB", hint="a tool is one small module")
-            files[file.name] = file.read_text(encoding="utf-8", errors="replace")
-    return files
+    """The candidate's files by name (tool.py, requirements.txt, test_*.py), read without following links.
+
+    Symbolic links, hard links, special files, subdirectories, oversized, too many or non-UTF-8 files are
+    refused with a one-line UserError before anything is read (see ``tools.candidate_dir``).
+    """
+    return read_candidate(Path(path))
 
 
 def _edge_case_values(schema: dict) -> list:
@@ -96,12 +100,9 @@ def _edge_case_values(schema: dict) -> list:
     }.get(kind, [None])
 
 
-def generated_edge_case_test(function: str, schema: dict) -> str:
-    """A pytest module calling the tool with boundary values, one argument at a time.
-
-    A tool may refuse bad input with ValueError/TypeError (clean validation); any other exception, or
-    a result that is not JSON-serialisable, fails the test.
-    """
+def edge_cases(schema: dict) -> list[dict]:
+    """The keyword arguments the generated edge-case test calls the tool with: a base case (defaults, else
+    a non-empty value per parameter), then each boundary value of one argument at a time."""
     properties = schema.get("properties", {})
     base = {}
     for name, spec in properties.items():
@@ -114,6 +115,17 @@ def generated_edge_case_test(function: str, schema: dict) -> str:
     for name, spec in properties.items():
         for value in _edge_case_values(spec):
             cases.append({**base, name: value})
+    return cases
+
+
+def generated_edge_case_test(function: str, schema: dict) -> str:
+    """A pytest module calling the tool with boundary values, one argument at a time.
+
+    A tool may refuse bad input with ValueError/TypeError (clean validation); any other exception, or
+    a result that is not JSON-serialisable, fails the test. One parametrized case per ``edge_cases(schema)``
+    entry: the tests gate requires exactly that many passed cases.
+    """
+    cases = edge_cases(schema)
     return f'''"""Edge cases generated by evorag from the tool's signature."""
 import json
 import pytest
@@ -130,6 +142,16 @@ def test_edge_case(kwargs):
         return
     json.dumps(result)
 '''
+
+
+def candidate_risk(path: Path) -> tuple[str, list[str]]:
+    """The risk of the candidate and why (``file:line: reason``): the highest over every Python file, tool.py
+    and its test files alike (they run in the sandbox and are committed with the tool). A file the analyser
+    cannot read is HIGH. The rules are in ``tools/risk_rules.py``."""
+    from tools.code_checks import check_candidate
+
+    result = check_candidate(candidate_files(path))
+    return result.risk, result.risk_reasons
 
 
 class EvolutionPipeline:
@@ -173,10 +195,15 @@ class EvolutionPipeline:
                             "docker_lines": report.docker_lines}, round(time.monotonic() - started, 3))
 
     def check_code(self, path: Path) -> tuple[GateVerdict, object]:
-        from tools.code_checks import check_code
+        """The code gate over every file of the candidate: tool.py's signature and lint, and the risk, the
+        highest over tool.py and its test files (they run in the sandbox like the tool)."""
+        from tools.code_checks import CodeCheckResult, check_candidate
 
         started = time.monotonic()
-        result = check_code((path / "tool.py").read_text(encoding="utf-8", errors="replace"))
+        try:
+            result = check_candidate(candidate_files(path))
+        except UserError as exc:  # a link, a special file...: nothing was read, the gate fails with why
+            result = CodeCheckResult.refused(str(exc))
         reason = result.reason
         ok = result.ok
         if ok and result.function.name in RESERVED_TOOL_NAMES:
@@ -185,35 +212,82 @@ class EvolutionPipeline:
                    "lint": [str(f) for f in result.lint], "security": [str(f) for f in result.security]}
         return GateVerdict("code", ok, reason, result.risk, details, round(time.monotonic() - started, 3)), result
 
-    def run_tests(self, path: Path, function: str, schema: dict) -> GateVerdict:
-        """Own tests + generated edge cases + plugin regression checks, in the sandbox only."""
+    def run_tests(self, path: Path, function: str, schema: dict, *, risk: str | None = None,
+                  approved: bool = False) -> GateVerdict:
+        """The generated edge cases, then the candidate's own tests, in the sandbox only; judged from the
+        JUnit results the runner carries out (see ``tools.tests_gate``), never from the exit status.
+
+        A HIGH-risk candidate's code runs only after a human approved it: unless ``approved``, a candidate whose
+        ``risk`` (default: the code gate's rating of all its files) is HIGH is not run, and the verdict says so
+        (``details["deferred"]``); deploying its approval runs the tests then.
+        """
         from tools.sandbox import Limits
 
         started = time.monotonic()
+
+        def verdict(ok: bool, reason: str | None, **details) -> GateVerdict:
+            return GateVerdict("tests", ok, reason, details=details, seconds=round(time.monotonic() - started, 3))
+
+        files = candidate_files(path)
+        own_files = {name: text for name, text in files.items() if name.startswith("test_")}
+        own_tests = sorted(own_files)
+        if not approved:
+            risk = risk or self.check_code(path)[0].risk
+            if risk == "HIGH":
+                return verdict(True, TESTS_DEFERRED, deferred=True, own_tests=own_tests, output=TESTS_DEFERRED)
+        problem = tests_gate.check_test_files(own_files)
+        if problem:
+            return verdict(False, problem, own_tests=own_tests, output="")
+        cases = edge_cases(schema)
+        edge_expected = [tests_gate.ExpectedTest(tests_gate.EDGE_CASE_FILE.removesuffix(".py"), "test_edge_case",
+                                                 len(cases), exact=True)]
+        own_expected = [t for name, text in own_files.items() for t in tests_gate.expected_tests(name, text)]
+        nonce = secrets.token_hex(16)
+        plan = {"nonce": nonce, "runs": [
+            {"name": "edge cases", "files": [f"/work/{tests_gate.EDGE_CASE_FILE}"]},
+            *([{"name": "own tests", "files": [f"/work/{name}" for name in own_tests]}] if own_tests else []),
+        ]}
         with tempfile.TemporaryDirectory(prefix="evorag-candidate-") as tmp:
             work = Path(tmp)
-            for name, text in candidate_files(path).items():
+            for name, text in files.items():
                 (work / name).write_text(text)
-            (work / "test_evorag_edge_cases.py").write_text(generated_edge_case_test(function, schema))
-            own_tests = sorted(p.name for p in path.glob("test_*.py"))
+            (work / tests_gate.EDGE_CASE_FILE).write_text(generated_edge_case_test(function, schema))
+            (work / tests_gate.RUNNER_FILE).write_text(_GATE_SOURCES["runner"].read_text())
+            (work / tests_gate.PLUGIN_FILE).write_text(_GATE_SOURCES["plugin"].read_text())
             result = self.sandbox_factory().run(
-                work,
-                ["python", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--no-header", "/work"],
-                limits=Limits(wall_seconds=self.test_timeout),
+                work, ["python", "-I", f"/work/{tests_gate.RUNNER_FILE}"],
+                limits=Limits(wall_seconds=self.test_timeout), stdin=json.dumps(plan).encode(),
             )
-        output = (result.stdout + result.stderr)[-4000:]
+        results, output, problem = tests_gate.extract_frame(result.stdout, nonce)
+        output = (output + result.stderr)[-4000:]
         if result.timed_out or result.killed_reason:
-            return GateVerdict("tests", False, f"killed in the sandbox: {result.killed_reason or 'timeout'}",
-                               details={"output": output, "own_tests": own_tests},
-                               seconds=round(time.monotonic() - started, 3))
-        ok = result.exit_code == 0
-        reason = None if ok else _first_failure(output)
-        return GateVerdict("tests", ok, reason, details={"output": output, "own_tests": own_tests,
-                                                          "exit_code": result.exit_code},
-                           seconds=round(time.monotonic() - started, 3))
+            return verdict(False, f"killed in the sandbox: {result.killed_reason or 'timeout'}",
+                           output=output, own_tests=own_tests)
+        if problem:
+            return verdict(False, f"{problem}: {_first_failure(output)}"[:400], output=output, own_tests=own_tests,
+                           exit_code=result.exit_code)
+        runs = {run.get("name"): run for run in results["runs"] if isinstance(run, dict)}
+        judged = [tests_gate.judge_run(runs.get("edge cases"), edge_expected, "edge cases")]
+        if own_tests:
+            judged.append(tests_gate.judge_run(runs.get("own tests"), own_expected, "own tests"))
+        failed = next((j for j in judged if not j.ok), None)
+        if failed is None and result.exit_code != 0:
+            failed = tests_gate.RunVerdict(False, f"the test runner exited with status {result.exit_code}")
+        return verdict(failed is None, failed.reason if failed else None, output=output, own_tests=own_tests,
+                       exit_code=result.exit_code, passed=sum(j.passed for j in judged))
 
     # The whole pipeline
     async def run(self, path: Path, *, request: str, approver: Approver, run_id: str | None = None) -> EvolutionOutcome:
+        """Read the candidate once (refusing links and special files), then run every gate on that snapshot:
+        what the gates judged is what gets staged, approved and deployed, even if the directory changes."""
+        files = candidate_files(Path(path))
+        with tempfile.TemporaryDirectory(prefix="evorag-snapshot-") as tmp:
+            snapshot = Path(tmp)
+            for name, text in files.items():
+                (snapshot / name).write_text(text, encoding="utf-8")
+            return await self._run_gates(snapshot, request=request, approver=approver, run_id=run_id)
+
+    async def _run_gates(self, path: Path, *, request: str, approver: Approver, run_id: str | None) -> EvolutionOutcome:
         run_id = run_id or uuid.uuid4().hex[:12]
         path = Path(path)
         files = candidate_files(path)
@@ -241,11 +315,15 @@ class EvolutionPipeline:
         if not dependencies.ok:
             return stop(dependencies)
 
-        tests = await asyncio.to_thread(self.run_tests, path, signature.name, signature.json_schema)
-        verdicts.append(tests)
-        self.audit.write("gate", run_id=run_id, **_brief(tests))
-        if not tests.ok:
-            return stop(tests)
+        # The static gates have rated every file: a HIGH-risk candidate's code (its tests included) runs in
+        # the sandbox only after a human approves it; LOW/MEDIUM ones are tested before the approval.
+        risk = max_risk(code.risk, dependencies.risk)
+        if risk != "HIGH":
+            tests = await asyncio.to_thread(self.run_tests, path, signature.name, signature.json_schema, risk=risk)
+            verdicts.append(tests)
+            self.audit.write("gate", run_id=run_id, **_brief(tests))
+            if not tests.ok:
+                return stop(tests)
 
         if self.retrieval_gate is not None:
             retrieval = await asyncio.to_thread(self.retrieval_gate)
@@ -260,27 +338,34 @@ class EvolutionPipeline:
             if outcome.status == "rejected":
                 self._remember(request, outcome)
             return outcome
-        return self._deploy(self.approvals.get(approval.id), verdicts, run_id)
+        # In a thread: for a HIGH-risk candidate the deploy runs its tests in the sandbox first.
+        return await asyncio.to_thread(self._deploy, self.approvals.get(approval.id), verdicts, run_id)
 
     def request_approval(self, path: Path, signature, verdicts: list[GateVerdict], *, request: str, run_id: str):
         """Stage the candidate and open an approval request carrying its risk, diff and test output."""
         risk = max_risk(*(v.risk for v in verdicts))
         reasons = [r for v in verdicts for r in v.details.get("risk_reasons", [])]
         dependencies = next((v for v in verdicts if v.gate == "dependencies"), None)
-        tests = next((v for v in verdicts if v.gate == "tests"), None)
+        tests = next((v for v in verdicts if v.gate == "tests" and not v.details.get("deferred")), None)
+        # HIGH risk: nothing of the candidate has run yet; the deploy after the approval runs the tests.
+        tests_after_approval = tests is None and risk == "HIGH"
         staged = self._stage(path, run_id)
         manifest = ToolManifest(
             name=signature.name, description=signature.docstring, parameters_schema=signature.json_schema,
             risk=risk, request=request,
             requirements=dependencies.details.get("new_requirements", []) if dependencies else [],
         )
+        summary = f"Deploy tool '{signature.name}' for: {request}"
+        if tests_after_approval:
+            summary += f" (tests {TESTS_DEFERRED})"
         approval = self.approvals.create(
-            tool=signature.name, risk=risk, summary=f"Deploy tool '{signature.name}' for: {request}",
+            tool=signature.name, risk=risk, summary=summary,
             diff=self.diff(staged, signature.name),
-            tests=tests.details.get("output", "")[-1500:] if tests else "", risk_reasons=reasons,
-            ttl=self.approval_ttl,
+            tests=(f"Tests {TESTS_DEFERRED}." if tests_after_approval
+                   else tests.details.get("output", "")[-1500:] if tests else ""),
+            risk_reasons=reasons, ttl=self.approval_ttl,
             payload={"staged": str(staged), "manifest": manifest.to_dict(), "run_id": run_id,
-                     "digest": _digest(staged)},
+                     "digest": _digest(staged), "tests_after_approval": tests_after_approval},
         )
         self.audit.write("approval_requested", run_id=run_id, approval_id=approval.id, risk=risk)
         return approval
@@ -292,14 +377,15 @@ class EvolutionPipeline:
             self.audit.write("approval_pending", run_id=run_id, approval_id=approval.id, reason=decision.reason)
             return EvolutionOutcome("pending", "approval", decision.reason, approval.risk, tool=approval.tool,
                                     approval_id=approval.id, verdicts=verdicts, run_id=run_id)
-        human = decision.by in HUMAN_CHANNELS
         current = self.approvals.get(approval.id)
-        if current.status == "pending":
+        if current.status == "pending":  # an approver that records its own decisions has done so already
             try:
-                current = self.approvals.decide(approval.id, approve=bool(decision.approved), by=decision.by,
-                                                reason=decision.reason, human=human)
-            except UserError as exc:
-                current.status, current.decided_by, current.reason = "rejected", decision.by, str(exc)
+                # The store applies the risk rules (role, proof of a person) to who answered, whatever the channel.
+                current = self.approvals.apply(approval.id, decision)
+            except UserError as exc:  # the answer could not approve it: it waits for someone who can
+                self.audit.write("approval_pending", run_id=run_id, approval_id=approval.id, reason=str(exc))
+                return EvolutionOutcome("pending", "approval", str(exc), approval.risk, tool=approval.tool,
+                                        approval_id=approval.id, verdicts=verdicts, run_id=run_id)
         if current.status != "approved":
             reason = f"{current.status} by {current.decided_by}: {current.reason}"
             verdicts.append(GateVerdict("approval", False, reason, approval.risk))
@@ -307,7 +393,8 @@ class EvolutionPipeline:
             return EvolutionOutcome("rejected", "approval", reason, approval.risk, tool=approval.tool,
                                     approval_id=approval.id, verdicts=verdicts, run_id=run_id)
         verdicts.append(GateVerdict("approval", True, f"approved by {current.decided_by}", approval.risk))
-        self.audit.write("approved", run_id=run_id, approval_id=approval.id, by=current.decided_by)
+        self.audit.write("approved", run_id=run_id, approval_id=approval.id, by=current.decided_by,
+                         via=current.decided_via, proof=current.proof)
         return None
 
     def deploy(self, approval_id: str, verdicts: list[GateVerdict], *, run_id: str) -> EvolutionOutcome:
@@ -331,6 +418,16 @@ class EvolutionPipeline:
             self.audit.write("rejected", run_id=run_id, gate="deploy", reason=verdict.reason)
             return EvolutionOutcome("rejected", "deploy", verdict.reason, approval.risk, verdicts=verdicts, run_id=run_id)
         manifest = ToolManifest(**approval.payload["manifest"])
+        if approval.payload.get("tests_after_approval"):
+            tests = self.run_tests(staged, manifest.name, manifest.parameters_schema, approved=True)
+            verdicts.append(tests)
+            self.audit.write("gate", run_id=run_id, **_brief(tests))
+            if not tests.ok or _digest(staged) != approval.payload.get("digest"):
+                reason = tests.reason or "the approved candidate changed while its tests ran"
+                self.audit.write("rejected", run_id=run_id, gate="tests", reason=reason)
+                shutil.rmtree(staged, ignore_errors=True)  # approved code that failed its tests never deploys
+                return EvolutionOutcome("rejected", "tests", reason, approval.risk, tool=manifest.name,
+                                        approval_id=approval.id, verdicts=verdicts, run_id=run_id)
         version = self.repository.deploy(staged, manifest, message=manifest.request or "deployed")
         change = self.registry.refresh()
         self.audit.write("deployed", run_id=run_id, tool=manifest.name, version=version.id,
