@@ -1,19 +1,23 @@
 """evorag's chat UI (Chainlit): callbacks only. Start it with `evorag ui`.
 
 Every callback calls the service layer (evorag.service, teams) and renders with evorag.ui; none holds
-logic of its own. One Evorag instance serves all sessions of this process.
+logic of its own. One Evorag instance serves all sessions of this process; each call acts for the
+logged-in principal, whose role the service checks (read again at every use: see ui.session_principal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 
 import chainlit as cl
 
 from evorag import ui
-from evorag.errors import EvoragError
+from evorag.approval_token import withhold_from_process
+from evorag.errors import EvoragError, PermissionDeniedError
+from evorag.principals import Principal, require
 from evorag.service import CrawlRequest, Evorag
 from evorag.settings import load_settings
 
@@ -22,6 +26,7 @@ log = logging.getLogger("evorag.ui")
 for _name in ("autogen_core", "autogen_agentchat", "httpx"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 SETTINGS = load_settings()
+withhold_from_process()  # this process runs agents and tools: they never inherit the approval token
 _state: dict[str, object] = {}
 # Crawls and evolutions write the index and the plugin repository: one at a time per UI process, waiting
 # on the event loop (the service's own lock is a thread lock that would block the loop).
@@ -40,9 +45,18 @@ def service() -> Evorag:
     return _state["service"]  # type: ignore[return-value]
 
 
-def current_user() -> str | None:
+def principal() -> Principal:
+    """The logged-in person, with their role as it is now; refused when the account is gone."""
     user = cl.user_session.get("user")
-    return getattr(user, "identifier", None)
+    metadata = getattr(user, "metadata", None) or {}
+    who = ui.session_principal(SETTINGS, service().principals, getattr(user, "identifier", ""), metadata.get("source"))
+    if who is None:
+        raise PermissionDeniedError("your account was removed or can no longer log in", hint="sign in again")
+    return who
+
+
+async def _error(exc: EvoragError) -> None:
+    await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
 
 
 @cl.on_app_startup
@@ -71,10 +85,14 @@ async def shut_down() -> None:
 
 
 @cl.password_auth_callback
-def login(username: str, password: str) -> cl.User | None:
-    if ui.check_credentials(SETTINGS, username, password):
-        return cl.User(identifier=username, metadata={"provider": "credentials"})
-    return None
+async def login(username: str, password: str) -> cl.User | None:
+    # scrypt takes ~50 ms: off the event loop.
+    found = await asyncio.to_thread(ui.login, SETTINGS, service().principals, username, password)
+    if found is None:
+        return None
+    who, source = found
+    return cl.User(identifier=who.name, display_name=f"{who.name} ({who.role})",
+                   metadata={"provider": "credentials", "source": source, "role": str(who.role)})
 
 
 @cl.data_layer
@@ -121,15 +139,16 @@ async def on_message(message: cl.Message) -> None:
         command = ui.parse_command(message.content, message.command)
         await HANDLERS[command.name](command)
     except EvoragError as exc:
-        await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
+        await _error(exc)
     except Exception:  # the chat must survive any bug; the log has the traceback
         log.exception("command failed: %r", message.content[:200])
         await cl.ErrorMessage(content="Something went wrong inside evorag (the server log has the details).").send()
 
 
 async def ask(command: ui.Command) -> None:
+    who = principal()
     async with cl.Step(name="search and answer", type="retrieval", show_input=False) as step:
-        answer = await service().aask(command.argument)
+        answer = await service().aask(command.argument, principal=who)
         step.output = f"{len(answer.sources_used)} passages · model `{answer.model}` · " + ", ".join(
             f"{name} {ms:.0f} ms" for name, ms in answer.timings_ms.items())
     await cl.Message(content=ui.render_answer(answer)).send()
@@ -137,6 +156,7 @@ async def ask(command: ui.Command) -> None:
 
 async def crawl(command: ui.Command) -> None:
     url, source = ui.crawl_arguments(command.argument)
+    who = require(principal(), "crawl")  # refused before anything is shown as started
     message = cl.Message(content=ui.render_crawl_progress(url, None))
     await message.send()
     latest: dict[str, object] = {}
@@ -157,7 +177,8 @@ async def crawl(command: ui.Command) -> None:
     async with _writes:
         ticker = asyncio.create_task(show_progress())
         try:
-            report = await service().acrawl(CrawlRequest(url=url, source=source), on_progress=on_progress)
+            report = await service().acrawl(CrawlRequest(url=url, source=source), on_progress=on_progress,
+                                            principal=who)
         except Exception:
             message.content = f"Crawl of {url} stopped."
             await message.update()
@@ -169,28 +190,27 @@ async def crawl(command: ui.Command) -> None:
 
 
 async def evolve(command: ui.Command) -> None:
-    from teams import run_evolution
-
-    approver = ui.ChainlitApprover(timeout=SETTINGS.approval_timeout, user=current_user())
+    who = require(principal(), "evolve")
+    approver = ui.ChainlitApprover(principal=who, timeout=SETTINGS.approval_timeout)
     await _wait_turn("evolution")
     async with _writes, ui.AgentSteps("Evolution team") as steps:
-        outcome = await run_evolution(service(), command.argument, docs=command.options.get("docs", []),
-                                      approver=approver, on_event=steps)
+        outcome = await service().aevolve(command.argument, docs=command.options.get("docs", []),
+                                          approver=approver, on_event=steps, principal=who)
     await cl.Message(content=ui.render_outcome(outcome)).send()
 
 
 async def heal(command: ui.Command) -> None:
-    from teams import run_healing
-
-    approver = ui.ChainlitApprover(timeout=SETTINGS.approval_timeout, user=current_user())
+    who = require(principal(), "heal")
+    approver = ui.ChainlitApprover(principal=who, timeout=SETTINGS.approval_timeout)
     await _wait_turn("healing")
     async with _writes, ui.AgentSteps("Healing team") as steps:
-        report = await run_healing(service(), command.argument or "health check", approver=approver,
-                                   on_event=steps)
+        report = await service().aheal(command.argument or "health check", approver=approver, on_event=steps,
+                                       principal=who)
     await cl.Message(content=ui.render_healing(report)).send()
 
 
 async def metrics(command: ui.Command) -> None:
+    require(principal(), "metrics")
     rag = service()
     history = await asyncio.to_thread(rag.metrics.history, last=200, kind="answer")
     trend = await asyncio.to_thread(rag.metrics.trend, window=SETTINGS.trend_window)
@@ -204,35 +224,81 @@ async def metrics(command: ui.Command) -> None:
 
 
 async def versions(command: ui.Command) -> None:
-    checkpoints = await asyncio.to_thread(service().versions)
-    # The newest checkpoint is the tool set in force: rolling back means choosing an older one.
+    who = principal()
+    checkpoints = await asyncio.to_thread(functools.partial(service().versions, principal=who))
+    # The newest checkpoint is the tool set in force: rolling back means choosing an older one. Only those
+    # who may roll back get the buttons (the callback checks again).
     actions = [cl.Action(name="rollback", payload={"version": v.id}, label=f"Roll back to {v.id[:8]}",
                          icon="undo-2", tooltip=v.message.splitlines()[0] if v.message else v.id)
-               for v in list(reversed(checkpoints))[1:9]]
+               for v in list(reversed(checkpoints))[1:9]] if who.can("rollback") else []
     await cl.Message(content="## Versions\n\n" + ui.render_versions(checkpoints), actions=actions).send()
 
 
 async def tools(command: ui.Command) -> None:
+    require(principal(), "list_tools")
     manifests = await asyncio.to_thread(service().registry.tools)
     await cl.Message(content="## Deployed tools\n\n" + ui.render_tools(manifests)).send()
 
 
 async def sources(command: ui.Command) -> None:
-    records = await asyncio.to_thread(service().sources)
+    records = await asyncio.to_thread(functools.partial(service().sources, principal=principal()))
     await cl.Message(content="## Sources\n\n" + ui.render_sources(records)).send()
 
 
+async def approvals(command: ui.Command) -> None:
+    """The pending approvals, each with Approve / Reject for approvers (readers and operators only see them)."""
+    who = principal()
+    pending = await asyncio.to_thread(functools.partial(service().pending_approvals, principal=who))
+    await cl.Message(content=ui.render_pending_header(who, len(pending))).send()
+    for request in pending[:20]:
+        elements = [cl.Text(name=f"{request.tool}.diff", content=request.diff, language="diff", display="inline")
+                    ] if request.diff else []
+        actions = [
+            cl.Action(name="decide_approval", payload={"id": request.id, "approve": True}, label="Approve",
+                      icon="check", tooltip=f"Approve {request.id} and deploy {request.tool}"),
+            cl.Action(name="decide_approval", payload={"id": request.id, "approve": False}, label="Reject",
+                      icon="x", tooltip=f"Reject {request.id}"),
+        ] if who.can("approve") else []
+        await cl.Message(content=ui.render_pending(request), elements=elements, actions=actions).send()
+
+
 async def show_help(command: ui.Command) -> None:
-    await cl.Message(content=ui.help_text()).send()
+    await cl.Message(content=ui.render_principal(principal()) + "\n\n" + ui.help_text()).send()
 
 
 HANDLERS = {"ask": ask, "crawl": crawl, "evolve": evolve, "heal": heal, "metrics": metrics, "versions": versions,
-            "tools": tools, "sources": sources, "help": show_help}
+            "approvals": approvals, "tools": tools, "sources": sources, "help": show_help}
+
+
+@cl.action_callback("decide_approval")
+async def decide_approval(action: cl.Action) -> None:
+    """Approve or reject from the /approvals view. The role is checked again here: a client can send any
+    action, offered or not. A logged-in approver's click is a person's decision (HIGH risk included)."""
+    approval_id, approve = str(action.payload.get("id", "")), action.payload.get("approve") is True
+    try:
+        who = principal()
+        await _wait_turn("decision")
+        async with _writes:  # approving deploys: a write, like a crawl or a rollback
+            result = await asyncio.to_thread(functools.partial(
+                service().decide_approval, approval_id, approve=approve, principal=who,
+                reason=f"{'approved' if approve else 'rejected'} in the UI by {who.name}"))
+    except EvoragError as exc:
+        await _error(exc)
+        return
+    if getattr(result, "status", None) == "deployed":
+        await cl.Message(content=f"✓ Approved `{approval_id}`: {ui.render_outcome(result)}").send()
+    else:
+        await cl.Message(content=f"Approval `{approval_id}` is now **{result.status}**.").send()
 
 
 @cl.action_callback("rollback")
 async def rollback(action: cl.Action) -> None:
     version = str(action.payload.get("version", ""))
+    try:
+        require(principal(), "rollback")  # before asking: a client can send any action, offered or not
+    except EvoragError as exc:
+        await _error(exc)
+        return
     confirm = await cl.AskActionMessage(
         content=f"Restore the tool set of checkpoint `{version[:12]}`? It is recorded as a new checkpoint.",
         actions=[cl.Action(name="confirm", payload={"confirm": True}, label="Roll back", icon="undo-2"),
@@ -244,10 +310,11 @@ async def rollback(action: cl.Action) -> None:
         return
     await _wait_turn("rollback")
     try:
+        who = principal()
         async with _writes:
-            checkpoint, _ = await asyncio.to_thread(service().rollback, version)
+            checkpoint, _ = await asyncio.to_thread(functools.partial(service().rollback, version, principal=who))
     except EvoragError as exc:
-        await cl.ErrorMessage(content=f"**{exc.message}**" + (f"\n\n{exc.hint}" if exc.hint else "")).send()
+        await _error(exc)
         return
     await cl.Message(content=f"↩️ Rolled back to `{version[:12]}` (new checkpoint `{checkpoint.id[:12]}`). "
                              f"Tools now: {', '.join(checkpoint.tools) or 'none'}.").send()

@@ -1,10 +1,15 @@
-"""The self-evolution half of the service: deployed tools, the gate pipeline, versions, approvals."""
+"""The self-evolution half of the service: deployed tools, the gate pipeline, versions, approvals.
+
+Like the rest of the service, every operation takes the principal it acts for (``principal=``) and checks
+its role; approving is further bound by risk in tools/approvals.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from evorag.principals import Principal
 from evorag.settings import Settings
 
 
@@ -19,6 +24,7 @@ class EvolutionMixin:
 
     @property
     def evolution(self):
+        from evorag.approval_token import token_digests, withhold_from_process
         from tools.approvals import ApprovalStore
         from tools.audit import AuditLog
         from tools.evolution import EvolutionPipeline
@@ -28,16 +34,19 @@ class EvolutionMixin:
         with self._lock:  # type: ignore[attr-defined]
             if self._evolution is None:  # type: ignore[has-type]
                 settings = self.settings
+                # From here on this process runs agents, the sandbox and pip: none of them may inherit the
+                # human approval token. The settings already hold what verifying it needs.
+                withhold_from_process()
                 secrets = [v.get_secret_value() for v in (settings.approval_token, settings.openai_api_key,
                                                           settings.qdrant_api_key) if v is not None]
                 repository = PluginRepository(settings.plugins_path)
                 sandbox_factory = lambda: default_sandbox(settings)  # resolved per call: a daemon may come and go
-                token = settings.approval_token.get_secret_value() if settings.approval_token else None
                 self._evolution = EvolutionPipeline(
                     repository=repository,
                     registry=ToolRegistry(repository, sandbox_factory),
                     sandbox_factory=sandbox_factory,
-                    approvals=ApprovalStore(settings.home / "approvals.sqlite3", human_token=token),
+                    approvals=ApprovalStore(settings.home / "approvals.sqlite3",
+                                            token_digests=token_digests(settings)),
                     audit=AuditLog(settings.audit_path, known_secrets=secrets),
                     staging_dir=settings.home / "staging",
                     dependency_allowlist=settings.dependency_allowlist,
@@ -80,34 +89,92 @@ class EvolutionMixin:
 
         return SlidingWindowLimiter(self.settings.home / "rate_limit.sqlite3", limit=self.settings.evolutions_per_hour)
 
-    async def aadd_tool(self, path: Path, *, request: str = "", approver=None):
-        """Run a hand-written candidate directory through the gates; deploy if approved."""
+    async def aadd_tool(self, path: Path, *, request: str = "", approver=None, principal: Principal | None = None):
+        """Run a hand-written candidate directory through the gates; deploy if approved (operator role)."""
         from tools.approvals import PolicyApprover
 
-        self._rate_limiter().acquire("evolution")
-        return await self.evolution.run(Path(path), request=request or f"add tool from {Path(path).name}",
-                                        approver=approver or PolicyApprover(assume_yes=False))
+        with self.acting(principal, "add_tool") as who:  # type: ignore[attr-defined]
+            self._rate_limiter().acquire("evolution")
+            return await self.evolution.run(Path(path), request=request or f"add tool from {Path(path).name}",
+                                            approver=approver or PolicyApprover(assume_yes=False, principal=who))
 
     def add_tool(self, path: Path, **kwargs):
         return asyncio.run(self.aadd_tool(path, **kwargs))
 
-    def versions(self):
-        return self.evolution.repository.versions()
+    async def aevolve(self, request: str, *, approver, docs=(), on_event=None, model_client=None,
+                      principal: Principal | None = None):
+        """Let the agent team build a tool for ``request`` (operator role); see teams.run_evolution."""
+        from teams import run_evolution
 
-    def rollback(self, version_id: str):
-        return self.evolution.rollback(version_id)
+        with self.acting(principal, "evolve"):  # type: ignore[attr-defined]
+            return await run_evolution(self, request, docs=docs, approver=approver, on_event=on_event,
+                                       model_client=model_client)
 
-    def pending_approvals(self):
-        return self.evolution.approvals.pending()
+    async def aheal(self, description: str, *, approver, on_event=None, model_client=None,
+                    principal: Principal | None = None):
+        """Run the health checks and repair what fails (operator role); see teams.run_healing."""
+        from teams import run_healing
 
-    def decide_approval(self, approval_id: str, *, approve: bool, by: str, human: bool = False,
+        with self.acting(principal, "heal"):  # type: ignore[attr-defined]
+            return await run_healing(self, description, approver=approver, on_event=on_event,
+                                     model_client=model_client)
+
+    def find_gaps(self, *, threshold: float = 0.5, principal: Principal | None = None):
+        """Knowledge gaps: weak answers and the links crawls did not follow (reads only: reader role)."""
+        from teams import find_knowledge_gaps
+
+        with self.acting(principal, "metrics"):  # type: ignore[attr-defined]
+            return find_knowledge_gaps(self, threshold=threshold)
+
+    async def afill_gaps(self, proposals, *, approver, on_event=None, principal: Principal | None = None):
+        """Crawl approved gap proposals (operator role; each crawl is a MEDIUM-risk approval)."""
+        from teams import fill_knowledge_gaps
+
+        with self.acting(principal, "gaps"):  # type: ignore[attr-defined]
+            return await fill_knowledge_gaps(self, proposals, approver=approver, on_event=on_event)
+
+    async def arun_spec(self, path: Path, *, on_event=None, principal: Principal | None = None):
+        """A scripted team run (operator role); its ``approve: yes`` approves LOW risk only."""
+        from teams import run_spec
+
+        with self.acting(principal, "evolve"):  # type: ignore[attr-defined]
+            return await run_spec(self, Path(path), on_event=on_event)
+
+    def call_tool(self, name: str, arguments: dict, *, principal: Principal | None = None):
+        """Call a deployed tool in the sandbox (operator role)."""
+        with self.acting(principal, "call_tool"):  # type: ignore[attr-defined]
+            return self.registry.call(name, arguments)
+
+    def versions(self, *, principal: Principal | None = None):
+        with self.acting(principal, "list_versions"):  # type: ignore[attr-defined]
+            return self.evolution.repository.versions()
+
+    def rollback(self, version_id: str, *, principal: Principal | None = None):
+        """Restore the tool set of a checkpoint (approver role): it can remove every deployed tool."""
+        with self.acting(principal, "rollback"):  # type: ignore[attr-defined]
+            return self.evolution.rollback(version_id)
+
+    def pending_approvals(self, *, principal: Principal | None = None):
+        with self.acting(principal, "list_approvals"):  # type: ignore[attr-defined]
+            return self.evolution.approvals.pending()
+
+    def decide_approval(self, approval_id: str, *, approve: bool, principal: Principal | None = None,
                         token: str | None = None, reason: str = ""):
-        """Approve or reject a pending change; an approval deploys it at once."""
-        request = self.evolution.approvals.decide(approval_id, approve=approve, by=by, human=human, token=token,
-                                                  reason=reason)
-        if request.status == "approved":
-            return self.evolution.deploy_approved(approval_id)
-        self.evolution.audit.write("rejected", approval_id=approval_id, by=by, reason=reason)
-        return request
+        """Approve or reject a pending change (approver role); an approved candidate is deployed at once.
 
-
+        Approving follows the risk rules (tools/approvals.py): HIGH also needs ``token`` (the human approval
+        token) or a principal who logged in as a person (``Principal.human``, the UI). A refusal raises
+        PermissionDeniedError or UserError and leaves the request pending.
+        """
+        operation = "approve" if approve else "reject"
+        with self.acting(principal, operation) as who:  # type: ignore[attr-defined]
+            pipeline = self.evolution
+            verb = "approved" if approve else "rejected"
+            request = pipeline.approvals.decide(approval_id, approve=approve, principal=who, token=token,
+                                                reason=reason or f"{verb} by {who.name} ({who.via})")
+            pipeline.audit.write(verb, approval_id=approval_id, risk=request.risk,
+                                 reason=request.reason, proof=request.proof)
+            if request.status == "approved" and "staged" in request.payload:
+                return pipeline.deploy_approved(approval_id)
+            # Nothing staged (a proposed crawl or rollback): the decision is recorded for the run that asked.
+            return request

@@ -1,4 +1,10 @@
-"""The ``evorag`` command line. Thin: parse, call the service, print (tables for people, --json for scripts)."""
+"""The ``evorag`` command line. Thin: parse, call the service, print (tables for people, --json for scripts).
+
+Who the CLI acts for: the local OS user. Owning EVORAG_HOME (or being root) makes them its admin, so every
+command's role check passes; anyone else is a reader. One exception holds even for the admin: approving a
+HIGH-risk change needs the human approval token, because a coding assistant with a shell can run this CLI
+(and give it a terminal with ``script``) as easily as a person can.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape as esc
 
 from evorag.errors import EvoragError
+from evorag.terminal import escape_json_controls, strip_control
 
 app = typer.Typer(
     name="evorag",
@@ -26,22 +33,61 @@ sources_app = typer.Typer(help="List or remove indexed sources.", invoke_without
 app.add_typer(sources_app, name="sources")
 tools_app = typer.Typer(help="Deployed (evolved) tools: add through the gates, list, document.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
-approvals_app = typer.Typer(help="Pending approvals of risky changes.", invoke_without_command=True)
+approvals_app = typer.Typer(
+    help="Pending approvals of risky changes. Deciding needs the approver role (the local user who owns "
+    "EVORAG_HOME is admin). LOW risk may be approved by policy (--yes), MEDIUM by an approver, HIGH by an "
+    "approver with the human approval token: EVORAG_APPROVAL_TOKEN, or typed at the prompt (never echoed). "
+    "A terminal alone is not proof of a person: an assistant can drive one.",
+    invoke_without_command=True,
+)
 app.add_typer(approvals_app, name="approvals")
+users_app = typer.Typer(
+    help="Principals and their roles (reader < operator < approver < admin) for MCP over HTTP and the UI. "
+    "Tokens are shown once and stored hashed under EVORAG_HOME. Needs the admin role (the local user who "
+    "owns EVORAG_HOME).",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
 team_app = typer.Typer(help="Scripted team runs.", no_args_is_help=True)
 app.add_typer(team_app, name="team")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+class _TerminalSafeConsole(Console):
+    """A Console that prints text, never terminal commands: escape sequences and control characters in the
+    strings it is given (tool output, gate messages, page text, model output) are removed first. Markup in
+    untrusted text is still escaped where it is formatted (``esc``); renderables (tables, Markdown) are
+    sanitised where they are built."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(strip_control(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+out = _TerminalSafeConsole(soft_wrap=True)
+err = _TerminalSafeConsole(stderr=True, soft_wrap=True)  # no wrapping: an error stays one line in a log
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 SourceOpt = Annotated[str | None, typer.Option("--source", "-s", help="Restrict to this source.")]
+YES_HELP = "Approve LOW risk without asking (policy); MEDIUM and HIGH stay pending for `evorag approvals approve`."
+
+
+def _principal():
+    """The local CLI user (see the module docstring)."""
+    from evorag.principals import home_owner_principal
+    from evorag.settings import load_settings
+
+    return home_owner_principal(load_settings().home, via="cli")
+
+
+def _require(operation: str):
+    """Check the local CLI user's role for a command that does not go through a service method."""
+    from evorag.principals import require
+
+    return require(_principal(), operation)
 
 
 def _service():
     from evorag.service import Evorag
 
-    return Evorag()
+    return Evorag(principal=_principal())
 
 
 class _nothing:
@@ -53,7 +99,8 @@ class _nothing:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    # json.dumps escapes C0 controls itself; DEL, C1 and bidi overrides stay raw without ensure_ascii.
+    sys.stdout.write(escape_json_controls(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
 
 
 @app.command()
@@ -246,7 +293,7 @@ def ask(
         return
     from rich.markdown import Markdown
 
-    out.print(Markdown(answer.answer))
+    out.print(Markdown(strip_control(answer.answer), hyperlinks=False))
     if answer.note:
         out.print(f"[yellow]note:[/] {esc(answer.note)}", highlight=False)
     if answer.citations:
@@ -258,7 +305,7 @@ def ask(
         m = answer.metrics
         parts = [f"{name} {m[name]:.2f}" for name in ("grounding", "rougeL", "ndcg", "code_quality", "overall")
                  if isinstance(m.get(name), (int, float))]
-        out.print("[dim]quality: " + ", ".join(parts) + f"  (model: {answer.model})[/]")
+        out.print("[dim]quality: " + ", ".join(parts) + f"  (model: {esc(answer.model)})[/]")
 
 
 @app.command()
@@ -270,6 +317,7 @@ def metrics(
     """History of answer quality, with the improvement trend."""
     from pathlib import Path
 
+    _require("metrics")
     with _service() as service:
         history = service.metrics.history(last=last, kind="answer")
         trend = service.metrics.trend(window=service.settings.trend_window)
@@ -294,7 +342,7 @@ def metrics(
 
     for row in history:
         when = dt.datetime.fromtimestamp(row["created_at"], dt.UTC).strftime("%m-%d %H:%M")
-        table.add_row(str(row["id"]), when, esc((row["query"] or "")[:40]), fmt(row.get("grounding")),
+        table.add_row(str(row["id"]), when, esc(strip_control(row["query"] or "")[:40]), fmt(row.get("grounding")),
                       fmt(row.get("rougeL")), fmt(row.get("ndcg")), fmt(row.get("code_quality")),
                       fmt(row.get("overall")), esc(row.get("model") or ""))
     out.print(table)
@@ -323,6 +371,7 @@ def eval_(
     from tools import regression_gate
     from tools.retrieval_eval import evaluate_beir, evaluate_golden
 
+    _require("eval")
     path = Path(dataset)
     if not path.exists():
         raise NotFoundError(f"no data set at {path}", hint="pass a BEIR folder or a .jsonl golden set")
@@ -384,7 +433,7 @@ def _outcome_lines(outcome) -> None:
 @tools_app.command("add")
 def tools_add(
     path: Annotated[str, typer.Argument(help="Directory with tool.py, optional requirements.txt and test_*.py.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve what the risk policy allows without a human.")]
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_HELP)]
     = False,
     request: Annotated[str, typer.Option(help="Why this tool is wanted (kept in the history).")] = "",
     as_json: JsonFlag = False,
@@ -392,9 +441,7 @@ def tools_add(
     """Run a hand-written tool through the same gates as evolved ones; deploy it if approved."""
     from pathlib import Path
 
-    from tools.approvals import PolicyApprover, TerminalApprover
-
-    approver = TerminalApprover() if _interactive() and not yes and not as_json else PolicyApprover(assume_yes=yes)
+    approver = _approver(yes, as_json)
     with _service() as service:
         outcome = service.add_tool(Path(path), request=request, approver=approver)
     if as_json:
@@ -411,6 +458,7 @@ def tools_add(
 @tools_app.command("list")
 def tools_list(as_json: JsonFlag = False) -> None:
     """Deployed tools with their version and risk."""
+    _require("list_tools")
     with _service() as service:
         manifests = service.registry.tools()
     if as_json:
@@ -419,14 +467,17 @@ def tools_list(as_json: JsonFlag = False) -> None:
     if not manifests:
         out.print("No evolved tools yet. Add one with `evorag tools add PATH` or `evorag evolve REQUEST`.")
     for m in manifests:
-        out.print(f"[bold]{m.name}[/] v{m.version} ({m.risk}): {esc(m.description.splitlines()[0]) if m.description else ''}")
+        out.print(f"[bold]{esc(m.name)}[/] v{m.version} ({esc(str(m.risk))}): "
+                  f"{esc(m.summary())}")  # untrusted text: one safe line
 
 
 @tools_app.command("docs")
 def tools_docs() -> None:
     """Print the generated reference of every deployed tool (Markdown), then the changelog."""
+    _require("list_tools")
     with _service() as service:
-        sys.stdout.write(service.registry.documentation() + "\n" + service.evolution.repository.changelog())
+        sys.stdout.write(strip_control(service.registry.documentation() + "\n"
+                                       + service.evolution.repository.changelog()))
 
 
 @tools_app.command("call")
@@ -444,7 +495,7 @@ def tools_call(
     if not isinstance(args, dict):
         raise UserError("arguments must be a JSON object", hint='e.g. \'{"text": "hello"}\'')
     with _service() as service:
-        _print_json(service.registry.call(name, args))
+        _print_json(service.call_tool(name, args))
 
 
 @app.command()
@@ -501,10 +552,24 @@ def approvals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         out.print(f"{p.id}  {p.risk:6}  {p.tool}: {p.summary}", highlight=False, markup=False)
 
 
+def _read_secret(prompt: str) -> str:
+    """A secret typed at the terminal, never echoed; empty at end of input."""
+    import getpass
+
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        return ""
+
+
 def _decide(approval_id: str, approve: bool, token: str | None, reason: str, as_json: bool) -> None:
     with _service() as service:
-        result = service.decide_approval(approval_id, approve=approve, by="cli", human=_interactive(),
-                                         token=token, reason=reason)
+        if approve and not token and sys.stdin.isatty():
+            request = service.evolution.approvals.get(approval_id)
+            if request.status == "pending" and request.risk not in ("LOW", "MEDIUM"):
+                # Asking is a convenience for the person; their proof is the token, not the terminal.
+                token = _read_secret(f"{approval_id} is {request.risk} risk: human approval token (not echoed): ")
+        result = service.decide_approval(approval_id, approve=approve, token=token or None, reason=reason)
     data = result.to_dict()
     if as_json:
         _print_json(data)
@@ -516,10 +581,14 @@ def _decide(approval_id: str, approve: bool, token: str | None, reason: str, as_
 @approvals_app.command("approve")
 def approvals_approve(
     approval_id: Annotated[str, typer.Argument(help="The approval id.")],
-    token: Annotated[str | None, typer.Option(envvar="EVORAG_APPROVAL_TOKEN", help="Human approval token.")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="EVORAG_APPROVAL_TOKEN", show_envvar=False,
+        help="The human approval token, needed for HIGH risk (default: EVORAG_APPROVAL_TOKEN, else asked at "
+        "the terminal without echo).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Approve a pending change and deploy it (HIGH risk: only at a terminal or with the human token)."""
+    """Approve a pending change and deploy it. Needs the approver role; HIGH risk also needs the human
+    approval token, even for the admin: a terminal is not proof that a person is typing."""
     _decide(approval_id, True, token, "approved from the CLI", as_json)
 
 
@@ -529,16 +598,19 @@ def approvals_reject(
     reason: Annotated[str, typer.Option(help="Why.")] = "rejected from the CLI",
     as_json: JsonFlag = False,
 ) -> None:
-    """Reject a pending change."""
+    """Reject a pending change (approver role)."""
     _decide(approval_id, False, None, reason, as_json)
 
 
 def _approver(yes: bool, as_json: bool):
+    """Ask at the terminal when there is one to ask at (HIGH risk then also asks for the human approval
+    token), else apply the policy: --yes approves LOW risk only."""
     from tools.approvals import PolicyApprover, TerminalApprover
 
+    principal = _principal()
     if _interactive() and not yes and not as_json:
-        return TerminalApprover()
-    return PolicyApprover(assume_yes=yes)
+        return TerminalApprover(principal, ask_secret=_read_secret)
+    return PolicyApprover(assume_yes=yes, principal=principal)
 
 
 def _print_event(event) -> None:
@@ -553,16 +625,14 @@ def _print_event(event) -> None:
 def evolve(
     request: Annotated[str, typer.Argument(help="The capability you want, in plain words.")],
     docs: Annotated[list[str], typer.Option("--docs", help="Documentation URL to learn from (repeatable).")] = [],  # noqa: B006
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve what the risk policy allows without a human.")]
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_HELP)]
     = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Let the agent team build a new tool: plan, validate, generate, debug, test, approve, deploy."""
-    from teams import run_evolution
-
     with _service() as service:
-        outcome = asyncio.run(run_evolution(service, request, docs=docs, approver=_approver(yes, as_json),
-                                            on_event=None if as_json else _print_event))
+        outcome = asyncio.run(service.aevolve(request, docs=docs, approver=_approver(yes, as_json),
+                                              on_event=None if as_json else _print_event))
     if as_json:
         _print_json(outcome.to_dict())
     else:
@@ -574,16 +644,14 @@ def evolve(
 @app.command()
 def heal(
     description: Annotated[str, typer.Argument(help="What seems wrong (kept in the audit log).")] = "health check",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve what the risk policy allows without a human.")]
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_HELP)]
     = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the health checks; diagnose and fix failures through the same gates as evolutions."""
-    from teams import run_healing
-
     with _service() as service:
-        report = asyncio.run(run_healing(service, description, approver=_approver(yes, as_json),
-                                         on_event=None if as_json else _print_event))
+        report = asyncio.run(service.aheal(description, approver=_approver(yes, as_json),
+                                           on_event=None if as_json else _print_event))
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -602,17 +670,17 @@ def heal(
 def gaps(
     crawl: Annotated[bool, typer.Option("--crawl", help="Crawl the proposals (each needs approval).")] = False,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Scores below this count as weak.")] = 0.5,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve crawls without asking.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Apply the policy without asking: a proposed crawl is MEDIUM risk, so it stays pending "
+        "for `evorag approvals approve`.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Find knowledge gaps (weak answers + links crawls did not follow) and propose crawls."""
-    from teams import fill_knowledge_gaps, find_knowledge_gaps
-
     with _service() as service:
-        proposals = find_knowledge_gaps(service, threshold=threshold)
+        proposals = service.find_gaps(threshold=threshold)
         report = None
         if crawl and proposals:
-            report = asyncio.run(fill_knowledge_gaps(service, proposals, approver=_approver(yes, as_json)))
+            report = asyncio.run(service.afill_gaps(proposals, approver=_approver(yes, as_json)))
     if as_json:
         _print_json(report.to_dict() if report else [p.to_dict() for p in proposals])
         return
@@ -635,13 +703,12 @@ def team_run(
     spec: Annotated[str, typer.Argument(help="A YAML or JSON file describing the run.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a team from a file, e.g. {"team": "evolution", "task": "...", "docs": [...], "approve": "yes"}."""
+    """Run a team from a file, e.g. {"team": "evolution", "task": "...", "docs": [...], "approve": "yes"}
+    (approve: yes approves LOW risk only)."""
     from pathlib import Path
 
-    from teams import run_spec
-
     with _service() as service:
-        result = asyncio.run(run_spec(service, Path(spec), on_event=None if as_json else _print_event))
+        result = asyncio.run(service.arun_spec(Path(spec), on_event=None if as_json else _print_event))
     _print_json(result) if as_json else out.print(result, highlight=False)
     if result.get("status") == "rejected" or result.get("healed") is False:
         raise typer.Exit(1)
@@ -658,7 +725,11 @@ def mcp_serve(
         bool, typer.Option("--insecure-no-auth", help="Serve HTTP without a bearer token (loopback only).")
     ] = False,
 ) -> None:
-    """Serve evorag to MCP clients: stdio by default (stdout is the protocol, logs go to stderr)."""
+    """Serve evorag to MCP clients: stdio by default (stdout is the protocol, logs go to stderr).
+
+    Over HTTP each bearer token is a principal (`evorag users add`; with no users, EVORAG_MCP_TOKEN is one
+    admin). Over stdio the client, started by an assistant a model drives, acts with EVORAG_MCP_LOCAL_ROLE
+    (default operator), never as proof of a person."""
     from evorag.mcp_server import run_http, run_stdio
 
     with _service() as service:
@@ -674,7 +745,8 @@ def ui_serve(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: EVORAG_UI_PORT, 8000).")]
     = None,
 ) -> None:
-    """Serve the chat UI (Chainlit) with a password login (EVORAG_UI_USER / EVORAG_UI_PASSWORD)."""
+    """Serve the chat UI (Chainlit): users log in with the password of `evorag users add NAME --role ROLE
+    --password`, or as the admin EVORAG_UI_USER / EVORAG_UI_PASSWORD."""
     from evorag.settings import load_settings
     from evorag.ui import run_ui
 
@@ -719,6 +791,11 @@ def agents_worker(
 @app.command("backup")
 def backup_cmd(
     dest: Annotated[str, typer.Argument(help="The .tar.gz file to write.")],
+    include_secret: Annotated[bool, typer.Option(
+        "--include-secret",
+        help="SENSITIVE: also store the manifest chain key, so that `restore --use-backup-secret` on another "
+        "home keeps the deployed tools as verified. Whoever holds such a backup can make tools look verified: "
+        "keep it like a password (the file is written 0600).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Back up EVORAG_HOME (index, catalog, metrics, approvals, plugins history, audit log)."""
@@ -726,27 +803,78 @@ def backup_cmd(
 
     from tools.backup import backup
 
+    _require("backup")
     with _service() as service:
-        manifest = backup(service, Path(dest))
-    _print_json(manifest) if as_json else out.print(f"wrote {manifest['path']} ({manifest['bytes']} bytes): "
-                                                    f"{', '.join(manifest['parts'])}")
+        manifest = backup(service, Path(dest), include_secret=include_secret)
+    if as_json:
+        _print_json(manifest)
+        return
+    out.print(f"wrote {manifest['path']} ({manifest['bytes']} bytes): {', '.join(manifest['parts'])}", markup=False)
+    if include_secret:
+        err.print("note: this backup holds the manifest chain key; keep it as safe as a password", markup=False)
 
 
 @app.command("restore")
 def restore_cmd(
     archive: Annotated[str, typer.Argument(help="A backup written by `evorag backup`.")],
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty EVORAG_HOME.")] = False,
+    use_backup_secret: Annotated[bool, typer.Option(
+        "--use-backup-secret",
+        help="Verify the backup's tools with the key stored in it (`backup --include-secret`) instead of this "
+        "home's key; only for a backup you made yourself.")] = False,
+    no_gates: Annotated[bool, typer.Option(
+        "--no-gates", help="Leave quarantined tools in EVORAG_HOME/quarantine instead of sending them through "
+        "the gates to the approval queue now.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Restore EVORAG_HOME from a backup."""
+    """Restore EVORAG_HOME from a backup, re-verifying every deployed tool.
+
+    A tool stays deployed only if the manifest chain written at deploy time vouches for it (checked with this
+    home's key, or the backup's with --use-backup-secret). Any other tool is quarantined and goes back through
+    the gates into the approval queue: it is never deployed by a restore.
+    """
     from pathlib import Path
 
     from evorag.settings import load_settings
-    from tools.backup import restore
+    from tools.archive_guard import ArchiveLimits
+    from tools.backup import requeue_quarantined, restore
 
-    home = load_settings().home
-    manifest = restore(Path(archive), home, force=force)
-    _print_json(manifest) if as_json else out.print(f"restored {', '.join(manifest['parts'])} into {home}")
+    _require("restore")
+    settings = load_settings()
+    limits = ArchiveLimits(max_bytes=settings.restore_max_bytes, max_member_bytes=settings.restore_max_member_bytes,
+                           max_members=settings.restore_max_members)
+    report = restore(Path(archive), settings.home, force=force, limits=limits, use_backup_secret=use_backup_secret)
+    plugins = report["plugins"]
+    if plugins["quarantined"] and not no_gates:
+        with _service() as service:
+            plugins["requeued"] = requeue_quarantined(service, report)
+    if as_json:
+        _print_json(report)
+        return
+    _print_restore(report)
+
+
+def _print_restore(report: dict) -> None:
+    from evorag.terminal import strip_control
+
+    plugins = report["plugins"]
+    out.print(f"restored {', '.join(report['parts']) or 'nothing'} into {report['home']}", markup=False)
+    if plugins["verified"]:
+        out.print(f"tools verified by the manifest chain ({plugins['key']} key): {', '.join(plugins['verified'])}",
+                  markup=False)
+    requeued = {item["tool"]: item for item in plugins.get("requeued", [])}
+    for item in plugins["quarantined"]:
+        line = f"quarantined {item['tool']}: {item['reason']}"
+        after = requeued.get(item["tool"])
+        if after is None:
+            line += f"; its code is in {item['path']} (re-add it with `evorag tools add`)"
+        elif after["status"] == "pending":
+            line += f"; passed the gates, waiting for approval {after['approval_id']} (risk {after['risk']})"
+        elif after["status"] == "rejected":
+            line += f"; rejected by the {after['gate']} gate: {after['reason']}"
+        else:
+            line += f"; {after['status']}: {after['reason']} (code in {after['path']})"
+        out.print(strip_control(line), markup=False, highlight=False)
 
 
 @app.command()
@@ -754,6 +882,7 @@ def config(as_json: JsonFlag = False) -> None:
     """Show the effective settings (secrets masked) and where they come from."""
     from evorag.settings import config_file_candidates, load_settings
 
+    _require("settings")
     settings = load_settings()
     data = json.loads(settings.model_dump_json())
     data["config_files"] = [str(p) for p in config_file_candidates() if p.is_file()]
@@ -764,13 +893,104 @@ def config(as_json: JsonFlag = False) -> None:
         out.print(f"{key} = {value}", highlight=False, markup=False)
 
 
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ @ -).")],
+    role: Annotated[str, typer.Option(help="reader, operator, approver or admin.")],
+    password: Annotated[bool, typer.Option(
+        "--password", help="Also set a UI login password (asked twice, never echoed).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user; prints their MCP bearer token once (only its hash is kept)."""
+    from evorag.principals import Role, validate_name
+
+    _require("users")
+    validate_name(name)
+    parsed = Role.parse(role)
+    secret = _new_password(name) if password else None
+    with _service() as service:
+        token = service.principals.add(name, parsed, password=secret)
+    if as_json:
+        _print_json({"name": name, "role": str(parsed), "ui_login": secret is not None, "token": token})
+        return
+    out.print(f"added {name} ({parsed})", markup=False)
+    out.print(f"token: {token}", markup=False, highlight=False)
+    err.print("the token is shown only now: give it to the user (MCP clients send it as 'Authorization: Bearer "
+              "TOKEN')", markup=False)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonFlag = False) -> None:
+    """Users with their role and whether they can log in to the UI (never their secrets)."""
+    import datetime as dt
+
+    _require("users")
+    with _service() as service:
+        records = service.principals.users()
+    if as_json:
+        _print_json([r.to_dict() for r in records])
+        return
+    if not records:
+        out.print("No users yet. Add one with `evorag users add NAME --role ROLE`.")
+    for r in records:
+        rotated = dt.datetime.fromtimestamp(r.token_rotated_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        out.print(f"{r.name}  {r.role}  ui login: {'yes' if r.has_password else 'no'}  token from {rotated} UTC",
+                  markup=False, highlight=False)
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="The user to remove.")], as_json: JsonFlag = False) -> None:
+    """Remove a user: their token and UI login stop working at once, also in running servers."""
+    _require("users")
+    with _service() as service:
+        service.principals.remove(name)
+    _print_json({"removed": name}) if as_json else out.print(f"removed {name}", markup=False)
+
+
+@users_app.command("token")
+def users_token(name: Annotated[str, typer.Argument(help="The user.")], as_json: JsonFlag = False) -> None:
+    """Rotate a user's token: prints the new one once; the old one stops working at once."""
+    _require("users")
+    with _service() as service:
+        token = service.principals.rotate_token(name)
+    _print_json({"name": name, "token": token}) if as_json else out.print(f"token: {token}", markup=False,
+                                                                          highlight=False)
+
+
+@users_app.command("password")
+def users_password(name: Annotated[str, typer.Argument(help="The user.")]) -> None:
+    """Set or change a user's UI login password (asked twice, never echoed)."""
+    _require("users")
+    with _service() as service:
+        if service.principals.get(name) is None:
+            from evorag.errors import NotFoundError
+
+            raise NotFoundError(f"no user named {name!r}", hint="see `evorag users list`")
+        service.principals.set_password(name, _new_password(name))
+    out.print(f"password of {name} set", markup=False)
+
+
+def _new_password(name: str) -> str:
+    from evorag.errors import UserError
+    from evorag.principals import validate_password
+
+    first = validate_password(_read_secret(f"UI password for {name} (not echoed): "))
+    if _read_secret("again: ") != first:
+        raise UserError("the two passwords differ", hint="run the command again")
+    return first
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: user-facing errors become one line on stderr and an exit code."""
+    if argv is None:  # a real `evorag` process, not a call from Python: see evorag/approval_token.py
+        from evorag.approval_token import reexec_without_token
+
+        reexec_without_token(sys.argv[1:])
     try:
         # Without standalone mode click returns typer.Exit's code instead of raising it.
         result = app(args=argv, standalone_mode=False)
     except EvoragError as exc:
-        err.print(f"[bold red]error:[/] {esc(exc.message)}", highlight=False)
+        err.print(f"[bold red]error:[/] {esc(strip_control(exc.message))}", highlight=False)
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False, markup=False)
         return exc.exit_code

@@ -2,20 +2,27 @@
 
 The CLI, the MCP server, the UI and Python callers all go through ``Evorag``; none of them holds
 logic of its own. Heavy parts (the embedding model, the vector store) are opened on first use.
+
+Every operation takes the principal it acts for (``principal=``) and checks its role
+(evorag.principals.OPERATIONS). Without one it acts for the principal the current call already acts for
+(a crawl started by an evolution belongs to whoever started the evolution), else for ``Evorag.principal``:
+by default the local OS user as admin, since whoever calls the Python API owns EVORAG_HOME.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Self
 from urllib.parse import urlsplit
 
 from evorag._evolution import EvolutionMixin
 from evorag.errors import NotFoundError, UserError
+from evorag.principals import Principal, PrincipalStore, acting_as, acting_principal, local_principal, require
 from evorag.settings import Settings, load_settings
 from tools.catalog import Catalog, SourceRecord
 from tools.embedding import Embedder, create_embedder
@@ -31,6 +38,18 @@ def validate_source_name(name: str) -> str:
             hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return name
+
+
+def require_text(value: str, what: str) -> str:
+    """Refuse text that is not valid Unicode: bytes the terminal could not decode reach Python's argv as lone
+    surrogates (``$'\\xff'``), which no tokenizer or model accepts. Refused rather than replaced: a query
+    with U+FFFD in place of what was typed would search for something else."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"the {what} is not valid UTF-8 text",
+                        hint="type it again, or set a UTF-8 locale (e.g. LANG=C.UTF-8)") from None
+    return value
 
 
 def default_source_name(url: str) -> str:
@@ -56,9 +75,12 @@ class CrawlRequest:
 class Evorag(EvolutionMixin):
     """evorag's Python API. Thread-safe for concurrent searches; one writer at a time."""
 
-    def __init__(self, settings: Settings | None = None, **overrides: object) -> None:
+    def __init__(self, settings: Settings | None = None, *, principal: Principal | None = None,
+                 **overrides: object) -> None:
         self.settings = settings or load_settings(**overrides)
         self.settings.ensure_home()
+        self.principal = principal or local_principal()
+        self._principals: PrincipalStore | None = None
         self.catalog = Catalog(self.settings.catalog_path)
         self._embedder: Embedder | None = None
         self._store = None
@@ -100,10 +122,29 @@ class Evorag(EvolutionMixin):
             if memory is not None:
                 memory.close()
                 self._memory_store = None
+            if self._principals is not None:
+                self._principals.close()
+                self._principals = None
             self.catalog.close()
 
     def __enter__(self) -> Self:
         return self
+
+    # Principals
+    @property
+    def principals(self) -> PrincipalStore:
+        """The users, roles and (hashed) credentials under the home."""
+        with self._lock:
+            if self._principals is None:
+                self._principals = PrincipalStore(self.settings.principals_path)
+            return self._principals
+
+    @contextlib.contextmanager
+    def acting(self, principal: Principal | None, operation: str) -> Iterator[Principal]:
+        """Check that the principal may do ``operation`` and record it as the one acting (audit log)."""
+        who = require(principal or acting_principal() or self.principal, operation)
+        with acting_as(who):
+            yield who
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -120,17 +161,21 @@ class Evorag(EvolutionMixin):
         )
 
     # Knowledge
-    def crawl(self, request: CrawlRequest, on_progress=None):
+    def crawl(self, request: CrawlRequest, on_progress=None, *, principal: Principal | None = None):
         """Crawl and index one documentation site. See ``acrawl``."""
-        return asyncio.run(self.acrawl(request, on_progress=on_progress))
+        return asyncio.run(self.acrawl(request, on_progress=on_progress, principal=principal))
 
-    async def acrawl(self, request: CrawlRequest, on_progress=None):
+    async def acrawl(self, request: CrawlRequest, on_progress=None, *, principal: Principal | None = None):
         """Crawl ``request.url`` into a source; re-crawls are incremental and resume interrupted ones.
 
         Raises BlockedURLError for refused URLs, UserError for malformed ones, CrawlError when the
         site cannot be reached, ConfigError when the index was built by another BM25 encoder. A
-        failure leaves the index as it was before the failed pages.
+        failure leaves the index as it was before the failed pages. Needs the operator role.
         """
+        with self.acting(principal, "crawl"):
+            return await self._crawl(request, on_progress)
+
+    async def _crawl(self, request: CrawlRequest, on_progress):
         from tools.crawl_job import run_crawl
         from tools.crawler import CrawlOptions
         from tools.url_guard import check_url
@@ -188,6 +233,7 @@ class Evorag(EvolutionMixin):
         source: str | None = None,
         limit: int = 10,
         code: bool = False,
+        principal: Principal | None = None,
     ) -> list[Hit]:
         """Hybrid dense + BM25 search over page sections; ``code=True`` searches code examples instead.
 
@@ -196,8 +242,11 @@ class Evorag(EvolutionMixin):
         """
         from tools.search import HybridSearcher, SearchOptions
 
+        require(principal or acting_principal() or self.principal, "search")
+
         if not query or not query.strip():
             raise UserError("the query is empty", hint="pass some words to search for")
+        require_text(query, "query")
         if not 1 <= limit <= 1000:
             raise UserError(f"limit must be between 1 and 1000, got {limit}")
         if source is not None:
@@ -229,13 +278,16 @@ class Evorag(EvolutionMixin):
             raise NotFoundError(f"unknown source {name!r}", hint=f"known sources: {known}")
         return record
 
-    def sources(self) -> list[SourceRecord]:
+    def sources(self, *, principal: Principal | None = None) -> list[SourceRecord]:
+        require(principal or acting_principal() or self.principal, "list_sources")
         return self.catalog.sources()
 
-    def remove_source(self, name: str) -> None:
-        self.require_source(name)
-        with self._write_lock:
-            self._indexer().remove_source(name)
+    def remove_source(self, name: str, *, principal: Principal | None = None) -> None:
+        """Remove a source from the index; needs the approver role (it deletes what a crawl built)."""
+        with self.acting(principal, "remove_source"):
+            self.require_source(name)
+            with self._write_lock:
+                self._indexer().remove_source(name)
 
     def external_links(self, source: str | None = None) -> list[tuple[str, str]]:
         return self.catalog.external_links(source)
@@ -287,16 +339,26 @@ class Evorag(EvolutionMixin):
         evaluate: bool = True,
         reference: str | None = None,
         relevance: dict | None = None,
+        principal: Principal | None = None,
     ):
         """Retrieve, assemble the context, answer (LLM, or extractive when it is down) and score.
 
         The report is stored in the metrics history. Raises UserError for an empty question or an
         unknown source; model failures never raise, they produce an extractive answer with a note.
         """
+        with self.acting(principal, "ask"):
+            return await self._answer(question, source=source, evaluate=evaluate, reference=reference,
+                                      relevance=relevance)
+
+    async def _answer(self, question: str, *, source: str | None, evaluate: bool, reference: str | None,
+                      relevance: dict | None):
         import time
 
         from tools.answering import assemble_context
 
+        require_text(question, "question")
+        if reference is not None:
+            require_text(reference, "reference answer")
         timings: dict[str, float] = {}
         started = time.perf_counter()
 

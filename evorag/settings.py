@@ -105,7 +105,14 @@ class Settings(BaseSettings):
     # Self-evolution
     evolutions_per_hour: int = Field(default=10, ge=1, description="Rate limit on evolution runs.")
     approval_token: SecretStr | None = Field(
-        default=None, description="The human's token for approving HIGH-risk changes over MCP or the CLI."
+        default=None,
+        description="The human's token for approving HIGH-risk changes (EVORAG_APPROVAL_TOKEN); processes that "
+        "run agents, tools or the MCP server keep only its SHA-256 (see evorag/approval_token.py).",
+    )
+    approval_token_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 (hex) of the human approval token: verifies it without any process holding the "
+        "token itself (the person types it at the approval prompt).",
     )
     approval_timeout: float = Field(default=3600.0, gt=0, description="Seconds before a pending approval expires.")
     evolution_attempts: int = Field(default=3, ge=1, le=10, description="Generate/debug rounds per evolution.")
@@ -137,6 +144,11 @@ class Settings(BaseSettings):
     mcp_token: SecretStr | None = Field(
         default=None, description="Bearer token clients must send to the MCP server over HTTP (EVORAG_MCP_TOKEN)."
     )
+    mcp_local_role: Literal["reader", "operator", "approver"] = Field(
+        default="operator",
+        description="Role of MCP clients that do not authenticate: stdio (started by an assistant, which a model "
+        "drives) and --insecure-no-auth HTTP. Never proof of a person: HIGH risk still needs the approval token.",
+    )
     mcp_host: str = Field(default="127.0.0.1", description="Address the MCP HTTP server binds to.")
     mcp_port: int = Field(default=8848, ge=0, le=65535, description="Port of the MCP HTTP server (0: any free port).")
     mcp_allowed_origins: list[str] = Field(
@@ -144,7 +156,36 @@ class Settings(BaseSettings):
         description="Origin headers the MCP HTTP server accepts ('*' as the port matches any port; in the "
         "environment a JSON list); requests without an Origin (non-browser clients) are always accepted.",
     )
+    mcp_max_sessions: int = Field(
+        default=32, ge=1, le=10_000,
+        description="Open streamable-HTTP sessions per principal; one more is refused with 429 until one "
+        "ends or expires (each open session holds memory until then).",
+    )
+    mcp_session_idle_seconds: float = Field(
+        default=900.0, ge=1, le=86_400,
+        description="A session with no request in flight (and no open stream) for this long is closed; its id "
+        "then answers 404 and the client opens a new one.",
+    )
+    mcp_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+        description="Largest MCP HTTP request body; larger ones get 413 before anything parses them.",
+    )
+    mcp_max_json_depth: int = Field(
+        default=64, ge=8, le=1000, description="Deepest JSON nesting of an MCP HTTP request body (deeper: 400)."
+    )
     # --- end MCP server ---
+
+    # --- Backup and restore (tools/backup.py) ---
+    restore_max_bytes: int = Field(
+        default=16 * 1024**3, ge=1024 * 1024,
+        description="Total uncompressed size a backup archive may expand to; a larger one is refused before it "
+        "is written (Qdrant preallocates zero-filled files: a small home's backup expands ~700x).",
+    )
+    restore_max_member_bytes: int = Field(
+        default=4 * 1024**3, ge=1024 * 1024, description="Largest single file in a backup archive."
+    )
+    restore_max_members: int = Field(default=100_000, ge=10, description="Most files and directories in a backup.")
+    # --- end backup and restore ---
 
     # Sandbox (tools/sandbox): where generated code runs. There is no unsandboxed option.
     sandbox_backend: Literal["auto", "bubblewrap", "docker"] = Field(
@@ -157,7 +198,11 @@ class Settings(BaseSettings):
     # End of sandbox settings
 
     # --- Chainlit UI (evorag.ui) ---
-    ui_user: str | None = Field(default=None, description="User name of the UI login (EVORAG_UI_USER).")
+    ui_user: str | None = Field(
+        default=None,
+        description="User name of an admin UI login kept outside the user store (EVORAG_UI_USER); more accounts, "
+        "with roles: `evorag users add NAME --role ROLE --password`.",
+    )
     ui_password: SecretStr | None = Field(
         default=None, description="Password of the UI login (EVORAG_UI_PASSWORD); without it every login is refused."
     )
@@ -238,6 +283,10 @@ class Settings(BaseSettings):
     @property
     def plugins_path(self) -> Path:
         return self.home / "plugins"
+
+    @property
+    def principals_path(self) -> Path:
+        return self.home / "principals.sqlite3"
 
     @property
     def audit_path(self) -> Path:

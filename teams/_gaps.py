@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
+from evorag.errors import UserError
 from tools.sparse import tokenize
 
 
@@ -105,7 +106,12 @@ async def fill_knowledge_gaps(service, proposals: list[GapProposal], *, approver
             report.crawled.append({"url": proposal.url, "status": "pending" if decision.approved is None else "rejected",
                                    "approval_id": approval.id})
             continue
-        pipeline.approvals.decide(approval.id, approve=True, by=decision.by)
+        try:
+            pipeline.approvals.apply(approval.id, decision)  # MEDIUM: whoever answered must be an approver
+        except UserError as exc:
+            report.crawled.append({"url": proposal.url, "status": "pending", "approval_id": approval.id,
+                                   "reason": str(exc)})
+            continue
         emit({"source": "gaps", "content": f"crawling {proposal.url}"})
         crawl = await service.acrawl(CrawlRequest(url=proposal.url, source=proposal.source_name, max_pages=max_pages))
         report.crawled.append({"url": proposal.url, "status": "crawled", "source": proposal.source_name,

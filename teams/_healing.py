@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agents import _prompts
 from agents._parsing import extract_files
-from tools.evolution import HUMAN_CHANNELS
+from evorag.errors import UserError
 
 
 @dataclass(slots=True)
@@ -87,7 +87,8 @@ def run_health_checks(service) -> list[CheckResult]:
         tool_dir = repository.tools_dir / manifest.name
         if not list(tool_dir.glob("test_*.py")):
             continue
-        verdict = service.evolution.run_tests(tool_dir, manifest.name, manifest.parameters_schema)
+        # Deployed tools passed their approval (a human's, for HIGH risk): their tests may run now.
+        verdict = service.evolution.run_tests(tool_dir, manifest.name, manifest.parameters_schema, approved=True)
         checks.append(CheckResult(f"tool:{manifest.name}", verdict.ok,
                                   verdict.reason or "tests pass", target=manifest.name))
     return checks
@@ -168,6 +169,10 @@ async def _propose_rollback(service, check: CheckResult, approver) -> dict:
     if not decision.approved:
         return {"check": check.name, "action": "rollback", "status": "pending" if decision.approved is None
                 else "rejected", "approval_id": approval.id}
-    pipeline.approvals.decide(approval.id, approve=True, by=decision.by, human=decision.by in HUMAN_CHANNELS)
+    try:
+        pipeline.approvals.apply(approval.id, decision)  # the risk rules apply to whoever answered
+    except UserError as exc:
+        return {"check": check.name, "action": "rollback", "status": "pending", "approval_id": approval.id,
+                "reason": str(exc)}
     version, _ = pipeline.rollback(target.id)
     return {"check": check.name, "action": "rollback", "status": "done", "version": version.id}

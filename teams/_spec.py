@@ -3,7 +3,7 @@
     team: evolution | healing | gaps
     task: "what to do"          # the request, or the problem description for healing
     docs: [https://...]         # evolution only
-    approve: policy | yes       # yes: approve what the risk policy allows (never HIGH)
+    approve: policy | yes       # yes: approve LOW risk by policy; MEDIUM and HIGH stay pending for an approver
 """
 
 from __future__ import annotations
@@ -39,13 +39,14 @@ def load_spec(path: Path) -> dict:
 
 
 async def run_spec(service, path: Path, *, on_event=None) -> dict:
+    from evorag.principals import acting_principal
     from teams._evolution import run_evolution
     from teams._gaps import fill_knowledge_gaps, find_knowledge_gaps
     from teams._healing import run_healing
     from tools.approvals import PolicyApprover
 
     spec = load_spec(path)
-    approver = PolicyApprover(assume_yes=spec.get("approve") == "yes")
+    approver = PolicyApprover(assume_yes=spec.get("approve") == "yes", principal=acting_principal())
     if spec["team"] == "evolution":
         outcome = await run_evolution(service, spec["task"], docs=spec.get("docs", []), approver=approver,
                                       on_event=on_event)

@@ -12,7 +12,7 @@ from agents.model_clients import replay_client
 from evorag.cli import main
 from evorag.service import Evorag
 from teams import fill_knowledge_gaps, find_knowledge_gaps, run_healing, run_health_checks
-from tools.approvals import PolicyApprover
+from tools.approvals import PolicyApprover, TerminalApprover
 
 CANDIDATES = Path(__file__).parent / "candidates"
 GOOD_TOOL = (CANDIDATES / "good_word_count" / "tool.py").read_text()
@@ -89,8 +89,13 @@ def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo
         assert answer.citations == [] and answer.report_id  # nothing indexed yet: weak, and recorded
         proposals = find_knowledge_gaps(rag, threshold=0.9)
         assert proposals and proposals[0].url == other_site + "configuration.html"
-        report = asyncio.run(fill_knowledge_gaps(rag, proposals[:1], approver=PolicyApprover(assume_yes=True),
-                                                 max_pages=5))
+        # A proposed crawl is MEDIUM risk: the policy (--yes) leaves it pending for an approver ...
+        pending = asyncio.run(fill_knowledge_gaps(rag, proposals[:1], approver=PolicyApprover(assume_yes=True),
+                                                  max_pages=5))
+        assert pending.crawled[0]["status"] == "pending" and not pending.after
+        # ... and an approver answering at the terminal (here the Python API's caller, the home's admin) crawls it.
+        approver = TerminalApprover(ask=lambda prompt: "y", show=lambda text: None)
+        report = asyncio.run(fill_knowledge_gaps(rag, proposals[:1], approver=approver, max_pages=5))
         assert report.crawled[0]["status"] == "crawled" and report.crawled[0]["pages"] >= 1
         query = proposals[0].queries[0]
         assert report.after[query]["grounding"] is not None

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from evorag.mcp_server import build_server
+from evorag.principals import Principal, Role
 
 CALL_TIMEOUT_S = 20.0
 
@@ -196,7 +197,8 @@ def fuzz(tmp_path_factory):
     service._answerer = Answerer(None, model_name="none")  # extractive answers: no model in the fuzz
     SlidingWindowLimiter(home / "rate_limit.sqlite3", limit=1).acquire("evolution")
     assert service.search("load the model before the timed calls") == []
-    runner = _LoopThread(build_server(service))
+    # As an admin: every tool's own argument handling is fuzzed, not the role check that refuses before it.
+    runner = _LoopThread(build_server(service, principal=Principal("fuzz", Role.ADMIN, via="mcp")))
     tools = {tool.name: tool for tool in runner.call(runner.session.list_tools()).tools}
     yield runner, tools
     runner.close()

@@ -28,12 +28,15 @@ from sitefixtures import SiteServer, send
 from evorag.mcp_server import build_server
 from evorag.mcp_server._approvals import McpApprover
 from evorag.mcp_server._auth import OriginPolicy, is_loopback
+from evorag.principals import Principal, Role
 from tools.approvals import ApprovalStore
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = REPO / "tests" / "candidates"
 MCP_TOKEN = "test-mcp-token-0123456789"
 HUMAN_TOKEN = "human-approval-token-42"
+# In-memory sessions carry no bearer token: the server acts for the principal it was built with.
+APPROVER = Principal("ada", Role.APPROVER, via="mcp")
 REPLAYED_ANSWER = (
     "Pass --allow-private or set EVORAG_ALLOW_PRIVATE=true to crawl localhost [1][2]. "
     "Loopback addresses are refused by default [2]."
@@ -129,7 +132,7 @@ def service(evorag_home):
 
 @pytest.fixture
 async def server(service):
-    server = build_server(service)
+    server = build_server(service, principal=APPROVER)
     yield server
     await server.aclose()
 
@@ -247,12 +250,12 @@ async def test_crawl_jobs_run_one_at_a_time_and_can_be_cancelled(tmp_path):
 # Approval over MCP: elicitation when the client can, pending otherwise.
 
 
-def _approval_test_server(store: ApprovalStore) -> FastMCP:
+def _approval_test_server(store: ApprovalStore, principal: Principal = APPROVER) -> FastMCP:
     app = FastMCP("approval-test")
 
     @app.tool()
     async def decide(approval_id: str, ctx: Context) -> dict[str, object]:
-        decision = await McpApprover(ctx, store, timeout=10)(store.get(approval_id))
+        decision = await McpApprover(ctx, store, principal=principal, timeout=10)(store.get(approval_id))
         return {
             "approved": decision.approved,
             "by": decision.by,
@@ -312,6 +315,27 @@ async def test_high_risk_through_elicitation_needs_the_human_token(tmp_path):
     async with create_connected_server_and_client_session(server, elicitation_callback=callback) as client:
         result = _payload(await client.call_tool("decide", {"approval_id": first.id}))
     assert result["approved"] is True and result["status"] == "approved"
+
+
+@pytest.mark.anyio
+async def test_elicitation_answers_for_the_caller_whose_role_must_allow_the_risk(tmp_path):
+    store = ApprovalStore(tmp_path / "approvals.sqlite3", human_token=HUMAN_TOKEN)
+    medium = store.create(tool="word_count", risk="MEDIUM", summary="reads files")
+    callback, asked = _answers(approve=True)
+    operator = _approval_test_server(store, Principal("otto", Role.OPERATOR, via="mcp-http"))
+    async with create_connected_server_and_client_session(operator, elicitation_callback=callback) as client:
+        result = _payload(await client.call_tool("decide", {"approval_id": medium.id}))
+    assert result["approved"] is None and result["status"] == "pending" and not asked  # not even asked
+    assert "MEDIUM risk needs the approver role" in result["reason"]
+    low = store.create(tool="word_count", risk="LOW", summary="counts")
+    async with create_connected_server_and_client_session(operator, elicitation_callback=callback) as client:
+        assert _payload(await client.call_tool("decide", {"approval_id": low.id}))["status"] == "approved"
+    assert store.get(low.id).decided_by == "otto"
+    async with create_connected_server_and_client_session(
+        _approval_test_server(store), elicitation_callback=callback
+    ) as client:
+        assert _payload(await client.call_tool("decide", {"approval_id": medium.id}))["status"] == "approved"
+    assert (store.get(medium.id).decided_by, store.get(medium.id).decided_role) == ("ada", "approver")
 
 
 @pytest.mark.anyio
@@ -463,7 +487,7 @@ def evolving_service(tmp_path):
 @needs_sandbox
 @pytest.mark.anyio
 async def test_evolution_asks_the_person_through_elicitation_and_deploys(evolving_service):
-    server = build_server(evolving_service)
+    server = build_server(evolving_service, principal=Principal("otto", Role.OPERATOR, via="mcp"))
     notifications = Notifications()
     callback, asked = _answers(approve=True)
     progress: list[str | None] = []
@@ -499,7 +523,7 @@ async def test_evolution_asks_the_person_through_elicitation_and_deploys(evolvin
 @needs_sandbox
 @pytest.mark.anyio
 async def test_evolution_without_elicitation_stays_pending_until_approved(evolving_service):
-    server = build_server(evolving_service)
+    server = build_server(evolving_service, principal=APPROVER)
     try:
         async with create_connected_server_and_client_session(server) as client:
             with anyio.fail_after(180):

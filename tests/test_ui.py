@@ -38,6 +38,7 @@ from evorag.ui._launch import allowed_origins, prepare_app_root
 from evorag.ui._plots import metrics_figure, trend_line
 from evorag.ui._render import text_cell
 from evorag.ui._steps import event_text, step_title
+from tools.approvals import PolicyApprover
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
@@ -311,6 +312,8 @@ REPLAY = [
     f"```python tool.py\n{WORD_COUNT}```\n\n```python test_tool.py\n{WORD_COUNT_TESTS}```\n",
 ]
 USER, PASSWORD = "admin", "correct horse battery staple"
+# Accounts of the principal store, beside the EVORAG_UI_USER admin.
+APPROVER, READER, STORE_PASSWORD = "ada", "rita", "a long passphrase for the store"
 
 
 def _free_port() -> int:
@@ -348,7 +351,13 @@ def ui_server(tmp_path_factory):
     with serve_demo_site(0) as base_url:
         with Evorag(home=home) as rag:
             report = rag.crawl(CrawlRequest(url=base_url + "index.html", source=DEMO_SOURCE, allow_private=True))
+            rag.principals.add(APPROVER, "approver", password=STORE_PASSWORD)
+            rag.principals.add(READER, "reader", password=STORE_PASSWORD)
+            # A HIGH-risk change waiting for a person: the approvals view lists it.
+            pending = rag.add_tool(REPO / "tests" / "candidates" / "reads_secret_env",
+                                   approver=PolicyApprover(assume_yes=True))
         assert report.pages_indexed >= 5
+        assert (pending.status, pending.risk) == ("pending", "HIGH"), pending.reason
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("EVORAG_", "CHAINLIT_")) and k != "CI"}
         env.update({
@@ -364,7 +373,8 @@ def ui_server(tmp_path_factory):
         url = f"http://127.0.0.1:{port}/"
         try:
             _wait_until_up(url, process, log)
-            yield {"url": url, "base_url": base_url, "home": home, "log": log, "process": process}
+            yield {"url": url, "base_url": base_url, "home": home, "log": log, "process": process,
+                   "pending": pending.approval_id}
         finally:
             process.terminate()
             try:
@@ -397,10 +407,12 @@ def _send(page, text: str) -> None:
     box = page.locator("#chat-input")
     box.click()
     box.press_sequentially(text)
-    box.press("Enter")
     if text.startswith("/") and " " not in text:
-        page.locator(f"#command-{text[1:]}").wait_for(timeout=5000)
+        # The menu arrives with the chat's commands: an Enter before it would be lost on a busy machine.
+        page.get_by_role("option", name=text[1:], exact=False).first.wait_for(timeout=30_000)
         box.press("Enter")
+        page.locator(f"#command-{text[1:]}").wait_for(timeout=5000)
+    box.press("Enter")
 
 
 def _log_tail(server) -> str:
@@ -496,3 +508,77 @@ def test_ui_end_to_end(ui_server, browser):
         deployed = rag.registry.tools()
     assert any(m.startswith("add tool word_count") for m in messages), messages
     assert deployed == []
+
+
+def _log_in(browser, server, user: str, password: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})  # a new context: no earlier session
+    page.set_default_timeout(60_000)
+    page.goto(server["url"])
+    page.get_by_label("Email address").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.locator("#chat-input").wait_for()
+    return page
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ui_a_reader_sees_the_pending_approvals_but_cannot_decide_them(ui_server, browser):
+    from playwright.sync_api import expect
+
+    page = _log_in(browser, ui_server, READER, STORE_PASSWORD)
+    try:
+        _send(page, "/approvals")
+        expect(page.get_by_text("Signed in as rita · role reader")).to_be_visible()
+        expect(page.get_by_text("Only approvers can decide them; you are reader.")).to_be_visible()
+        expect(page.get_by_text(f"Approval {ui_server['pending']}", exact=False)).to_be_visible()
+        expect(page.get_by_text("Risk: HIGH").first).to_be_visible()
+        expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+        _shot(page, "08-reader-approvals")
+        _send(page, "/crawl http://127.0.0.1:9/ nope")
+        expect(page.get_by_text("crawl needs the operator role; rita has the reader role")).to_be_visible()
+    except Exception as exc:
+        _shot(page, "failure-reader")
+        raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(ui_server)}") from exc
+    finally:
+        page.close()
+    from evorag.service import Evorag
+
+    with Evorag(home=ui_server["home"]) as rag:
+        assert ui_server["pending"] in [p.id for p in rag.pending_approvals()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ui_an_approver_approves_a_high_risk_change(ui_server, browser):
+    from playwright.sync_api import expect
+
+    page = _log_in(browser, ui_server, APPROVER, STORE_PASSWORD)
+    try:
+        _send(page, "/approvals")
+        expect(page.get_by_text("Signed in as ada · role approver")).to_be_visible()
+        expect(page.get_by_text(f"Approval {ui_server['pending']}", exact=False)).to_be_visible()
+        approve = page.get_by_role("button", name="Approve")
+        expect(approve).to_have_count(1)
+        _shot(page, "09-approver-approvals")
+        approve.click()
+        expect(page.get_by_text(f"Approved {ui_server['pending']}", exact=False)).to_be_visible(timeout=180_000)
+        expect(page.get_by_text("deployed", exact=True)).to_be_visible()
+        _shot(page, "10-approver-deployed")
+    except Exception as exc:
+        _shot(page, "failure-approver")
+        raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(ui_server)}") from exc
+    finally:
+        page.close()
+    # A click in a logged-in session is a person's decision: recorded with the principal and as the proof.
+    from evorag.service import Evorag
+
+    with Evorag(home=ui_server["home"]) as rag:
+        decided = rag.evolution.approvals.get(ui_server["pending"])
+        entries = [e for e in rag.evolution.audit.entries() if e.get("approval_id") == ui_server["pending"]]
+        tools = [m.name for m in rag.registry.tools()]
+    assert (decided.status, decided.decided_by, decided.decided_via, decided.proof) == (
+        "approved", APPROVER, "ui", "ui login")
+    assert any(e["event"] == "approved" and e["principal"]["name"] == APPROVER and e["principal"]["human"]
+               for e in entries)
+    assert "has_api_key" in tools

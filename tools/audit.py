@@ -1,4 +1,9 @@
-"""A JSON-lines audit trail of every evolution step. Secrets are redacted before anything is written."""
+"""A JSON-lines audit trail of every evolution step. Secrets are redacted before anything is written.
+
+Every entry names the principal that caused it (``principal``: name, role, interface): the one passed to
+``write``, else the one the service is acting for in this task (evorag.principals.acting_as), else null,
+which only direct use of the pipeline below the service produces.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from pathlib import Path
 
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(
-    r"(sk-[A-Za-z0-9_-]{8,}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})"
+    r"(sk-[A-Za-z0-9_-]{8,}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}"
+    r"|evr_[A-Za-z0-9_-]{20,})"
 )
 REDACTED = "[REDACTED]"
 
@@ -51,8 +57,12 @@ class AuditLog:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, event: str, **fields) -> dict:
-        entry = {"ts": round(time.time(), 3), "event": event, **self.redact(fields)}
+    def write(self, event: str, *, principal=None, **fields) -> dict:
+        from evorag.principals import acting_principal
+
+        who = principal or acting_principal()
+        entry = {"ts": round(time.time(), 3), "event": event, "principal": who.to_dict() if who else None,
+                 **self.redact(fields)}
         line = json.dumps(entry, default=str, ensure_ascii=False)
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")

@@ -1,12 +1,14 @@
 """Approving risky changes over MCP: ask the person through elicitation, or leave the change pending.
 
-An MCP client may be a model acting on its own, so what counts as a person's approval is narrow:
+An MCP client may be a model acting on its own, so what counts as approval is narrow. The answer is
+given for the principal that made the call, and the risk rules of tools/approvals.py apply to it:
 
-* LOW/MEDIUM: an accepted elicitation form with ``approve`` ticked.
-* HIGH: the same form must also carry the human approval token (``EVORAG_APPROVAL_TOKEN``), which the
-  model never sees; the decision is then recorded with that token, like ``approve(id, human_token)``.
-* A client without elicitation, a declined-to-answer (cancel) or a timeout: the change stays pending
-  and can be approved later in the UI, with the CLI or the ``approve`` tool.
+* LOW: an accepted elicitation form with ``approve`` ticked.
+* MEDIUM: the same, and the caller must have the approver role; an operator is not even asked.
+* HIGH: an approver, and the form must also carry the human approval token (``EVORAG_APPROVAL_TOKEN``),
+  which the model never sees, like ``approve(id, human_token)``.
+* A client without elicitation, a declined-to-answer (cancel), a timeout or an answer the rules refuse
+  (a wrong token): the change stays pending, for an approver in the UI, the CLI or the ``approve`` tool.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import logging
 import anyio
 from pydantic import BaseModel, Field
 
-from tools.approvals import ApprovalRequest, Decision
+from evorag.errors import UserError
+from evorag.principals import Principal
+from tools.approvals import ApprovalRequest, Decision, needed_role
 
 logger = logging.getLogger(__name__)
 
 BY = "mcp-elicitation"
-PENDING_HINT = "approve it in the UI, with `evorag approvals approve ID` or the approve tool"
+PENDING_HINT = "an approver can approve it in the UI, with `evorag approvals approve ID` or the approve tool"
 # A person may take a while to read a diff, but an unanswered form must not hold the call forever.
 ELICITATION_TIMEOUT_S = 600.0
 
@@ -58,12 +62,18 @@ def approval_message(request: ApprovalRequest, *, max_diff: int = 4000) -> str:
 class McpApprover:
     """The Approver for one tool call: elicits when the client can, else leaves the change pending."""
 
-    def __init__(self, ctx, approvals, *, timeout: float = ELICITATION_TIMEOUT_S) -> None:
+    def __init__(self, ctx, approvals, *, principal: Principal, timeout: float = ELICITATION_TIMEOUT_S) -> None:
         self._ctx = ctx
         self._approvals = approvals  # the ApprovalStore the pipeline records decisions in
+        self._principal = principal  # who called the tool: the answer is theirs
         self._timeout = timeout
 
     async def __call__(self, request: ApprovalRequest) -> Decision:
+        needed = needed_role(request.risk)
+        if self._principal.role < needed:
+            return Decision(None, "mcp", f"{request.risk} risk needs the {needed} role to approve; "
+                                         f"{self._principal.name} has the {self._principal.role} role; "
+                                         f"left pending: {PENDING_HINT}")
         if not client_supports_elicitation(self._ctx.session):
             return Decision(None, "mcp", f"this MCP client cannot ask a person; left pending: {PENDING_HINT}")
         form = HighRiskApprovalForm if request.risk == "HIGH" else ApprovalForm
@@ -80,32 +90,20 @@ class McpApprover:
         if scope.cancelled_caught:
             return Decision(None, "mcp", f"no answer within {self._timeout:g}s; left pending: {PENDING_HINT}")
         if result.action == "decline":
-            return Decision(False, BY, "declined in the MCP client")
+            return Decision(False, BY, "declined in the MCP client", principal=self._principal)
         if result.action != "accept":
             return Decision(None, "mcp", f"the question was dismissed; left pending: {PENDING_HINT}")
         if not result.data.approve:
-            return Decision(False, BY, "rejected in the MCP client")
-        if request.risk != "HIGH":
-            return Decision(True, BY, f"{request.risk} risk approved in the MCP client")
-        return self._approve_high(request, result.data.human_token)
-
-    def _approve_high(self, request: ApprovalRequest, token: str) -> Decision:
-        from evorag.errors import UserError
-
+            return Decision(False, BY, "rejected in the MCP client", principal=self._principal)
+        token = usable_token(getattr(result.data, "human_token", None))
+        how = "with the human token" if token else "in the MCP client"
+        decision = Decision(True, BY, f"{request.risk} risk approved {how}", principal=self._principal, token=token)
         try:
-            # Recorded here, with the token, so the pipeline sees a human's decision already made.
-            self._approvals.decide(
-                request.id,
-                approve=True,
-                by=BY,
-                token=usable_token(token),
-                reason="HIGH risk approved with the human token",
-            )
-        except UserError:
-            return Decision(
-                None, "mcp", f"HIGH risk needs a valid human approval token; left pending: {PENDING_HINT}"
-            )
-        return Decision(True, BY, "HIGH risk approved with the human token")
+            # Recorded here, so that a refused answer (no or a wrong token) leaves the change pending.
+            self._approvals.apply(request.id, decision)
+        except UserError as exc:
+            return Decision(None, "mcp", f"{exc.message}; left pending: {PENDING_HINT}")
+        return decision
 
 
 def usable_token(token: str | None) -> str | None:

@@ -1,10 +1,12 @@
-"""HTTP guard in front of the MCP endpoint: Origin check, then bearer token.
+"""HTTP guard in front of the MCP endpoint: Origin check, then bearer token -> principal.
 
 * Origin: browsers send it; a page on another site must not drive the local server (DNS rebinding,
   CSRF). An absent Origin is a non-browser client and is accepted; a present one must match the
   allowed list, else 403.
 * Bearer token: every request except the open paths needs ``Authorization: Bearer <token>``, else
-  401. The comparison is constant-time and the token is never logged or echoed.
+  401. The token is mapped to its principal (``BearerAuthenticator``: constant-time comparison against
+  stored SHA-256 hashes); the principal rides in the ASGI scope (``principal_of``) to the MCP tools,
+  which check its role. The token is never logged or echoed.
 """
 
 from __future__ import annotations
@@ -13,12 +15,41 @@ import hmac
 import ipaddress
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from evorag.principals import Principal, PrincipalStore, Role
+
 OPEN_PATHS = frozenset({"/healthz"})
+PRINCIPAL_KEY = "evorag.principal"  # the ASGI scope key holding the request's Principal
+LEGACY_ADMIN = "admin"
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The principal the guard authenticated for this request (None outside the guard)."""
+    principal = scope.get(PRINCIPAL_KEY)
+    return principal if isinstance(principal, Principal) else None
+
+
+class BearerAuthenticator:
+    """Bearer token -> principal: a user of the principal store, or, while the store has no users, the
+    single ``EVORAG_MCP_TOKEN`` as one admin named "admin" (the setup before users existed keeps working;
+    adding the first user retires it, also in a running server)."""
+
+    def __init__(self, store: PrincipalStore, legacy_token: str | None = None, *, via: str = "mcp-http") -> None:
+        self._store = store
+        self._legacy = legacy_token or None
+        self._via = via
+
+    def __call__(self, token: str) -> Principal | None:
+        principal = self._store.authenticate_token(token, via=self._via)
+        if principal is not None or self._legacy is None:
+            return principal
+        if tokens_match(token, self._legacy) and not self._store.has_users():
+            return Principal(LEGACY_ADMIN, Role.ADMIN, via=self._via)
+        return None
 
 
 def is_loopback(host: str) -> bool:
@@ -64,11 +95,15 @@ def tokens_match(given: str, expected: str) -> bool:
 
 
 class GuardMiddleware:
-    """ASGI middleware applying the Origin policy and, when a token is set, bearer authentication."""
+    """ASGI middleware applying the Origin policy, then bearer authentication (``authenticate`` maps a
+    token to a principal). Without ``authenticate`` (--insecure-no-auth, loopback only) every request
+    acts as ``anonymous``."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, allowed_origins: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, *, authenticate: Callable[[str], Principal | None] | None,
+                 allowed_origins: Iterable[str], anonymous: Principal | None = None) -> None:
         self.app = app
-        self._token = token
+        self._authenticate = authenticate
+        self._anonymous = anonymous
         self._origins = OriginPolicy(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,22 +122,24 @@ class GuardMiddleware:
                 send, 403, "forbidden", "this Origin is not allowed (see EVORAG_MCP_ALLOWED_ORIGINS)"
             )
             return
-        if self._token is not None and not self._authorized(headers.get("authorization", "")):
+        principal = self._anonymous if self._authenticate is None else self._principal(headers.get("authorization", ""))
+        if principal is None:
             await _reply(
                 send,
                 401,
                 "unauthorized",
-                "send 'Authorization: Bearer <EVORAG_MCP_TOKEN>'",
+                "send 'Authorization: Bearer <token>' (a token from `evorag users add`, or EVORAG_MCP_TOKEN)",
                 extra=[(b"www-authenticate", b'Bearer realm="evorag"')],
             )
             return
+        scope[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
 
-    def _authorized(self, header: str) -> bool:
+    def _principal(self, header: str) -> Principal | None:
         scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            return False
-        return tokens_match(credentials.strip(), self._token or "")
+        if scheme.lower() != "bearer" or not credentials.strip() or self._authenticate is None:
+            return None
+        return self._authenticate(credentials.strip())
 
 
 async def _reply(send: Send, status: int, error: str, message: str, extra: list | None = None) -> None:

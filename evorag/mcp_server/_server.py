@@ -4,6 +4,10 @@ Every tool validates its arguments (JSON schema from the signature), calls the s
 ``EvoragError`` into a tool error carrying the same one-line message. Deployed (evolved) tools are
 registered as MCP tools too, follow the tool registry live (also when another process deploys or
 rolls back), and every session that has seen the tool list gets ``notifications/tools/list_changed``.
+
+Every call acts for a principal (the bearer token's over HTTP, the server's local one over stdio) and
+needs the role ``TOOL_OPERATIONS`` gives its tool (evorag.principals.OPERATIONS); a deployed tool needs the
+operator role to call. A refused call is a tool error naming the role needed and the role held.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evorag.errors import EvoragError, UserError
 from evorag.mcp_server._approvals import McpApprover, usable_token
+from evorag.mcp_server._auth import principal_of
 from evorag.mcp_server._jobs import FINISHED, CrawlJobs
 from evorag.observability import ServerMetrics, ToolTimer
+from evorag.principals import OPERATIONS, Principal, Role, acting_as, os_user
 
 logger = logging.getLogger("evorag.mcp")
 
@@ -41,6 +47,30 @@ correctness report. Start with get_available_sources; index new docs with crawl_
 (a background job: poll get_job_status). Tools deployed by self-evolution appear as extra tools."""
 REGISTRY_POLL_S = 2.0
 PROGRESS_INTERVAL_S = 0.25
+# MCP tool -> the operation it performs; the operation's role (evorag.principals.OPERATIONS) is required.
+# A deployed (evolved) tool is "call_tool". A core tool missing here cannot be registered (see _register_tools).
+TOOL_OPERATIONS: dict[str, str] = {
+    "perform_rag_query_with_metrics": "ask",
+    "search_code_examples": "search",
+    "get_available_sources": "list_sources",
+    "get_job_status": "job_status",
+    "list_versions": "list_versions",
+    "get_metrics_report": "metrics",
+    "list_pending_approvals": "list_approvals",
+    "crawl_and_index_documentation": "crawl",
+    "cancel_job": "cancel_job",
+    "evolve_rag_capability": "evolve",
+    "self_heal_system": "heal",
+    "approve": "approve",
+    "reject": "reject",
+    "rollback": "rollback",
+}
+GENERATED_TOOL_OPERATION = "call_tool"
+
+
+def tool_role(name: str, *, generated: bool) -> Role:
+    """The role a call of tool ``name`` needs."""
+    return OPERATIONS[GENERATED_TOOL_OPERATION if generated else TOOL_OPERATIONS[name]]
 
 
 # Result shapes: the fields every client can rely on; services may add more (extra="allow").
@@ -233,7 +263,7 @@ def _placeholder():
 class EvoragMCP(FastMCP):
     """FastMCP bound to one ``Evorag`` service. Use ``build_server``."""
 
-    def __init__(self, service) -> None:
+    def __init__(self, service, principal: Principal | None = None) -> None:
         super().__init__(
             name="evorag",
             instructions=INSTRUCTIONS,
@@ -242,6 +272,9 @@ class EvoragMCP(FastMCP):
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
         self.service = service
+        # Who acts when a request carries no authenticated principal (stdio, in-memory sessions).
+        self.local_principal = principal or Principal(
+            os_user(), Role.parse(service.settings.mcp_local_role), via="mcp")
         self.jobs = CrawlJobs(service)
         self.metrics = ServerMetrics()
         self._job_watchers: set[asyncio.Task] = set()
@@ -278,12 +311,35 @@ class EvoragMCP(FastMCP):
         self._track_session()
         return await super().list_tools()
 
+    def principal(self) -> Principal:
+        """Who the current request acts for: the HTTP guard's principal, else the server's local one."""
+        try:
+            request = self._mcp_server.request_context.request
+        except LookupError:
+            request = None
+        scope = getattr(request, "scope", None)
+        return (principal_of(scope) if isinstance(scope, dict) else None) or self.local_principal
+
+    def authorize(self, name: str) -> Principal:
+        """The current principal, if its role allows calling tool ``name``; else a ToolError naming both roles.
+        Unknown tools pass through: FastMCP reports them."""
+        principal = self.principal()
+        if self._tool_manager.get_tool(name) is None:
+            return principal
+        needed = tool_role(name, generated=name in self._generated)
+        if principal.role < needed:
+            logger.warning("refused %s for %s (%s role, %s needed)", name, principal.name, principal.role, needed)
+            raise ToolError(f"{name} needs the {needed} role; {principal.name} has the {principal.role} role "
+                            "(an admin grants roles with `evorag users add NAME --role ROLE`)")
+        return principal
+
     async def call_tool(self, name: str, arguments: dict[str, Any]):
         self._track_session()
         # Unknown names share one label: clients must not be able to grow the metric series.
         timer = ToolTimer(self.metrics, logger, name if self._tool_manager.get_tool(name) else "unknown")
         try:
-            result = await super().call_tool(name, arguments)
+            with acting_as(self.authorize(name)):
+                result = await super().call_tool(name, arguments)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 timer.done(exc.__cause__)
@@ -354,24 +410,23 @@ class EvoragMCP(FastMCP):
         return changed
 
     def _generated_tool(self, manifest) -> Tool:
-        schema = manifest.parameters_schema if isinstance(manifest.parameters_schema, dict) else {}
-        if schema.get("type") != "object":
-            schema = {"type": "object", "properties": {}}
-        registry = self.service.registry
+        # The docstring and parameter descriptions are untrusted (a model or a submitter wrote them): clients
+        # get them through the manifest's template, one quoted line each, instruction-like text withheld.
+        schema = manifest.served_schema()
+        service = self.service
         name = manifest.name
 
         async def call(arguments: dict[str, Any]) -> Any:
-            try:
-                return await anyio.to_thread.run_sync(registry.call, name, arguments)
+            try:  # acts for the caller (call_tool's acting_as), whose operator role was checked
+                return await anyio.to_thread.run_sync(functools.partial(service.call_tool, name, arguments))
             except EvoragError as exc:
                 raise ToolError(str(exc)) from exc
 
-        description = (manifest.description or name).strip()
         return _GeneratedTool(
             fn=call,
             name=name,
-            title=name.replace("_", " "),
-            description=f"{description}\n\n(evolved tool v{manifest.version}, risk {manifest.risk})",
+            title=manifest.served_name().replace("_", " "),
+            description=manifest.served_description(),
             parameters=schema,
             fn_metadata=func_metadata(_placeholder, structured_output=False),
             is_async=True,
@@ -454,9 +509,13 @@ class EvoragMCP(FastMCP):
             await self.aclose()
 
 
-def build_server(service) -> EvoragMCP:
-    """The MCP server for ``service`` (an ``Evorag``). Deployed tools are registered from the start."""
-    return EvoragMCP(service)
+def build_server(service, *, principal: Principal | None = None) -> EvoragMCP:
+    """The MCP server for ``service`` (an ``Evorag``). Deployed tools are registered from the start.
+
+    ``principal`` acts for requests that carry none (stdio, in-memory sessions); default: the local OS user
+    with EVORAG_MCP_LOCAL_ROLE (operator). HTTP requests act for their bearer token's principal.
+    """
+    return EvoragMCP(service, principal)
 
 
 def _register_tools(server: EvoragMCP) -> None:
@@ -589,7 +648,6 @@ def _register_tools(server: EvoragMCP) -> None:
     ) -> EvolutionResult:
         """Generate, check, test and (after approval) deploy a new tool for ``feature_request``. Risky changes
         ask for approval through the client when it supports elicitation; otherwise they stay pending."""
-        from teams import run_evolution
         from tools.url_guard import check_url
 
         allow_private = service.settings.allow_private
@@ -598,10 +656,11 @@ def _register_tools(server: EvoragMCP) -> None:
             for u in documentation_urls or []
         ]
         # Crawling the docs takes the service's single writer slot, shared with crawl jobs.
-        approver = McpApprover(ctx, service.evolution.approvals)
+        principal = server.principal()
+        approver = McpApprover(ctx, service.evolution.approvals, principal=principal)
         async with server.jobs.exclusive(enabled=bool(docs)), _ProgressEvents(ctx) as on_event:
-            outcome = await run_evolution(
-                service, feature_request, docs=docs, approver=approver, on_event=on_event
+            outcome = await service.aevolve(
+                feature_request, docs=docs, approver=approver, on_event=on_event, principal=principal
             )
         server.metrics.evolutions.labels(status=outcome.status).inc()
         return EvolutionResult(**outcome.to_dict())
@@ -616,11 +675,11 @@ def _register_tools(server: EvoragMCP) -> None:
     ) -> HealingResult:
         """Run the health checks, diagnose failures and repair them (fixes go through the same gates and
         approval as evolved tools)."""
-        from teams import run_healing
-
-        approver = McpApprover(ctx, service.evolution.approvals)
+        principal = server.principal()
+        approver = McpApprover(ctx, service.evolution.approvals, principal=principal)
         async with _ProgressEvents(ctx) as on_event:
-            report = await run_healing(service, issue_description, approver=approver, on_event=on_event)
+            report = await service.aheal(issue_description, approver=approver, on_event=on_event,
+                                         principal=principal)
         return HealingResult(**report.to_dict())
 
     @server.tool(annotations=read_only)
@@ -670,15 +729,14 @@ def _register_tools(server: EvoragMCP) -> None:
             str | None, Field(description="The human approval token; required for HIGH risk.")
         ] = None,
     ) -> DecisionResult:
-        """Approve a pending change and deploy it. HIGH risk needs the human approval token: a model cannot
-        approve its own high-risk change."""
+        """Approve a pending change and deploy it (approver role). HIGH risk also needs the human approval
+        token: a model cannot approve its own high-risk change."""
         result = await anyio.to_thread.run_sync(
             functools.partial(
                 service.decide_approval,
                 approval_id,
                 approve=True,
-                by="mcp",
-                human=False,
+                principal=server.principal(),
                 token=usable_token(human_token),
                 reason="approved over MCP",
             )
@@ -693,19 +751,23 @@ def _register_tools(server: EvoragMCP) -> None:
         approval_id: ApprovalId,
         reason: Annotated[str, Field(max_length=2000, description="Why (kept in the audit log).")] = "",
     ) -> DecisionResult:
-        """Reject a pending change."""
+        """Reject a pending change (approver role)."""
         result = await anyio.to_thread.run_sync(
             functools.partial(
                 service.decide_approval,
                 approval_id,
                 approve=False,
-                by="mcp",
+                principal=server.principal(),
                 reason=reason or "rejected over MCP",
             )
         )
         decision = _decision(approval_id, result)
         server.metrics.approval_decisions.labels(decision="reject", status=decision.status).inc()
         return decision
+
+    unlisted = sorted(set(server._tool_manager._tools) - set(TOOL_OPERATIONS))
+    if unlisted:  # a tool without a role would be refused to everyone: say so at start-up, not at the first call
+        raise RuntimeError(f"MCP tools without an entry in TOOL_OPERATIONS: {', '.join(unlisted)}")
 
 
 def _job_info(job) -> JobInfo:

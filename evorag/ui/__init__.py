@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from evorag.ui._auth import check_credentials, credentials_configured, ensure_auth_secret, require_credentials
+from evorag.ui._auth import (
+    FROM_SETTINGS,
+    FROM_STORE,
+    check_credentials,
+    credentials_configured,
+    ensure_auth_secret,
+    login,
+    require_credentials,
+    session_principal,
+)
 from evorag.ui._commands import COMMANDS, Command, crawl_arguments, help_text, parse_command
 from evorag.ui._render import (
     link_citations,
@@ -21,6 +30,9 @@ from evorag.ui._render import (
     render_healing,
     render_history,
     render_outcome,
+    render_pending,
+    render_pending_header,
+    render_principal,
     render_sources,
     render_tools,
     render_trend,
@@ -38,6 +50,8 @@ _LAZY = {
 
 __all__ = [
     "COMMANDS",
+    "FROM_SETTINGS",
+    "FROM_STORE",
     "AgentSteps",
     "ChainlitApprover",
     "Command",
@@ -49,6 +63,7 @@ __all__ = [
     "ensure_schema",
     "help_text",
     "link_citations",
+    "login",
     "metrics_figure",
     "parse_command",
     "quality_table",
@@ -59,12 +74,16 @@ __all__ = [
     "render_healing",
     "render_history",
     "render_outcome",
+    "render_pending",
+    "render_pending_header",
+    "render_principal",
     "render_sources",
     "render_tools",
     "render_trend",
     "render_versions",
     "require_credentials",
     "run_ui",
+    "session_principal",
 ]
 
 

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "heal": ("/heal [PROBLEM]", "Run the health checks and repair what fails", "heart-pulse"),
     "metrics": ("/metrics", "Answer quality over time, the trend, evolutions and versions", "chart-line"),
     "versions": ("/versions", "Checkpoints of the deployed tools, with rollback", "history"),
+    "approvals": ("/approvals", "Changes waiting for approval: approvers approve or reject them", "shield-check"),
     "tools": ("/tools", "Tools the agents have deployed", "wrench"),
     "sources": ("/sources", "Indexed documentation sources", "library"),
     "help": ("/help", "What each command does", "circle-help"),

@@ -14,6 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from evorag.approval_token import withhold
 from evorag.errors import ConfigError
 from evorag.ui._auth import AUTH_SECRET_ENV, ensure_auth_secret, require_credentials
 
@@ -89,7 +90,7 @@ def ui_command(host: str, port: int) -> list[str]:
 
 
 def ui_environment(settings, host: str, port: int) -> dict[str, str]:
-    env = dict(os.environ)
+    env = withhold(dict(os.environ))  # the UI runs agents and tools: the approval token's digest only
     env["EVORAG_HOME"] = str(settings.home)
     env["CHAINLIT_APP_ROOT"] = str(prepare_app_root(settings.home, host, port))
     env[AUTH_SECRET_ENV] = ensure_auth_secret(settings.home)
@@ -98,8 +99,14 @@ def ui_environment(settings, host: str, port: int) -> dict[str, str]:
 
 
 def run_ui(settings, host: str | None = None, port: int | None = None) -> None:
-    """Replace this process with the Chainlit server. Raises ConfigError without a UI login."""
-    require_credentials(settings)
+    """Replace this process with the Chainlit server. Raises ConfigError when nobody could log in."""
+    from evorag.principals import PrincipalStore
+
+    store = PrincipalStore(settings.principals_path)
+    try:
+        require_credentials(settings, store)
+    finally:
+        store.close()
     host = host or settings.ui_host
     port = port or settings.ui_port
     if not is_loopback(host):

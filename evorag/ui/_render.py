@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from evorag.principals import Role
+
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 QUALITY_COLUMNS = (("grounding", "grounding"), ("rougeL", "ROUGE-L"), ("ndcg", "nDCG"),
                    ("code_quality", "code"), ("overall", "overall"))
@@ -153,6 +155,32 @@ def render_approval(request) -> str:
             "The change and the sandbox test results are below.")
 
 
+def render_pending(request) -> str:
+    """One pending approval in the /approvals view."""
+    reasons = "".join(f"\n- {text_cell(r, 200)}" for r in request.risk_reasons)
+    asked = f" · asked by {code_span(request.requested_by, 64)}" if request.requested_by else ""
+    return (f"### {code_span(request.tool)} · **Risk: {request.risk}**\n\n"
+            f"Approval `{request.id}`{asked} · expires {when(request.expires_at)} UTC{reasons}\n\n"
+            f"{text_cell(request.summary, 500)}")
+
+
+def render_principal(principal) -> str:
+    return f"Signed in as {code_span(principal.name, 64)} · role **{principal.role}**"
+
+
+def render_pending_header(principal, count: int) -> str:
+    """The head of the /approvals view: who is looking, how many wait, and whether they may decide."""
+    lines = [f"## Pending approvals\n\n{render_principal(principal)}\n"]
+    if not count:
+        lines.append("Nothing is waiting for approval.")
+    elif principal.role >= Role.APPROVER:  # any risk: a logged-in approver is proof of a person for HIGH
+        lines.append(f"{count} change(s) wait for a decision: Approve deploys at once, Reject discards.")
+    else:
+        lines.append(f"{count} change(s) wait for a decision. Only approvers can decide them; you are "
+                     f"{principal.role}.")
+    return "\n".join(lines)
+
+
 def render_sources(records: Iterable) -> str:
     rows = [f"| {text_cell(r.name)} | {r.pages} | {r.chunks} | {when(r.last_crawl_at)} | {text_cell(r.start_url, 100)} |"
             for r in records]
@@ -163,7 +191,7 @@ def render_sources(records: Iterable) -> str:
 
 def render_tools(manifests: Iterable) -> str:
     rows = [f"| {code_span(m.name)} | v{m.version} | {m.risk} | "
-            f"{text_cell((m.description or '').splitlines()[0] if m.description else '', 120)} |" for m in manifests]
+            f"{text_cell(m.summary(), 120)} |" for m in manifests]
     if not rows:
         return "No evolved tools yet. Ask for one with `/evolve REQUEST`."
     return "\n".join(["| tool | version | risk | description |", "|---|---|---|---|", *rows])
