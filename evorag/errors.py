@@ -35,6 +35,10 @@ class NotFoundError(UserError):
     """A named thing (source, dataset, version) does not exist."""
 
 
+class PermissionDeniedError(UserError):
+    """The acting principal's role does not allow this; the message names the role needed and the one held."""
+
+
 class BlockedURLError(UserError):
     """The URL guard refused a URL (private address, odd scheme, ...)."""
 

@@ -79,3 +79,22 @@ def test_eval_and_restore(path, tolerance):
     _run(["eval", path, "--tolerance", tolerance, "--json"])
     _run(["restore", path])
     _run(["tools", "add", path, "--yes", "--json"])
+
+
+@pytest.mark.parametrize("command", ["search", "ask"])
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b"ok \xed\xa0\x80 surrogate", b"\xc3"])
+def test_undecodable_arguments_are_refused_in_one_line(command, raw, tmp_path):
+    """Bytes the locale cannot decode reach argv as lone surrogates: refused (exit 2), never a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env.update(EVORAG_HOME=str(tmp_path / "home"), EVORAG_CONFIG=str(tmp_path / "none.toml"), LANG="C.UTF-8",
+               LC_ALL="C.UTF-8", EVORAG_LLM_PROVIDER="replay", EVORAG_REPLAY_FILE=str(tmp_path / "none.json"))
+    args = [sys.executable.encode(), b"-m", b"evorag.cli", command.encode(), raw]
+    result = subprocess.run(args, env=env, capture_output=True, timeout=300, check=False)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert stderr.startswith("error: the ") and "is not valid UTF-8 text" in stderr.splitlines()[0]

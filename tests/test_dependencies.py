@@ -117,12 +117,74 @@ def test_new_dependency_without_pip_records_the_requirement():
 
 
 def test_unknown_package_is_found_by_pip():
-    report = check_dependencies(CANDIDATES / "unknown_package", resolve=True, index_timeout=120)
+    # Allowlisted for this test: a name off the allowlist never reaches pip (see the test below).
+    allowlist = [*DEFAULT_ALLOWLIST, "evorag-nonexistent-pkg-zz9"]
+    report = check_dependencies(CANDIDATES / "unknown_package", resolve=True, index_timeout=120, allowlist=allowlist)
 
     assert not report.ok
     assert report.reason.startswith("unknown package evorag-nonexistent-pkg-zz9")
-    assert any("not on the allowlist" in problem for problem in report.problems[1:])
     assert report.docker_lines == []
+
+
+@pytest.fixture
+def recording_index():
+    """A package index on 127.0.0.1 that answers 404 to everything and records what was asked."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple/", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_name_off_the_allowlist_is_refused_before_the_index_is_asked(tmp_path, recording_index):
+    """`evorag tools add` with a requirement off the allowlist: the dependency gate refuses it, and the package
+    index never hears of the name (asking already tells whoever watches, or squats, the name)."""
+    import os
+    import subprocess
+    import sys
+
+    index_url, requests = recording_index
+    tool = make_tool(tmp_path / "cand", '''
+        def shout(text: str) -> str:
+            """Upper-case ``text``."""
+            return text.upper()
+        ''', "zqxv-evorag-unlisted-probe==1.0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVORAG_", "PIP_"))}
+    env.update(EVORAG_HOME=str(tmp_path / "home"), EVORAG_CONFIG=str(tmp_path / "none.toml"),
+               EVORAG_RESOLVE_DEPENDENCIES="true", PIP_INDEX_URL=index_url, PIP_NO_CACHE_DIR="1",
+               PIP_RETRIES="0")
+    result = subprocess.run([sys.executable, "-m", "evorag.cli", "tools", "add", str(tool), "--yes", "--json"],
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stderr  # a rejected candidate
+    outcome = json.loads(result.stdout)
+    assert outcome["gate"] == "dependencies"
+    assert "'zqxv-evorag-unlisted-probe' is not on the allowlist" in outcome["reason"]
+    assert requests == []
+
+    # The control: with the name allowlisted, the gate does ask this index (so the recorder would have seen it).
+    env["EVORAG_DEPENDENCY_ALLOWLIST"] = '["zqxv-evorag-unlisted-probe"]'
+    result = subprocess.run([sys.executable, "-m", "evorag.cli", "tools", "add", str(tool), "--yes", "--json"],
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert json.loads(result.stdout)["gate"] == "dependencies", result.stderr
+    assert any("zqxv-evorag-unlisted-probe" in path for path in requests), requests
 
 
 def test_new_dependency_is_resolved_and_pinned():

@@ -226,3 +226,49 @@ def test_check_address_is_the_connection_time_check() -> None:
     check_address("docs.example.test", "127.0.0.1", allow_private=True)
     with pytest.raises(BlockedURLError, match="resolves to loopback address 127.0.0.1"):
         check_address("docs.example.test", "127.0.0.1")
+
+
+# Host names no resolver accepts: each is a UserError from the guard, before any lookup (the IDNA codec
+# used to raise UnicodeError from inside getaddrinfo for a 64-character label).
+INVALID_HOST_NAMES = [
+    "a" * 64 + ".com",  # a label over 63 characters
+    ("a" * 60 + ".") * 5 + "com",  # a name over 253 characters
+    "-leading.example.com",
+    "trailing-.example.com",
+    "a..b.example.com",  # an empty label
+    "ex%61mple.com",
+    "ü" * 70 + ".de",  # over 63 once IDNA-encoded
+    "*.example.com",
+]
+
+
+@pytest.mark.parametrize("host", INVALID_HOST_NAMES)
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_invalid_host_names_are_user_errors(host: str, allow_private: bool, monkeypatch) -> None:
+    lookups: list[str] = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: lookups.append(host) or [])
+    with pytest.raises(UserError, match="host name") as caught:
+        check_url(f"http://{host}/docs", allow_private=allow_private)
+    assert not isinstance(caught.value, BlockedURLError)
+    assert lookups == []  # refused before any lookup
+
+
+@pytest.mark.parametrize("host", ["a" * 63 + ".com", "my_host.example", "xn--bcher-kva.de", "bücher.de", "a.b.c.d.e"])
+def test_valid_host_names_still_pass(host: str) -> None:
+    assert check_url(f"http://{host}/", resolve=False).startswith("http://")
+
+
+def test_a_64_character_label_in_crawl_is_one_line_and_exit_code_2(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env.update(EVORAG_HOME=str(tmp_path / "home"), EVORAG_CONFIG=str(tmp_path / "none.toml"))
+    for url in ("http://" + "a" * 64 + ".com/", "https://" + "ü" * 70 + ".de/"):
+        result = subprocess.run([sys.executable, "-m", "evorag.cli", "crawl", url], env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[0].startswith("error: ") and "host name" in lines[0] and len(lines) <= 2, result.stderr

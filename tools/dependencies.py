@@ -195,17 +195,19 @@ def check_dependencies(
             not_allowed.append(req.name)
         new.append(req)
 
+    # Refused names are refused before pip runs: asking the index about a name already tells whoever
+    # watches the index (or squats the name) that this machine wants it.
+    problems += [
+        f"new dependency {name!r} is not on the allowlist of new dependencies "
+        "(add it to the allowlist setting if a human has reviewed it)"
+        for name in not_allowed
+    ]
     resolved: list[dict[str, Any]] = []
     if resolve and new and not problems:
         resolved, resolve_problems = resolve_requirements(
             [str(req) for req in new], env, timeout=index_timeout
         )
         problems += resolve_problems
-    problems += [
-        f"new dependency {name!r} is not on the allowlist of new dependencies "
-        "(add it to the allowlist setting if a human has reviewed it)"
-        for name in not_allowed
-    ]
 
     report = _report(
         not problems,

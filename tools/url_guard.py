@@ -33,6 +33,9 @@ _IPV4_LIKE = re.compile(r"^[0-9a-fA-FxX.]+$")
 # Characters that different URL parsers disagree about; refusing them closes parser-confusion tricks.
 _AMBIGUOUS_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
+# One DNS label (LDH, plus '_' which real hosts use): 1-63 characters, no '-' at either end.
+_HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
@@ -183,7 +186,26 @@ def _split(url: str) -> SplitResult:
         raise UserError(f"not a valid URL: {url!r} has an invalid port") from None
     if "[" in parts.netloc and parse_ip_host(parts.hostname) is None:
         raise UserError(f"not a valid URL: {url!r} has an invalid IPv6 address")
+    if parse_ip_host(parts.hostname) is None:
+        _check_host_name(parts.hostname, url)
     return parts
+
+
+def _check_host_name(host: str, url: str) -> None:
+    """Refuse a host that is no DNS name: each label 1-63 letters, digits, '-' or '_' (after IDNA), 253 in all.
+
+    The resolver would otherwise fail on it with an exception of its own (a 64-character label is a
+    UnicodeError from the IDNA codec), far from the user's input.
+    """
+    name = _idna(host).removesuffix(".")
+    labels = name.split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        bad = next((label for label in labels if not _HOST_LABEL.match(label)), name)
+        shown = bad if len(bad) <= 70 else bad[:67] + "..."
+        raise UserError(
+            f"not a valid URL: {url[:200]!r} has an invalid host name ({shown!r})",
+            hint="a host name is dot-separated labels of 1-63 letters, digits or '-', 253 characters at most",
+        )
 
 
 def _normalized(parts: SplitResult, ip: IPAddress | None = None) -> str:
@@ -211,7 +233,9 @@ def _idna(host: str) -> str:
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError:
-        raise UserError(f"not a valid host name: {host!r}") from None
+        shown = host if len(host) <= 80 else host[:77] + "..."
+        raise UserError(f"not a valid host name: {shown!r}",
+                        hint="a host name is dot-separated labels of 1-63 characters") from None
 
 
 def _resolve(host: str, port: int, url: str) -> list[IPAddress]:
@@ -221,6 +245,8 @@ def _resolve(host: str, port: int, url: str) -> list[IPAddress]:
         # Unresolvable names are not a guard matter: the fetch reports "host not found".
         del exc
         return []
+    except UnicodeError:  # the resolver's IDNA step refused the name
+        raise UserError(f"not a valid URL: {url[:200]!r} has an invalid host name") from None
     addresses = []
     for *_, sockaddr in answers:
         try:

@@ -2,6 +2,12 @@
 
 Over HTTP, ``/metrics`` (Prometheus text format) needs the same bearer token as ``/mcp``: it reveals
 usage. ``/healthz`` is open.
+
+Who the client acts as: over HTTP the principal of its bearer token (``evorag users``; with no users yet,
+``EVORAG_MCP_TOKEN`` is one admin). Over stdio the client is whatever assistant started ``evorag mcp``, and
+a model drives it: it acts as the local OS user with ``EVORAG_MCP_LOCAL_ROLE`` (default operator), like an
+unauthenticated loopback HTTP client. Neither is ever proof of a person, so HIGH risk still needs the
+approval token. Both servers first drop the approval token from their environment (evorag/approval_token.py).
 """
 
 from __future__ import annotations
@@ -11,17 +17,27 @@ import logging
 import os
 import sys
 
+from evorag.approval_token import withhold_from_process
 from evorag.errors import ConfigError
-from evorag.mcp_server._auth import GuardMiddleware, is_loopback
+from evorag.mcp_server._auth import BearerAuthenticator, GuardMiddleware, is_loopback
+from evorag.mcp_server._limits import BodyGuard, SessionLimiter, sdk_live_sessions
 from evorag.mcp_server._server import EvoragMCP, build_server
 from evorag.observability import MetricsMiddleware, configure_logging
 
 logger = logging.getLogger("evorag.mcp")
 
 TOKEN_HINT = (
-    "set EVORAG_MCP_TOKEN to a long random secret, e.g. "
+    "add users with roles (`evorag users add NAME --role ROLE` prints their token), or set EVORAG_MCP_TOKEN to "
+    "a long random secret for one admin, e.g. "
     "`export EVORAG_MCP_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`"
 )
+
+
+def local_principal(settings, via: str, name: str | None = None):
+    """The principal of clients that do not authenticate (stdio, --insecure-no-auth): EVORAG_MCP_LOCAL_ROLE."""
+    from evorag.principals import Principal, Role, os_user
+
+    return Principal(name or os_user(), Role.parse(settings.mcp_local_role), via=via)
 
 
 def _claim_stdout() -> io.TextIOWrapper:
@@ -46,15 +62,17 @@ def run_stdio(service) -> None:
     """Serve one MCP client over stdin/stdout until it disconnects."""
     import anyio
 
+    withhold_from_process()
     _configure_logging(service.settings)
-    server = build_server(service)
+    server = build_server(service, principal=local_principal(service.settings, "mcp-stdio"))
     protocol_out = _claim_stdout()
     anyio.run(server.serve_stdio, anyio.wrap_file(protocol_out))
 
 
-def http_app(server: EvoragMCP, *, token: str | None, allowed_origins: list[str], host: str):
+def http_app(server: EvoragMCP, *, authenticate, allowed_origins: list[str], host: str, anonymous=None):
     """The ASGI app: ``/mcp`` (streamable HTTP, stateful sessions) and ``/metrics`` behind the guard, open
-    ``/healthz``; every response is counted in ``server.metrics``."""
+    ``/healthz``; every response is counted in ``server.metrics``. ``authenticate`` maps a bearer token to
+    a principal; None serves without authentication, every request acting as ``anonymous``."""
     from mcp.server.transport_security import TransportSecuritySettings
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
@@ -76,12 +94,29 @@ def http_app(server: EvoragMCP, *, token: str | None, allowed_origins: list[str]
         body, content_type = server.metrics.render()
         return Response(body, media_type=content_type)
 
-    guarded = GuardMiddleware(server.streamable_http_app(), token=token, allowed_origins=allowed_origins)
+    guarded = GuardMiddleware(_limited(server), authenticate=authenticate, allowed_origins=allowed_origins,
+                              anonymous=anonymous)
     return MetricsMiddleware(guarded, server.metrics)
 
 
-def resolve_http_auth(service, host: str, insecure_no_auth: bool) -> str | None:
-    """The bearer token to require, or None when running without auth is allowed (loopback only)."""
+def _limited(server: EvoragMCP):
+    """The SDK's streamable HTTP app behind the body checks and the per-client session cap (see _limits)."""
+    settings = server.service.settings
+    if hasattr(server.settings, "session_idle_timeout"):  # the SDK closes idle sessions itself
+        server.settings.session_idle_timeout = settings.mcp_session_idle_seconds
+    if hasattr(server.settings, "max_request_body_size"):
+        server.settings.max_request_body_size = settings.mcp_max_body_bytes
+    path = server.settings.streamable_http_path
+    sessions = SessionLimiter(server.streamable_http_app(), path=path, max_sessions=settings.mcp_max_sessions,
+                              idle_seconds=settings.mcp_session_idle_seconds, live_sessions=sdk_live_sessions(server))
+    return BodyGuard(sessions, path=path, max_bytes=settings.mcp_max_body_bytes, max_depth=settings.mcp_max_json_depth)
+
+
+def resolve_http_auth(service, host: str, insecure_no_auth: bool) -> BearerAuthenticator | None:
+    """How bearer tokens become principals, or None when running without auth is allowed (loopback only).
+
+    Raises ConfigError when no client could authenticate: no users and no EVORAG_MCP_TOKEN.
+    """
     settings = service.settings
     if insecure_no_auth:
         if not is_loopback(host):
@@ -90,13 +125,17 @@ def resolve_http_auth(service, host: str, insecure_no_auth: bool) -> str | None:
                 hint=f"bind to 127.0.0.1, or {TOKEN_HINT}",
             )
         return None
-    token = settings.mcp_token.get_secret_value() if settings.mcp_token else ""
-    if not token.strip():
+    token = (settings.mcp_token.get_secret_value() if settings.mcp_token else "").strip()
+    store = service.principals
+    if store.has_users():
+        if token:
+            logger.warning("EVORAG_MCP_TOKEN is ignored: users exist, each client uses its own token")
+    elif not token:
         raise ConfigError(
-            "the MCP HTTP server needs a bearer token and EVORAG_MCP_TOKEN is not set",
+            "the MCP HTTP server needs a bearer token: there are no users and EVORAG_MCP_TOKEN is not set",
             hint=f"{TOKEN_HINT}; for a local test only, pass --insecure-no-auth",
         )
-    return token
+    return BearerAuthenticator(store, token or None)
 
 
 def run_http(
@@ -111,11 +150,14 @@ def run_http(
     settings = service.settings
     host = host or settings.mcp_host
     port = settings.mcp_port if port is None else port
-    token = resolve_http_auth(service, host, insecure_no_auth)
+    authenticate = resolve_http_auth(service, host, insecure_no_auth)
+    withhold_from_process()
     _configure_logging(settings)  # before build_server: FastMCP installs its own handler on a bare root
-    server = build_server(service)
-    app = http_app(server, token=token, allowed_origins=settings.mcp_allowed_origins, host=host)
-    if token is None:
+    anonymous = local_principal(settings, "mcp-http", name="anonymous")
+    server = build_server(service, principal=anonymous)
+    app = http_app(server, authenticate=authenticate, allowed_origins=settings.mcp_allowed_origins, host=host,
+                   anonymous=anonymous)
+    if authenticate is None:
         logger.warning("serving MCP over HTTP WITHOUT authentication (loopback only)")
     elif not is_loopback(host):
         logger.warning("serving MCP on %s over plain HTTP: put TLS in front of it", host)

@@ -1,8 +1,11 @@
 """Deployed tools live in a git repository: every deploy and rollback is a checkpoint commit.
 
-Layout: ``tools/<name>/{tool.py, manifest.json, requirements.txt?, test_*.py}`` plus ``CHANGELOG.md``.
+Layout: ``tools/<name>/{tool.py, manifest.json, requirements.txt?, test_*.py}`` plus ``CHANGELOG.md`` and
+``MANIFEST_CHAIN.jsonl`` (the authenticated record of every deployed state, see ``_chain``).
 HEAD is always a consistent tool set: changes are written to the work tree and committed in one
-step; a process killed in between leaves a dirty tree that ``recover`` resets to HEAD on next open.
+step (the chain line with them); a process killed in between leaves a dirty tree that ``recover`` resets
+to HEAD on next open. A rollback brings back only states the chain recorded: history that came from
+elsewhere (a restored backup) cannot put an unverified tool back into service.
 """
 
 from __future__ import annotations
@@ -15,6 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evorag.errors import NotFoundError, UserError
+from tools.plugins._chain import (
+    CHAIN_FILE,
+    KEY_FILE,
+    MAX_TOOL_FILE_BYTES,
+    ManifestChain,
+    ToolState,
+    UntrustedToolError,
+    load_or_create_key,
+    state_from_files,
+    state_of_directory,
+)
 from tools.plugins._manifest import MANIFEST, ToolManifest
 
 _TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -39,10 +53,14 @@ class Version:
 
 
 class PluginRepository:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, key_path: Path | None = None) -> None:
+        """Open (or create) the repository at ``root``. ``key_path`` holds the manifest chain's key
+        (default: ``manifest-chain.key`` next to ``root``, i.e. in EVORAG_HOME), created on first use."""
         import git
 
         self.root = root
+        self.key_path = key_path or root.parent / KEY_FILE
+        self._chain: ManifestChain | None = None
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
         if (root / ".git").exists():
@@ -54,9 +72,19 @@ class PluginRepository:
                 config.set_value("user", "email", "evorag@localhost")
             (root / "tools").mkdir(exist_ok=True)
             (root / "CHANGELOG.md").write_text("# Changelog of evolved tools\n")
-            self.repo.index.add(["CHANGELOG.md"])
+            (root / CHAIN_FILE).touch()
+            self.repo.index.add(["CHANGELOG.md", CHAIN_FILE])
             self.repo.index.commit("Initial checkpoint: no tools")
         self.recover()
+        if not (root / CHAIN_FILE).exists():
+            self._adopt_history()
+
+    @property
+    def chain(self) -> ManifestChain:
+        """The manifest chain; its key is read (or created, 0600) on first use."""
+        if self._chain is None:
+            self._chain = ManifestChain(self.root / CHAIN_FILE, load_or_create_key(self.key_path))
+        return self._chain
 
     @property
     def tools_dir(self) -> Path:
@@ -105,6 +133,12 @@ class PluginRepository:
                 for file in sorted(candidate_dir.glob(pattern)):
                     shutil.copy2(file, target / file.name)
             manifest.save(target / MANIFEST)
+            try:
+                state = state_of_directory(target)
+            except UntrustedToolError as exc:
+                self.recover()
+                raise UserError(f"cannot deploy {name}: {exc}") from None
+            self.chain.append("deploy", name, state)
             verb = "update" if previous else "add"
             return self._checkpoint(f"{verb} tool {name} v{manifest.version}: {message}",
                                     f"{verb} `{name}` v{manifest.version} ({manifest.risk}) — {message}")
@@ -112,6 +146,7 @@ class PluginRepository:
     def remove(self, name: str, *, message: str = "") -> Version:
         with self._lock:
             shutil.rmtree(self.tool_dir(name))
+            self.chain.append("remove", name, None)
             return self._checkpoint(f"remove tool {name}: {message}", f"remove `{name}` {message}".strip())
 
     def versions(self) -> list[Version]:
@@ -126,14 +161,63 @@ class PluginRepository:
         with self._lock:
             self.recover()
             commit = self._resolve(version_id)
+            target = self._verified_states(commit)
+            before = self._head_states()
             if self.tools_dir.exists():
                 shutil.rmtree(self.tools_dir)
             tracked = [item.path for item in commit.tree.traverse() if item.path.startswith("tools/")]
             if tracked:
                 self.repo.git.checkout(commit.hexsha, "--", "tools")
             self.tools_dir.mkdir(exist_ok=True)
+            for name, state in sorted(target.items()):
+                if before.get(name) != state.digest:
+                    self.chain.append("rollback", name, state)
+            for name in sorted(set(before) - set(target)):
+                self.chain.append("remove", name, None)
             short = commit.hexsha[:12]
             return self._checkpoint(f"rollback to {short}", f"rollback to `{short}` ({commit.summary})")
+
+    def _verified_states(self, commit) -> dict[str, ToolState]:
+        """The tool states of ``commit``, each of which the chain must have recorded (else UserError)."""
+        states = tree_states(commit)
+        verdict = self.chain.verify()
+        unknown = []
+        for name, state in sorted(states.items()):
+            if isinstance(state, str):
+                unknown.append(f"{name} ({state})")
+            elif not verdict.ok or state.digest not in verdict.known:
+                unknown.append(f"{name} (never deployed through the gates on this home)")
+        if unknown:
+            reason = "" if verdict.ok else f"; {verdict.reason}"
+            raise UserError(
+                f"version {commit.hexsha[:12]} holds tools the manifest chain does not vouch for: "
+                f"{', '.join(unknown)[:500]}{reason}",
+                hint="add them again through the gates with `evorag tools add`",
+            )
+        return states  # type: ignore[return-value]
+
+    def _head_states(self) -> dict[str, str]:
+        """Tool name -> state digest of the chain's latest entries (what the chain says is deployed)."""
+        verdict = self.chain.verify()
+        return {name: entry["state"] for name, entry in verdict.latest.items() if entry.get("state")}
+
+    def _adopt_history(self) -> None:
+        """Start the chain of a repository made before there was one: its own history is taken as deployed
+        (a restore never gets here: it always writes a chain)."""
+        with self._lock:
+            current: dict[str, str] = {}
+            for commit in reversed(list(self.repo.iter_commits("HEAD"))):
+                states = tree_states(commit)
+                for name, state in sorted(states.items()):
+                    if isinstance(state, ToolState) and current.get(name) != state.digest:
+                        self.chain.append("adopt", name, state, commit=commit.hexsha)
+                        current[name] = state.digest
+                for name in sorted(set(current) - set(states)):
+                    self.chain.append("remove", name, None, commit=commit.hexsha)
+                    del current[name]
+            (self.root / CHAIN_FILE).touch()
+            self.repo.git.add("--", CHAIN_FILE)
+            self.repo.index.commit("Start the manifest chain: adopt the deployed history")
 
     def _resolve(self, version_id: str):
         import git
@@ -158,3 +242,36 @@ class PluginRepository:
 
     def changelog(self) -> str:
         return (self.root / "CHANGELOG.md").read_text()
+
+
+def tree_states(commit) -> dict[str, ToolState | str]:
+    """Tool name -> state of each ``tools/<name>`` in a commit (or why it has none), read from git objects.
+
+    Sizes and modes are checked before any blob is read: history is not trusted to hold small, regular files.
+    """
+    try:
+        tools_tree = commit.tree / "tools"
+    except KeyError:
+        return {}
+    states: dict[str, ToolState | str] = {}
+    for tool_tree in tools_tree:
+        if tool_tree.type != "tree":
+            continue
+        contents: dict[str, bytes] = {}
+        problem = None
+        for item in tool_tree:
+            if item.type != "blob" or item.mode not in (0o100644, 0o100755):
+                problem = f"{item.name[:80]!r} is not a regular file"
+                break
+            if item.size > MAX_TOOL_FILE_BYTES:
+                problem = f"{item.name[:80]} is {item.size} bytes"
+                break
+            contents[item.name] = item.data_stream.read()
+        if problem is None:
+            try:
+                states[tool_tree.name] = state_from_files(tool_tree.name, contents)
+                continue
+            except UntrustedToolError as exc:
+                problem = str(exc)
+        states[tool_tree.name] = problem
+    return states
