@@ -1,0 +1,5 @@
+from tool import bypass_bound_method_alias
+
+
+def test_stores():
+    assert bypass_bound_method_alias("abc") == 3

@@ -1,0 +1,5 @@
+from tool import bypass_methodcaller
+
+
+def test_runs():
+    assert bypass_methodcaller("x") == 0

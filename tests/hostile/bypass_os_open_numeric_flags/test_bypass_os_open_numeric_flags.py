@@ -1,0 +1,5 @@
+from tool import bypass_os_open_numeric_flags
+
+
+def test_writes():
+    assert bypass_os_open_numeric_flags("abc") == 3

@@ -1,0 +1,3 @@
+import builtins
+builtins.EVORAG_HOSTILE_SITE = 'ran'
+print('EVORAG-HOSTILE sitecustomize: info ran')

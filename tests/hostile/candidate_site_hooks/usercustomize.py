@@ -1,0 +1,2 @@
+import builtins
+builtins.EVORAG_HOSTILE_SITE = 'ran'

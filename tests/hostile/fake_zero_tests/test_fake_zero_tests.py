@@ -1,0 +1,3 @@
+"""Tests to be written."""
+
+EXPECTED = 3
