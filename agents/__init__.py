@@ -5,7 +5,7 @@ static gates (and repair), the Integration Tester runs the sandbox and regressio
 approves, and the Deployer commits. Teams are assembled in ``teams``.
 """
 
-from agents._evolution_agents import (
+from evorag.agents._evolution_agents import (
     CodeDebugger,
     DependencyValidator,
     Deployer,
@@ -13,8 +13,8 @@ from agents._evolution_agents import (
     IntegrationTester,
     ToolGenerator,
 )
-from agents._human import approval_proxy
-from agents._state import EvolutionState
+from evorag.agents._human import approval_proxy
+from evorag.agents._state import EvolutionState
 
 __all__ = [
     "CodeDebugger",

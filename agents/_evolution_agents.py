@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from agents import _prompts
-from agents._base import StepAgent, last_text
-from agents._parsing import extract_files, extract_json, slug
-from tools.code_checks import max_risk
+from evorag.agents import _prompts
+from evorag.agents._base import StepAgent, last_text
+from evorag.agents._parsing import extract_files, extract_json, slug
+from evorag.tools.code_checks import max_risk
 
 
 class EvolutionOrchestrator(StepAgent):

@@ -16,8 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
+from evorag.tools.answering import Answerer
+
 from evorag.service import Evorag
-from tools.answering import Answerer
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tools.evaluation import Evaluator
+from evorag.tools.evaluation import Evaluator
 
 PASSAGES = [
     (

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_crawl import DOCS, start_server
+from evorag.tools.chunking import embedding_text
 
 from evorag.service import CrawlRequest, Evorag
-from tools.chunking import embedding_text
 
 
 def main() -> None:

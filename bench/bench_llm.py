@@ -28,10 +28,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-
-from agents.model_clients._decoder import LlamaDecoder
-from agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf
-from agents.model_clients._runtime import encode_chat, llama_cpp_importable, pin_torch_threads
+from evorag.agents.model_clients._decoder import LlamaDecoder
+from evorag.agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf
+from evorag.agents.model_clients._runtime import encode_chat, llama_cpp_importable, pin_torch_threads
 
 SHORT_CHAT = [{"role": "user", "content": "What is Python? Answer in detail."}]
 RAG_CONTEXT = (
@@ -160,7 +159,7 @@ def bench_decoder(name, path, short, rag, tokens, threads, reference, weight_for
 
 
 def bench_llama_cpp(path, short, rag, tokens, threads, reference):
-    from agents.model_clients._runtime import LlamaCppGenerator
+    from evorag.agents.model_clients._runtime import LlamaCppGenerator
 
     with Timer() as load:
         generator = LlamaCppGenerator(path, threads)

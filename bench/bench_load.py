@@ -129,10 +129,10 @@ def textwrap_dedent(lines: list[str]) -> list[str]:
 
 
 def build_pages():
-    """Markdown pages (``tools.types.Page``), one per reST file, each with queries drawn from its sections."""
+    """Markdown pages (``evorag.tools.types.Page``), one per reST file, each with queries drawn from its sections."""
     from hashlib import sha256
 
-    from tools.types import Page
+    from evorag.tools.types import Page
 
     pages = []
     for path in sorted(DOCS.rglob("*.rst.txt")):

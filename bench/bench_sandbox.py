@@ -43,7 +43,7 @@ def timed(fn, runs: int) -> list[float]:
 
 def measure(runs: int, label: str) -> None:
     """Print one table: the baseline, then every usable backend of the ``tools`` package imported here."""
-    from tools.sandbox import BubblewrapSandbox, DockerSandbox, Limits
+    from evorag.tools.sandbox import BubblewrapSandbox, DockerSandbox, Limits
 
     candidates = (BubblewrapSandbox(), DockerSandbox())
     backends = [b for b in candidates if b.available()]

@@ -13,8 +13,9 @@ import argparse
 import time
 from pathlib import Path
 
+from evorag.tools.retrieval_eval import evaluate_beir, search_options
+
 from evorag.service import Evorag
-from tools.retrieval_eval import evaluate_beir, search_options
 
 GRID = [
     ("dense only", {"fusion": "rrf", "dense_weight": 1.0, "sparse_weight": 0.0}),

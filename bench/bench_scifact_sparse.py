@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.fusion import fuse
-from tools.sparse import DEFAULT_ENCODER, Bm25Encoder
-from tools.stores import EdgeStore
-from tools.types import Chunk
+from evorag.tools.fusion import fuse
+from evorag.tools.sparse import DEFAULT_ENCODER, Bm25Encoder
+from evorag.tools.stores import EdgeStore
+from evorag.tools.types import Chunk
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
@@ -133,8 +133,9 @@ def load_embeddings(path: Path, corpus, queries) -> tuple[str, np.ndarray, dict[
         cached = np.load(path)
         if list(cached["doc_ids"]) == list(corpus) and list(cached["query_ids"]) == list(queries):
             return str(cached["model"]), cached["docs"], dict(zip(queries, cached["queries"], strict=True))
+    from evorag.tools.embedding import create_embedder
+
     from evorag.settings import load_settings
-    from tools.embedding import create_embedder
 
     embedder = create_embedder(load_settings())
     start = time.perf_counter()

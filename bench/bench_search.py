@@ -8,7 +8,7 @@ embedding model produces (recall@10 ~0.9 at hnsw_ef=128 there, vs 0.99). Measure
 
 * ingest: sparse encoding + upsert, then ``optimize()`` (HNSW + sparse index build), reported apart;
 * hybrid query (excluding the query embedding, which is the same for every store):
-  what the service runs (``tools.search``): BM25 query encoding + id-only ``dense_candidates`` and
+  what the service runs (``evorag.tools.search``): BM25 query encoding + id-only ``dense_candidates`` and
   ``sparse_candidates`` (``--candidates`` each) + RRF in Python + the payloads of the fused top only;
   and ``hybrid_search``, the same RRF done by the engine in one request;
 * the baseline: ``X @ q`` + ``argpartition`` + sort of the top candidates over the same vectors,
@@ -38,10 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.search import HybridSearcher, SearchOptions
-from tools.sparse import encode_document, encode_query
-from tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore
-from tools.types import Chunk
+from evorag.tools.search import HybridSearcher, SearchOptions
+from evorag.tools.sparse import encode_document, encode_query
+from evorag.tools.stores import EdgeStore, QdrantServerStore, SearchFilter, VectorStore
+from evorag.tools.types import Chunk
 
 DIM = 384
 WORDS_PER_CHUNK = 180
@@ -147,7 +147,7 @@ def ingest(
 
 
 def hybrid(store: VectorStore, candidates: int, limit: int, where: SearchFilter | None = None):
-    """The search the service runs (``tools.search.HybridSearcher``), minus the query embedding: id-only
+    """The search the service runs (``evorag.tools.search.HybridSearcher``), minus the query embedding: id-only
     dense and BM25 candidates, RRF in Python, then the payloads of the fused top ``limit``."""
     searcher = HybridSearcher(store, embedder=None)  # type: ignore[arg-type] - the vector is given
     options = SearchOptions(limit=limit, candidates=candidates, fusion="rrf", rrf_k=60,

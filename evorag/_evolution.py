@@ -25,11 +25,11 @@ class EvolutionMixin:
     @property
     def evolution(self):
         from evorag.approval_token import token_digests, withhold_from_process
-        from tools.approvals import ApprovalStore
-        from tools.audit import AuditLog
-        from tools.evolution import EvolutionPipeline
-        from tools.plugins import PluginRepository, ToolRegistry
-        from tools.sandbox import default_sandbox
+        from evorag.tools.approvals import ApprovalStore
+        from evorag.tools.audit import AuditLog
+        from evorag.tools.evolution import EvolutionPipeline
+        from evorag.tools.plugins import PluginRepository, ToolRegistry
+        from evorag.tools.sandbox import default_sandbox
 
         with self._lock:  # type: ignore[attr-defined]
             if self._evolution is None:  # type: ignore[has-type]
@@ -60,7 +60,7 @@ class EvolutionMixin:
     @property
     def memory_store(self):
         """Long-term memory of evolution requests and outcomes (mem0); mem0 loads on first use."""
-        from tools.memory import EvolutionMemory
+        from evorag.tools.memory import EvolutionMemory
 
         with self._lock:  # type: ignore[attr-defined]
             if getattr(self, "_memory_store", None) is None:
@@ -72,9 +72,9 @@ class EvolutionMixin:
         return self.evolution.registry
 
     def _retrieval_gate(self):
-        from tools import regression_gate
-        from tools.evolution import GateVerdict
-        from tools.retrieval_eval import evaluate_golden
+        from evorag.tools import regression_gate
+        from evorag.tools.evolution import GateVerdict
+        from evorag.tools.retrieval_eval import evaluate_golden
 
         settings = self.settings
         golden = settings.gate_golden_set or data_path("golden", "demo.jsonl")
@@ -85,13 +85,13 @@ class EvolutionMixin:
         return GateVerdict("retrieval", gate.passed, reason, details=gate.to_dict())
 
     def _rate_limiter(self):
-        from tools.rate_limit import SlidingWindowLimiter
+        from evorag.tools.rate_limit import SlidingWindowLimiter
 
         return SlidingWindowLimiter(self.settings.home / "rate_limit.sqlite3", limit=self.settings.evolutions_per_hour)
 
     async def aadd_tool(self, path: Path, *, request: str = "", approver=None, principal: Principal | None = None):
         """Run a hand-written candidate directory through the gates; deploy if approved (operator role)."""
-        from tools.approvals import PolicyApprover
+        from evorag.tools.approvals import PolicyApprover
 
         with self.acting(principal, "add_tool") as who:  # type: ignore[attr-defined]
             self._rate_limiter().acquire("evolution")
@@ -104,7 +104,7 @@ class EvolutionMixin:
     async def aevolve(self, request: str, *, approver, docs=(), on_event=None, model_client=None,
                       principal: Principal | None = None):
         """Let the agent team build a tool for ``request`` (operator role); see teams.run_evolution."""
-        from teams import run_evolution
+        from evorag.teams import run_evolution
 
         with self.acting(principal, "evolve"):  # type: ignore[attr-defined]
             return await run_evolution(self, request, docs=docs, approver=approver, on_event=on_event,
@@ -113,7 +113,7 @@ class EvolutionMixin:
     async def aheal(self, description: str, *, approver, on_event=None, model_client=None,
                     principal: Principal | None = None):
         """Run the health checks and repair what fails (operator role); see teams.run_healing."""
-        from teams import run_healing
+        from evorag.teams import run_healing
 
         with self.acting(principal, "heal"):  # type: ignore[attr-defined]
             return await run_healing(self, description, approver=approver, on_event=on_event,
@@ -121,21 +121,21 @@ class EvolutionMixin:
 
     def find_gaps(self, *, threshold: float = 0.5, principal: Principal | None = None):
         """Knowledge gaps: weak answers and the links crawls did not follow (reads only: reader role)."""
-        from teams import find_knowledge_gaps
+        from evorag.teams import find_knowledge_gaps
 
         with self.acting(principal, "metrics"):  # type: ignore[attr-defined]
             return find_knowledge_gaps(self, threshold=threshold)
 
     async def afill_gaps(self, proposals, *, approver, on_event=None, principal: Principal | None = None):
         """Crawl approved gap proposals (operator role; each crawl is a MEDIUM-risk approval)."""
-        from teams import fill_knowledge_gaps
+        from evorag.teams import fill_knowledge_gaps
 
         with self.acting(principal, "gaps"):  # type: ignore[attr-defined]
             return await fill_knowledge_gaps(self, proposals, approver=approver, on_event=on_event)
 
     async def arun_spec(self, path: Path, *, on_event=None, principal: Principal | None = None):
         """A scripted team run (operator role); its ``approve: yes`` approves LOW risk only."""
-        from teams import run_spec
+        from evorag.teams import run_spec
 
         with self.acting(principal, "evolve"):  # type: ignore[attr-defined]
             return await run_spec(self, Path(path), on_event=on_event)

@@ -322,7 +322,7 @@ def metrics(
         history = service.metrics.history(last=last, kind="answer")
         trend = service.metrics.trend(window=service.settings.trend_window)
     if html:
-        from tools.metrics_html import write_html_report
+        from evorag.tools.metrics_html import write_html_report
 
         path = write_html_report(history, Path(html), trend)
         err.print(f"wrote {path}", markup=False)
@@ -368,8 +368,8 @@ def eval_(
 
     from evorag.errors import NotFoundError
     from evorag.progress import counting_progress
-    from tools import regression_gate
-    from tools.retrieval_eval import evaluate_beir, evaluate_golden
+    from evorag.tools import regression_gate
+    from evorag.tools.retrieval_eval import evaluate_beir, evaluate_golden
 
     _require("eval")
     path = Path(dataset)
@@ -378,7 +378,7 @@ def eval_(
     baseline_metrics = regression_gate.load_baseline(Path(baseline)) if baseline else None
     with _service() as service:
         if path.is_dir():
-            from tools.datasets import load_beir
+            from evorag.tools.datasets import load_beir
 
             size = len(load_beir(path).corpus)
             with counting_progress(err, "indexing corpus", size, enabled=not as_json) as advance:
@@ -605,7 +605,7 @@ def approvals_reject(
 def _approver(yes: bool, as_json: bool):
     """Ask at the terminal when there is one to ask at (HIGH risk then also asks for the human approval
     token), else apply the policy: --yes approves LOW risk only."""
-    from tools.approvals import PolicyApprover, TerminalApprover
+    from evorag.tools.approvals import PolicyApprover, TerminalApprover
 
     principal = _principal()
     if _interactive() and not yes and not as_json:
@@ -764,7 +764,7 @@ def agents_host(
     ] = False,
 ) -> None:
     """Serve AutoGen's gRPC agent runtime host; point EVORAG_AGENT_RUNTIME_HOST at it to run teams through it."""
-    from teams._distributed import serve_host
+    from evorag.teams._distributed import serve_host
 
     def ready(address: str) -> None:
         err.print(f"agent runtime host listening on {address} (Ctrl-C stops it)", highlight=False, markup=False)
@@ -779,7 +779,7 @@ def agents_worker(
         "integration_tester.")],
 ) -> None:
     """Serve conversation-team agents to the teams of EVORAG_AGENT_RUNTIME_HOST, with this machine's model and tools."""
-    from teams._conversation import serve_conversation_agents
+    from evorag.teams._conversation import serve_conversation_agents
 
     def ready(address: str) -> None:
         err.print(f"serving {', '.join(names)} through {address} (Ctrl-C stops it)", highlight=False, markup=False)
@@ -801,7 +801,7 @@ def backup_cmd(
     """Back up EVORAG_HOME (index, catalog, metrics, approvals, plugins history, audit log)."""
     from pathlib import Path
 
-    from tools.backup import backup
+    from evorag.tools.backup import backup
 
     _require("backup")
     with _service() as service:
@@ -836,8 +836,8 @@ def restore_cmd(
     from pathlib import Path
 
     from evorag.settings import load_settings
-    from tools.archive_guard import ArchiveLimits
-    from tools.backup import requeue_quarantined, restore
+    from evorag.tools.archive_guard import ArchiveLimits
+    from evorag.tools.backup import requeue_quarantined, restore
 
     _require("restore")
     settings = load_settings()

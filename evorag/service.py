@@ -24,9 +24,9 @@ from evorag._evolution import EvolutionMixin
 from evorag.errors import NotFoundError, UserError
 from evorag.principals import Principal, PrincipalStore, acting_as, acting_principal, local_principal, require
 from evorag.settings import Settings, load_settings
-from tools.catalog import Catalog, SourceRecord
-from tools.embedding import Embedder, create_embedder
-from tools.types import Chunk, Hit
+from evorag.tools.catalog import Catalog, SourceRecord
+from evorag.tools.embedding import Embedder, create_embedder
+from evorag.tools.types import Chunk, Hit
 
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -103,7 +103,7 @@ class Evorag(EvolutionMixin):
     def store(self):
         with self._lock:
             if self._store is None:
-                from tools.stores import store_from_settings
+                from evorag.tools.stores import store_from_settings
 
                 embedder = self.embedder
                 if not embedder.dim and hasattr(embedder, "probe"):
@@ -150,7 +150,7 @@ class Evorag(EvolutionMixin):
         self.close()
 
     def _indexer(self):
-        from tools.indexer import Indexer
+        from evorag.tools.indexer import Indexer
 
         return Indexer(
             self.store,
@@ -176,9 +176,9 @@ class Evorag(EvolutionMixin):
             return await self._crawl(request, on_progress)
 
     async def _crawl(self, request: CrawlRequest, on_progress):
-        from tools.crawl_job import run_crawl
-        from tools.crawler import CrawlOptions
-        from tools.url_guard import check_url
+        from evorag.tools.crawl_job import run_crawl
+        from evorag.tools.crawler import CrawlOptions
+        from evorag.tools.url_guard import check_url
 
         settings = self.settings
         allow_private = settings.allow_private if request.allow_private is None else request.allow_private
@@ -240,7 +240,7 @@ class Evorag(EvolutionMixin):
         Code blocks live in both kinds of chunk (inside their section, and on their own), so each
         search looks at one kind to avoid returning the same block twice.
         """
-        from tools.search import HybridSearcher, SearchOptions
+        from evorag.tools.search import HybridSearcher, SearchOptions
 
         require(principal or acting_principal() or self.principal, "search")
 
@@ -265,7 +265,7 @@ class Evorag(EvolutionMixin):
 
     def _chunks_between(self, first: Chunk, second: Chunk) -> int:
         """Chunks of the same page and kind strictly between two chunks (context assembly merges neighbours)."""
-        from tools.stores import SearchFilter
+        from evorag.tools.stores import SearchFilter
 
         return self.store.count(
             SearchFilter(url=first.url, kind=first.kind, positions_between=(first.position, second.position))
@@ -295,7 +295,7 @@ class Evorag(EvolutionMixin):
     # Answers and their measured quality
     @property
     def metrics(self):
-        from tools.metrics_store import MetricsStore
+        from evorag.tools.metrics_store import MetricsStore
 
         with self._lock:
             if self._metrics is None:
@@ -304,7 +304,7 @@ class Evorag(EvolutionMixin):
 
     @property
     def evaluator(self):
-        from tools.evaluation import Evaluator, EvaluatorConfig, Weights
+        from evorag.tools.evaluation import Evaluator, EvaluatorConfig, Weights
 
         with self._lock:
             if self._evaluator is None:
@@ -316,11 +316,11 @@ class Evorag(EvolutionMixin):
 
     @property
     def answerer(self):
-        from tools.answering import Answerer
+        from evorag.tools.answering import Answerer
 
         with self._lock:
             if self._answerer is None:
-                from agents.model_clients import create_model_client, model_label
+                from evorag.agents.model_clients import create_model_client, model_label
 
                 client = create_model_client(self.settings)
                 self._answerer = Answerer(client, model_name=model_label(self.settings),
@@ -354,7 +354,7 @@ class Evorag(EvolutionMixin):
                       relevance: dict | None):
         import time
 
-        from tools.answering import assemble_context
+        from evorag.tools.answering import assemble_context
 
         require_text(question, "question")
         if reference is not None:

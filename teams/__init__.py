@@ -6,11 +6,11 @@
 * ``run_conversation``: an open SelectorGroupChat of the same agents for free-form requests.
 """
 
-from teams._conversation import build_conversation_team, run_conversation
-from teams._evolution import build_evolution_flow, run_evolution
-from teams._gaps import GapProposal, GapReport, fill_knowledge_gaps, find_knowledge_gaps
-from teams._healing import CheckResult, HealingReport, run_healing, run_health_checks
-from teams._spec import load_spec, run_spec
+from evorag.teams._conversation import build_conversation_team, run_conversation
+from evorag.teams._evolution import build_evolution_flow, run_evolution
+from evorag.teams._gaps import GapProposal, GapReport, fill_knowledge_gaps, find_knowledge_gaps
+from evorag.teams._healing import CheckResult, HealingReport, run_healing, run_health_checks
+from evorag.teams._spec import load_spec, run_spec
 
 __all__ = [
     "CheckResult",

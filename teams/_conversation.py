@@ -20,9 +20,9 @@ from autogen_agentchat.agents import AssistantAgent, UserProxyAgent
 from autogen_agentchat.base import ChatAgent
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
 from autogen_agentchat.teams import SelectorGroupChat
+from evorag.teams._remote import RemoteAgent, agent_type
 
 from evorag.errors import ConfigError, ExternalError, UserError
-from teams._remote import RemoteAgent, agent_type
 
 
 def _conversation_tools(service) -> dict[str, list]:
@@ -78,7 +78,7 @@ ROLES = {
 
 def conversation_agent(name: str, service, model_client) -> AssistantAgent:
     """One assistant of the team, with its tools when the model can call functions."""
-    from agents import _prompts
+    from evorag.agents import _prompts
 
     description, prompt = ROLES[name]
     can_call = bool(getattr(model_client, "model_info", {}).get("function_calling"))
@@ -114,8 +114,8 @@ def _check_remote_names(settings, names: Collection[str], *, from_settings: bool
 async def run_conversation(service, task: str, *, model_client=None, user_input: Callable | None = None,
                            on_event: Callable[[object], None] | None = None, max_messages: int = 20) -> list[dict]:
     """Run the conversation team on ``task``; returns the transcript (source, content)."""
-    from teams._distributed import run_on, team_runtime
-    from teams._runtime import team_model_client
+    from evorag.teams._distributed import run_on, team_runtime
+    from evorag.teams._runtime import team_model_client
 
     settings = service.settings
     remote = list(settings.agent_runtime_remote_agents)
@@ -155,9 +155,9 @@ async def serve_conversation_agents(service, names: Sequence[str], *, model_clie
 
     The agents use this process's settings: its model, and tools over its own index and sandbox.
     """
-    from teams._distributed import team_runtime, wait_for_stop
-    from teams._remote import serve_agent
-    from teams._runtime import team_model_client
+    from evorag.teams._distributed import team_runtime, wait_for_stop
+    from evorag.teams._remote import serve_agent
+    from evorag.teams._runtime import team_model_client
 
     if not names:
         raise UserError("name at least one agent to serve", hint=f"choose among {', '.join(ROLES)}")

@@ -85,7 +85,7 @@ async def team_runtime(settings) -> AsyncIterator[object | None]:
         yield None
         return
     address = parse_host_address(settings.agent_runtime_host)
-    from teams._grpc_runtime import TeamWorkerRuntime
+    from evorag.teams._grpc_runtime import TeamWorkerRuntime
 
     await _probe(address, settings.agent_runtime_connect_timeout)
     runtime = TeamWorkerRuntime(address)

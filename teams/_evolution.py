@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 
 from autogen_agentchat.conditions import MaxMessageTermination
 from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
-
-from agents import (
+from evorag.agents import (
     CodeDebugger,
     DependencyValidator,
     Deployer,
@@ -29,8 +28,8 @@ from agents import (
     ToolGenerator,
     approval_proxy,
 )
-from tools.code_checks import max_risk
-from tools.evolution import EvolutionOutcome
+from evorag.tools.code_checks import max_risk
+from evorag.tools.evolution import EvolutionOutcome
 
 
 def _starts(prefix: str) -> Callable:
@@ -98,8 +97,8 @@ async def run_evolution(
     Raises RateLimitedError when the hourly limit is reached and ResourceError when the machine is too
     short of memory or disk to run it safely. Everything else ends as a rejected outcome with its gate.
     """
-    from teams._distributed import team_runtime
-    from tools.resources import check_resources
+    from evorag.teams._distributed import team_runtime
+    from evorag.tools.resources import check_resources
 
     if not request or not request.strip():
         from evorag.errors import UserError
@@ -113,8 +112,8 @@ async def run_evolution(
 
 
 async def _evolve(service, request: str, docs, approver, model_client, on_event, runtime) -> EvolutionOutcome:
-    from teams._distributed import run_on
-    from teams._runtime import team_model_client
+    from evorag.teams._distributed import run_on
+    from evorag.teams._runtime import team_model_client
 
     pipeline = service.evolution
     run_id = uuid.uuid4().hex[:12]

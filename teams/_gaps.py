@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
+from evorag.tools.sparse import tokenize
+
 from evorag.errors import UserError
-from tools.sparse import tokenize
 
 
 @dataclass(slots=True)

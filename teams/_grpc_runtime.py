@@ -116,7 +116,7 @@ class TeamWorkerRuntime(GrpcWorkerAgentRuntime):
     def __init__(self, host_address: str, **kwargs: Any) -> None:
         super().__init__(host_address, **kwargs)
         super().add_message_serializer(_PINNED)
-        from teams._remote import REMOTE_MESSAGE_TYPES
+        from evorag.teams._remote import REMOTE_MESSAGE_TYPES
 
         for cls in (GroupChatTermination, GroupChatError, *REMOTE_MESSAGE_TYPES):
             super().add_message_serializer(try_get_known_serializers_for_type(cls))

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agents import _prompts
-from agents._parsing import extract_files
+from evorag.agents import _prompts
+from evorag.agents._parsing import extract_files
+
 from evorag.errors import UserError
 
 
@@ -76,7 +77,7 @@ def run_health_checks(service) -> list[CheckResult]:
     checks.append(CheckResult("plugin_repository", not dirty,
                               "uncommitted changes from an interrupted deploy" if dirty else "clean"))
     try:
-        from tools.sandbox import default_sandbox
+        from evorag.tools.sandbox import default_sandbox
 
         sandbox = default_sandbox(settings)
         checks.append(CheckResult("sandbox", True, sandbox.name))
@@ -96,7 +97,7 @@ def run_health_checks(service) -> list[CheckResult]:
 
 async def run_healing(service, description: str, *, approver, model_client=None,
                       on_event: Callable[[object], None] | None = None) -> HealingReport:
-    from teams._runtime import team_model_client
+    from evorag.teams._runtime import team_model_client
 
     pipeline = service.evolution
     emit = on_event or (lambda event: None)

@@ -39,11 +39,12 @@ def load_spec(path: Path) -> dict:
 
 
 async def run_spec(service, path: Path, *, on_event=None) -> dict:
+    from evorag.teams._evolution import run_evolution
+    from evorag.teams._gaps import fill_knowledge_gaps, find_knowledge_gaps
+    from evorag.teams._healing import run_healing
+    from evorag.tools.approvals import PolicyApprover
+
     from evorag.principals import acting_principal
-    from teams._evolution import run_evolution
-    from teams._gaps import fill_knowledge_gaps, find_knowledge_gaps
-    from teams._healing import run_healing
-    from tools.approvals import PolicyApprover
 
     spec = load_spec(path)
     approver = PolicyApprover(assume_yes=spec.get("approve") == "yes", principal=acting_principal())

@@ -8,8 +8,7 @@ import time
 
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
-
-from tools.answering import (
+from evorag.tools.answering import (
     Answerer,
     Passage,
     assemble_context,
@@ -17,7 +16,7 @@ from tools.answering import (
     cited_numbers,
     resolve_citations,
 )
-from tools.types import Chunk, Hit
+from evorag.tools.types import Chunk, Hit
 
 QUESTION = "How do I crawl documentation on localhost?"
 

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from evorag.tools.approvals import PolicyApprover
+from evorag.tools.backup import backup, restore
+from evorag.tools.plugins import PluginRepository, ToolManifest
 
 from evorag.cli import main
 from evorag.errors import UserError
 from evorag.service import Evorag
-from tools.approvals import PolicyApprover
-from tools.backup import backup, restore
-from tools.plugins import PluginRepository, ToolManifest
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = Path(__file__).parent / "candidates"
@@ -286,7 +286,7 @@ def test_tampered_tool_code_is_quarantined(tool_home, good_archive, tmp_path):
 
 def test_a_chain_written_with_another_key_vouches_for_nothing(tool_home, good_archive, tmp_path):
     """The attacker rewrites the chain too, with a key of their own: nothing verifies, nothing is deployed."""
-    from tools.plugins._chain import ManifestChain, state_of_directory
+    from evorag.tools.plugins._chain import ManifestChain, state_of_directory
 
     def edit(clone: Path) -> None:
         _forge_risk(clone)

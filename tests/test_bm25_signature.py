@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evorag.tools.sparse import DEFAULT_ENCODER, Bm25Encoder
 from sitefixtures import serve
 
 from evorag.cli import main
 from evorag.service import Evorag
-from tools.sparse import DEFAULT_ENCODER, Bm25Encoder
 
 # What a collection built before the BM25 parameters changed has recorded (any other signature would do).
 OLD_SIGNATURE = Bm25Encoder(k1=2.0).signature

@@ -12,11 +12,11 @@ import zlib
 from pathlib import Path
 
 import pytest
+from evorag.tools import candidate_dir
+from evorag.tools.candidate_dir import MAX_ENTRIES, MAX_FILE_BYTES, read_candidate
+from evorag.tools.evolution import candidate_files
 
 from evorag.errors import NotFoundError, UserError
-from tools import candidate_dir
-from tools.candidate_dir import MAX_ENTRIES, MAX_FILE_BYTES, read_candidate
-from tools.evolution import candidate_files
 
 CANDIDATES = Path(__file__).parent / "candidates"
 CANARY = "EVORAG-CANARY-SECRET-5f1c2a"
@@ -247,8 +247,9 @@ def test_a_linked_host_file_never_reaches_outputs_audit_memory_or_the_repository
 
 def test_the_gates_judge_a_snapshot_not_the_live_directory(tmp_path):
     """What the code gate rated is what is staged: later changes to the directory do not reach the staging."""
+    from evorag.tools.approvals import PolicyApprover
+
     from evorag.service import Evorag
-    from tools.approvals import PolicyApprover
 
     candidate = tmp_path / "cand"
     shutil.copytree(CANDIDATES / "writes_outside", candidate)

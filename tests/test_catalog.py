@@ -1,4 +1,4 @@
-from tools.catalog import Catalog, PageRecord
+from evorag.tools.catalog import Catalog, PageRecord
 
 
 def record(url, h, chunks=3):

@@ -1,4 +1,4 @@
-from tools.chunking import chunk_id, chunk_page, embedding_text, parse_blocks
+from evorag.tools.chunking import chunk_id, chunk_page, embedding_text, parse_blocks
 
 PAGE = """# Client guide
 

@@ -11,9 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from tools.code_checks import check_candidate, check_code, max_risk, scan_security
-from tools.risk_rules import RULES, instruction_like
+from evorag.tools.code_checks import check_candidate, check_code, max_risk, scan_security
+from evorag.tools.risk_rules import RULES, instruction_like
 
 CANDIDATES = Path(__file__).parent / "candidates"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from evorag.tools.crawl_job import CrawlProgress
 from sitefixtures import serve
 
 from evorag.service import CrawlRequest, Evorag
-from tools.crawl_job import CrawlProgress
 
 
 def crawl_with_progress(rag: Evorag, url: str, **request) -> tuple[object, list[CrawlProgress]]:

@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sitefixtures import SITES, flaky, redirect, respond, send, serve, stream
-
-from evorag.errors import BlockedURLError, CrawlError, UserError
-from tools.crawler import (
+from evorag.tools.crawler import (
     CrawlFinished,
     CrawlOptions,
     FetchError,
@@ -28,7 +25,10 @@ from tools.crawler import (
     _TokenBucket,
     crawl_site,
 )
-from tools.url_guard import check_url
+from evorag.tools.url_guard import check_url
+from sitefixtures import SITES, flaky, redirect, respond, send, serve, stream
+
+from evorag.errors import BlockedURLError, CrawlError, UserError
 
 
 def options(**overrides) -> CrawlOptions:

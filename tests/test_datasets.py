@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from evorag.tools.datasets import load_beir, load_golden
+from evorag.tools.evaluation import evaluate_run
 
 from evorag.errors import NotFoundError, UserError
-from tools.datasets import load_beir, load_golden
-from tools.evaluation import evaluate_run
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 

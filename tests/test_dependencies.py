@@ -12,8 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from tools.dependencies import DEFAULT_ALLOWLIST, check_dependencies, damerau_levenshtein, typo_target
+from evorag.tools.dependencies import DEFAULT_ALLOWLIST, check_dependencies, damerau_levenshtein, typo_target
 
 CANDIDATES = Path(__file__).parent / "candidates"
 PYDANTIC_VERSION = importlib.metadata.version("pydantic")

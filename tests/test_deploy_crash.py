@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tools.plugins import PluginRepository
+from evorag.tools.plugins import PluginRepository
 
 CANDIDATES = Path(__file__).parent / "candidates"
 

@@ -27,15 +27,15 @@ from autogen_agentchat.base import Response
 from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
 from autogen_ext.runtimes.grpc.protos import agent_worker_pb2, agent_worker_pb2_grpc
+from evorag.agents.model_clients import replay_client
+from evorag.teams import run_conversation, run_evolution
+from evorag.teams._distributed import run_on, team_runtime
+from evorag.tools.approvals import PolicyApprover
 from test_teams import GOOD, PLAN
 
-from agents.model_clients import replay_client
 from evorag.cli import main
 from evorag.errors import ConfigError, ExternalError
 from evorag.service import Evorag
-from teams import run_conversation, run_evolution
-from teams._distributed import run_on, team_runtime
-from tools.approvals import PolicyApprover
 
 REQUEST = "a tool that turns page titles into URL slugs"
 
@@ -215,7 +215,7 @@ def test_a_malformed_host_setting_is_a_config_error(tmp_path, value):
 
 
 def test_ipv6_and_names_are_accepted_forms():
-    from teams._distributed import parse_host_address
+    from evorag.teams._distributed import parse_host_address
 
     assert parse_host_address("[::1]:50051") == "[::1]:50051"
     assert parse_host_address(" localhost:7 ") == "localhost:7"
@@ -372,8 +372,8 @@ SLOW_WORKER = """
 import asyncio, sys
 from types import SimpleNamespace
 from autogen_agentchat.agents import BaseChatAgent
-from teams._distributed import team_runtime, wait_for_stop
-from teams._remote import serve_agent
+from evorag.teams._distributed import team_runtime, wait_for_stop
+from evorag.teams._remote import serve_agent
 
 class Slow(BaseChatAgent):
     produced_message_types = ()

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from evorag.tools.sandbox import DockerSandbox, SandboxError
+from evorag.tools.sandbox import _docker as docker_backend
+from evorag.tools.sandbox._select import default_sandbox
 
 from evorag.errors import ConfigError
 from evorag.settings import load_settings
-from tools.sandbox import DockerSandbox, SandboxError
-from tools.sandbox import _docker as docker_backend
-from tools.sandbox._select import default_sandbox
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 REQUIRED = "docker" in os.environ.get("EVORAG_REQUIRE_SANDBOXES", "")  # read at import, as test_sandbox does

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tools.embedding._local import OnnxInt8Embedder, SentenceTransformerEmbedder
+from evorag.tools.embedding._local import OnnxInt8Embedder, SentenceTransformerEmbedder
 
 QUERIES = [
     "how do I set a timeout?",

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from evorag.errors import ModelError, UserError
-from tools.evaluation import (
+from evorag.tools.evaluation import (
     CodeQualityConfig,
     Evaluator,
     EvaluatorConfig,
@@ -27,9 +25,11 @@ from tools.evaluation import (
     evaluate_answer,
     split_sentences,
 )
-from tools.evaluation._rouge import lcs_length, rouge
-from tools.evaluation._text import CodeBlock, citation_numbers, split_code_blocks
-from tools.types import Chunk, Hit
+from evorag.tools.evaluation._rouge import lcs_length, rouge
+from evorag.tools.evaluation._text import CodeBlock, citation_numbers, split_code_blocks
+from evorag.tools.types import Chunk, Hit
+
+from evorag.errors import ModelError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -357,7 +357,7 @@ def test_rouge_uses_the_reference_when_given_else_the_contexts() -> None:
 
 def test_rouge_needs_no_nltk_data() -> None:
     code = (
-        "from tools.evaluation._rouge import rouge\n"
+        "from evorag.tools.evaluation._rouge import rouge\n"
         "r = rouge('the cats were running', 'a cat runs', 'reference')\n"
         "assert r.rouge1.fmeasure > 0.5, r\n"
         "print('ok')\n"

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from evorag.tools.approvals import PolicyApprover, TerminalApprover
 
 from evorag.cli import main
 from evorag.errors import PermissionDeniedError, UserError
 from evorag.principals import Principal, Role
 from evorag.service import Evorag
-from tools.approvals import PolicyApprover, TerminalApprover
 
 CANDIDATES = Path(__file__).parent / "candidates"
 
@@ -130,7 +130,7 @@ def test_the_rate_limit_holds(tmp_path):
     with Evorag(home=tmp_path / "h", evolutions_per_hour=2) as rag:
         for _ in range(2):
             rag.add_tool(CANDIDATES / "syntax_error")
-        from tools.rate_limit import RateLimitedError
+        from evorag.tools.rate_limit import RateLimitedError
 
         with pytest.raises(RateLimitedError, match="2 evolutions per 1 h"):
             rag.add_tool(CANDIDATES / "syntax_error")

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+from evorag.tools.extract import extract_main_content
 
 from evorag.errors import UserError
-from tools.extract import extract_main_content
 
 SITES = Path(__file__).parent / "sites"
 

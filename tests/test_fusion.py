@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from tools.fusion import convex, fuse, qdrant_rrf, rrf
-from tools.types import Chunk, Hit
+from evorag.tools.fusion import convex, fuse, qdrant_rrf, rrf
+from evorag.tools.types import Chunk, Hit
 
 
 def hit(name: str, score: float = 0.0) -> Hit:

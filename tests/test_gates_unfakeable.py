@@ -14,13 +14,13 @@ import zlib
 from pathlib import Path
 
 import pytest
+from evorag.tools import tests_gate
+from evorag.tools.approvals import PolicyApprover
+from evorag.tools.code_checks import check_code
+from evorag.tools.evolution import edge_cases
 
 from evorag.principals import Principal, Role
 from evorag.service import Evorag
-from tools import tests_gate
-from tools.approvals import PolicyApprover
-from tools.code_checks import check_code
-from tools.evolution import edge_cases
 
 # Wrong on purpose: it does not upper-case. The generated edge cases still pass (it never raises).
 WRONG_TOOL = '''"""Shout a text."""

@@ -6,13 +6,13 @@ import asyncio
 import json
 
 import pytest
+from evorag.tools.approvals import ApprovalStore, PolicyApprover, QueueApprover, TerminalApprover
+from evorag.tools.audit import REDACTED, AuditLog
+from evorag.tools.rate_limit import RateLimitedError, SlidingWindowLimiter
+from evorag.tools.resilience import CircuitBreaker
 
 from evorag.errors import PermissionDeniedError, UserError
 from evorag.principals import POLICY, Principal, Role
-from tools.approvals import ApprovalStore, PolicyApprover, QueueApprover, TerminalApprover
-from tools.audit import REDACTED, AuditLog
-from tools.rate_limit import RateLimitedError, SlidingWindowLimiter
-from tools.resilience import CircuitBreaker
 
 APPROVER = Principal("ada", Role.APPROVER, via="cli")
 OPERATOR = Principal("otto", Role.OPERATOR, via="mcp-http")

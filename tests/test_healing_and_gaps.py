@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from evorag.agents.model_clients import replay_client
+from evorag.teams import fill_knowledge_gaps, find_knowledge_gaps, run_healing, run_health_checks
+from evorag.tools.approvals import PolicyApprover, TerminalApprover
 
-from agents.model_clients import replay_client
 from evorag.cli import main
 from evorag.service import Evorag
-from teams import fill_knowledge_gaps, find_knowledge_gaps, run_healing, run_health_checks
-from tools.approvals import PolicyApprover, TerminalApprover
 
 CANDIDATES = Path(__file__).parent / "candidates"
 GOOD_TOOL = (CANDIDATES / "good_word_count" / "tool.py").read_text()
@@ -77,8 +77,9 @@ def test_cli_heal_reports_json(monkeypatch, capsys):
 
 
 def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo_home, tmp_path, monkeypatch):
+    from evorag.tools.answering import Answerer
+
     from evorag.demo import serve_demo_site
-    from tools.answering import Answerer
 
     with serve_demo_site(0) as other_site, Evorag(home=tmp_path / "gaps", allow_private=True) as rag:
         # The index knows a page that links to documentation it has not crawled.

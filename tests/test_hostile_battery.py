@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from tools.code_checks import check_code
-from tools.evolution import generated_edge_case_test
-from tools.sandbox import BubblewrapSandbox, DockerSandbox, Limits
+from evorag.tools.code_checks import check_code
+from evorag.tools.evolution import generated_edge_case_test
+from evorag.tools.sandbox import BubblewrapSandbox, DockerSandbox, Limits
 
 HOSTILE = Path(__file__).parent / "hostile"
 CANDIDATES = sorted(p.name for p in HOSTILE.iterdir() if (p / "tool.py").exists() or (p / "tool.py.md").exists())

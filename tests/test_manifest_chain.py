@@ -6,10 +6,10 @@ import json
 import subprocess
 
 import pytest
+from evorag.tools.plugins import PluginRepository, ToolManifest
+from evorag.tools.plugins._chain import CHAIN_FILE, KEY_FILE, ManifestChain, read_entries
 
 from evorag.errors import UserError
-from tools.plugins import PluginRepository, ToolManifest
-from tools.plugins._chain import CHAIN_FILE, KEY_FILE, ManifestChain, read_entries
 
 TOOL = '''def {name}(text: str) -> int:
     """Count words."""

@@ -179,9 +179,10 @@ class _LoopThread:
 
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory):
+    from evorag.tools.answering import Answerer
+    from evorag.tools.rate_limit import SlidingWindowLimiter
+
     from evorag.service import Evorag
-    from tools.answering import Answerer
-    from tools.rate_limit import SlidingWindowLimiter
 
     home = tmp_path_factory.mktemp("mcp-fuzz-home")
     with pytest.MonkeyPatch.context() as patch:

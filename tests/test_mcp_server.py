@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from evorag.tools.approvals import ApprovalStore
 from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamablehttp_client
@@ -29,7 +30,6 @@ from evorag.mcp_server import build_server
 from evorag.mcp_server._approvals import McpApprover
 from evorag.mcp_server._auth import OriginPolicy, is_loopback
 from evorag.principals import Principal, Role
-from tools.approvals import ApprovalStore
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = REPO / "tests" / "candidates"
@@ -66,13 +66,13 @@ def anyio_backend():
 
 def _sandbox_available() -> bool:
     try:
-        from tools.sandbox import default_sandbox  # noqa: F401
+        from evorag.tools.sandbox import default_sandbox  # noqa: F401
     except ImportError:
         return False
     return shutil.which("bwrap") is not None
 
 
-needs_sandbox = pytest.mark.skipif(not _sandbox_available(), reason="needs tools.sandbox and bubblewrap")
+needs_sandbox = pytest.mark.skipif(not _sandbox_available(), reason="needs evorag.tools.sandbox and bubblewrap")
 
 
 def _payload(result: types.CallToolResult) -> dict:
@@ -361,7 +361,7 @@ async def test_declined_dismissed_and_unsupported_elicitation(tmp_path):
 
 
 def _policy(*, assume_yes: bool):
-    from tools.approvals import PolicyApprover
+    from evorag.tools.approvals import PolicyApprover
 
     return PolicyApprover(assume_yes=assume_yes)
 

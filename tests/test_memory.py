@@ -12,11 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from evorag.tools.evolution import EvolutionOutcome
+from evorag.tools.memory import EvolutionMemory, describe_outcome, memory_dir
 
 from evorag.errors import StoreError, UserError
 from evorag.settings import Settings
-from tools.evolution import EvolutionOutcome
-from tools.memory import EvolutionMemory, describe_outcome, memory_dir
 
 pytestmark = pytest.mark.slow  # loads the embedding model (once per memory folder)
 
@@ -105,9 +105,8 @@ async def _ask_agent_with(memory, task: str, answer: str = "fine"):
 
 def test_a_held_store_fails_cleanly_and_runs_go_on_without_memory(tmp_path):
     from autogen_core.models import SystemMessage
+    from evorag.tools.memory import Mem0Memory
     from qdrant_client import QdrantClient
-
-    from tools.memory import Mem0Memory
 
     settings = settings_at(tmp_path / "held")
     folder = memory_dir(settings) / "qdrant"
@@ -151,8 +150,7 @@ def test_a_new_instance_sees_what_a_closed_one_stored_and_nothing_goes_to_home(t
 
 def test_evolution_memory_and_the_adapter_share_a_store_but_not_a_scope(tmp_path):
     from autogen_core.memory import MemoryContent
-
-    from tools.memory import Mem0Memory
+    from evorag.tools.memory import Mem0Memory
 
     settings = settings_at(tmp_path / "shared")
     evolution = EvolutionMemory(settings)
@@ -178,9 +176,8 @@ def test_the_adapter_puts_relevant_memories_into_an_assistant_agents_context(mem
     from autogen_agentchat.messages import MemoryQueryEvent
     from autogen_core.memory import MemoryContent
     from autogen_core.models import SystemMessage
-
-    from tools.memory import Mem0Memory
-    from tools.memory._autogen import CONTEXT_HEADER
+    from evorag.tools.memory import Mem0Memory
+    from evorag.tools.memory._autogen import CONTEXT_HEADER
 
     adapter = Mem0Memory(settings_at(memory_home), user_id="alice", limit=3)
 
@@ -212,12 +209,11 @@ def test_the_adapter_puts_relevant_memories_into_an_assistant_agents_context(mem
 
 def test_the_adapter_round_trips_as_an_autogen_component(memory_home):
     from autogen_core.memory import Memory
-
-    from tools.memory import Mem0Memory
+    from evorag.tools.memory import Mem0Memory
 
     adapter = Mem0Memory(settings_at(memory_home), user_id="bob", agent_id="helper", limit=4, min_score=0.2)
     model = adapter.dump_component()
-    assert model.provider == "tools.memory.Mem0Memory"
+    assert model.provider == "evorag.tools.memory.Mem0Memory"
     loaded = Memory.load_component(json.loads(model.model_dump_json()))
     assert isinstance(loaded, Mem0Memory)
     assert (loaded.settings.home, loaded.user_id, loaded.agent_id, loaded.limit, loaded.min_score) == (
@@ -226,8 +222,7 @@ def test_the_adapter_round_trips_as_an_autogen_component(memory_home):
 
 def test_the_adapter_refuses_binary_content_and_bad_ids(memory_home):
     from autogen_core.memory import MemoryContent
-
-    from tools.memory import Mem0Memory
+    from evorag.tools.memory import Mem0Memory
 
     adapter = Mem0Memory(settings_at(memory_home))
     with pytest.raises(UserError, match="stores text"):
@@ -248,8 +243,8 @@ def test_the_service_hands_its_memory_to_the_pipeline(tmp_path):
 _CHILD = textwrap.dedent("""
     import asyncio, sys
     from evorag.settings import Settings
-    from tools.evolution import EvolutionOutcome
-    from tools.memory import EvolutionMemory
+    from evorag.tools.evolution import EvolutionOutcome
+    from evorag.tools.memory import EvolutionMemory
     assert "mem0" not in sys.modules
     memory = EvolutionMemory(Settings())
     memory.record_outcome("summarise a page in three bullet points",

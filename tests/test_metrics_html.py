@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tools.evaluation import compute_trend
-from tools.metrics_html import CHARTS, write_html_report
-from tools.metrics_store import MetricsStore
+from evorag.tools.evaluation import compute_trend
+from evorag.tools.metrics_html import CHARTS, write_html_report
+from evorag.tools.metrics_store import MetricsStore
 
 
 def _history(tmp_path: Path) -> list[dict]:

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from evorag.tools.evaluation import evaluate_answer
+from evorag.tools.metrics_store import LATEST_VERSION, MetricsStore, default_metrics_path
 
 from evorag.errors import UserError
-from tools.evaluation import evaluate_answer
-from tools.metrics_store import LATEST_VERSION, MetricsStore, default_metrics_path
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT = [
@@ -116,7 +116,7 @@ def test_concurrent_writers_from_threads(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from tools.metrics_store import MetricsStore
+from evorag.tools.metrics_store import MetricsStore
 store = MetricsStore(sys.argv[1])
 i = 0
 while True:

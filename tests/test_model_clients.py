@@ -29,8 +29,7 @@ from autogen_core.models import (
 )
 from autogen_ext.models.ollama import OllamaChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
-
-from agents.model_clients import (
+from evorag.agents.model_clients import (
     LocalChatCompletionClient,
     ScriptedChatCompletionClient,
     bundled_model_path,
@@ -39,7 +38,8 @@ from agents.model_clients import (
     model_label,
     replay_client,
 )
-from agents.model_clients._local import to_chat
+from evorag.agents.model_clients._local import to_chat
+
 from evorag.errors import ConfigError, ModelError, UserError
 from evorag.settings import Settings, load_settings
 
@@ -249,7 +249,7 @@ def test_local_cancellation_raises_and_leaves_the_model_usable(tiny_models):
 def test_local_client_round_trips_through_an_autogen_component_config(tiny_models):
     client = _says_a(tiny_models, max_tokens=4, temperature=0.0)
     dumped = client.dump_component()
-    assert dumped.provider == "agents.model_clients.LocalChatCompletionClient"
+    assert dumped.provider == "evorag.agents.model_clients.LocalChatCompletionClient"
     loaded = ChatCompletionClient.load_component(ComponentModel(**json.loads(dumped.model_dump_json())))
     assert isinstance(loaded, LocalChatCompletionClient)
     assert asyncio.run(loaded.create(QUESTION)).content == "aaaa"
@@ -258,10 +258,9 @@ def test_local_client_round_trips_through_an_autogen_component_config(tiny_model
 def test_local_decoder_matches_transformers_on_the_same_gguf(tiny_models):
     """Same logits as Hugging Face's llama on the same file, through both the prompt and the decode path."""
     import torch
+    from evorag.agents.model_clients._decoder import LlamaDecoder
+    from evorag.agents.model_clients._gguf import read_llama_gguf
     from transformers import AutoModelForCausalLM
-
-    from agents.model_clients._decoder import LlamaDecoder
-    from agents.model_clients._gguf import read_llama_gguf
 
     path = tiny_models["random"]
     reference = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
@@ -277,7 +276,7 @@ def test_local_decoder_matches_transformers_on_the_same_gguf(tiny_models):
 
 
 def test_local_model_file_errors_name_the_setting(tmp_path):
-    from agents.model_clients._runtime import get_local_model, llama_cpp_importable, resolve_model_path
+    from evorag.agents.model_clients._runtime import get_local_model, llama_cpp_importable, resolve_model_path
 
     with pytest.raises(ConfigError, match="EVORAG_LLM_MODEL"):
         resolve_model_path(str(tmp_path / "missing.gguf"))
@@ -292,10 +291,9 @@ def test_local_model_file_errors_name_the_setting(tmp_path):
 
 
 def test_gguf_reader_agrees_with_the_gguf_package(tiny_models):
+    from evorag.agents.model_clients._gguf import read_llama_gguf
     from gguf import GGUFReader
     from gguf.quants import dequantize
-
-    from agents.model_clients._gguf import read_llama_gguf
 
     path = tiny_models["random"]
     checkpoint = read_llama_gguf(path)
@@ -310,8 +308,8 @@ def test_gguf_reader_agrees_with_the_gguf_package(tiny_models):
 
 
 def test_tokenizer_cache_is_written_once_and_encodes_the_same(tiny_models, tmp_path):
-    from agents.model_clients._gguf import load_tokenizer
-    from agents.model_clients._runtime import encode_chat
+    from evorag.agents.model_clients._gguf import load_tokenizer
+    from evorag.agents.model_clients._runtime import encode_chat
 
     chat = to_chat([SystemMessage(content="Be brief."), *QUESTION])
     fresh = load_tokenizer(tiny_models["says_a"], tmp_path / "cache")
@@ -362,7 +360,7 @@ def test_real_smollm2_answers_through_the_default_factory():
 
 
 def test_factory_default_is_the_local_model_and_does_not_load_it():
-    from agents.model_clients import _runtime
+    from evorag.agents.model_clients import _runtime
 
     loaded_before = dict(_runtime._models)
     started = time.monotonic()

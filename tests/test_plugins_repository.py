@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from evorag.tools.plugins import PluginRepository, ToolManifest
 
 from evorag.errors import NotFoundError, UserError
-from tools.plugins import PluginRepository, ToolManifest
 
 TOOL = '''def {name}(text: str) -> int:
     """Count words."""

@@ -253,7 +253,7 @@ def test_evorag_restarts_itself_without_the_token_in_its_environment(tmp_path):
 
 
 def _pending_high(home: Path, candidate: str, tmp_path: Path) -> str:
-    from tools.approvals import PolicyApprover
+    from evorag.tools.approvals import PolicyApprover
 
     source = tmp_path / candidate
     shutil.copytree(CANDIDATES / candidate, source)

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from evorag.tools import regression_gate
 
 from evorag.cli import main
 from evorag.errors import NotFoundError, UserError
-from tools import regression_gate
 
 GOLDEN = Path(__file__).parents[1] / "evorag" / "golden" / "demo.jsonl"
 

@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from evorag.tools.embedding._remote import OpenAIEmbedder
+from evorag.tools.resilience import CircuitBreaker, CircuitOpenError, retry_call
 
 from evorag.errors import ModelError, StoreError
-from tools.embedding._remote import OpenAIEmbedder
-from tools.resilience import CircuitBreaker, CircuitOpenError, retry_call
 
 
 def test_retry_call_backs_off_then_succeeds_and_the_breaker_opens_after_repeated_failure():
@@ -84,7 +84,7 @@ def test_a_down_embedder_is_a_clear_error_and_then_fails_fast():
 
 
 def test_a_down_qdrant_server_is_a_clear_store_error():
-    from tools.stores import QdrantServerStore
+    from evorag.tools.stores import QdrantServerStore
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

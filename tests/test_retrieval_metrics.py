@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from evorag.errors import UserError
-from tools.evaluation import (
+from evorag.tools.evaluation import (
     evaluate_run,
     hit_at_k,
     mrr,
@@ -16,6 +14,8 @@ from tools.evaluation import (
     query_metrics,
     recall_at_k,
 )
+
+from evorag.errors import UserError
 
 QRELS = {"q1": {"a": 2, "b": 1, "c": 0, "x": 3}, "q2": {"d": 1, "e": 1}, "q3": {"f": 1}}
 RUN = {"q1": ["b", "c", "a", "d", "x"], "q2": ["z", "y", "e", "w", "d"], "q3": ["g", "h"]}

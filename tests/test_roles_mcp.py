@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from evorag.tools.approvals import ApprovalStore, PolicyApprover
 from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamablehttp_client
@@ -29,7 +30,6 @@ from evorag.mcp_server._auth import BearerAuthenticator
 from evorag.mcp_server._server import TOOL_OPERATIONS, tool_role
 from evorag.principals import Principal, PrincipalStore, Role, sha256_hex
 from evorag.service import Evorag
-from tools.approvals import ApprovalStore, PolicyApprover
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = REPO / "tests" / "candidates"

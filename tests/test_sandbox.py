@@ -22,10 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from evorag.errors import ConfigError, UserError
-from evorag.settings import load_settings
-from tools.sandbox import (
+from evorag.tools.sandbox import (
     BubblewrapSandbox,
     DockerSandbox,
     Limits,
@@ -36,7 +33,10 @@ from tools.sandbox import (
     SandboxResult,
     default_sandbox,
 )
-from tools.sandbox import _snapshot as snapshot_module
+from evorag.tools.sandbox import _snapshot as snapshot_module
+
+from evorag.errors import ConfigError, UserError
+from evorag.settings import load_settings
 
 BACKENDS = {"bubblewrap": BubblewrapSandbox, "docker": DockerSandbox}
 # CI sets this (e.g. "bubblewrap,docker") so that a backend it provides cannot be skipped silently. Read at
@@ -645,7 +645,7 @@ def test_special_files_and_huge_workdirs_are_refused(workdir, monkeypatch):
 
 
 def test_interpreter_prefixes_that_work_or_tmp_would_hide_are_mounted_elsewhere(monkeypatch):
-    from tools.sandbox import _limits
+    from evorag.tools.sandbox import _limits
 
     for name, value in (
         ("base_prefix", "/opt/python"),
@@ -671,8 +671,8 @@ def test_interpreter_prefixes_that_work_or_tmp_would_hide_are_mounted_elsewhere(
 KILLED_RUN = """
 import sys, tempfile
 from pathlib import Path
-from tools.sandbox import BubblewrapSandbox, Limits
-from tools.sandbox import _snapshot
+from evorag.tools.sandbox import BubblewrapSandbox, Limits
+from evorag.tools.sandbox import _snapshot
 _snapshot.LEFTOVER_AGE_S = 0  # this test cannot wait ten minutes for the leftovers to age
 with tempfile.TemporaryDirectory() as work:
     print("started", flush=True)

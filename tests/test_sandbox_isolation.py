@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from tools.sandbox import BubblewrapSandbox, DockerSandbox, Limits, Sandbox, SandboxError
-from tools.sandbox import _seccomp as seccomp
+from evorag.tools.sandbox import BubblewrapSandbox, DockerSandbox, Limits, Sandbox, SandboxError
+from evorag.tools.sandbox import _seccomp as seccomp
 
 BACKENDS = {"bubblewrap": BubblewrapSandbox, "docker": DockerSandbox}
 # Read at import, as tests/test_sandbox.py does: a backend named here that is missing fails, never skips.
@@ -535,7 +534,7 @@ print(json.dumps(out))
 NON_ROOT_DRIVER = """
 import json, sys, tempfile
 from pathlib import Path
-from tools.sandbox import BubblewrapSandbox
+from evorag.tools.sandbox import BubblewrapSandbox
 sandbox = BubblewrapSandbox(modes=[sys.argv[1]])
 problem = sandbox.why_unavailable()
 with tempfile.TemporaryDirectory() as work:

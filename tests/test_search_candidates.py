@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import qdrant_edge as qe
+from evorag.tools.fusion import fuse, fuse_scored
+from evorag.tools.search import HybridSearcher, SearchOptions
+from evorag.tools.sparse import encode_query
+from evorag.tools.stores import EdgeStore, QdrantServerStore, SearchFilter
+from evorag.tools.types import Scored
 from test_vector_store import CORPUS, DIM, index, make_chunk, vectors_for
-
-from tools.fusion import fuse, fuse_scored
-from tools.search import HybridSearcher, SearchOptions
-from tools.sparse import encode_query
-from tools.stores import EdgeStore, QdrantServerStore, SearchFilter
-from tools.types import Scored
 
 
 @pytest.fixture(params=["edge", "qdrant-client-memory"])
@@ -109,8 +108,8 @@ def test_positions_between_counts_only_that_page_and_kind(store) -> None:
 
 
 def test_context_merges_neighbours_of_one_kind_across_other_kinds(tmp_path) -> None:
-    from tools.answering import assemble_context
-    from tools.types import Hit
+    from evorag.tools.answering import assemble_context
+    from evorag.tools.types import Hit
 
     store = EdgeStore(tmp_path / "qdrant")
     store.open("test-model", DIM)

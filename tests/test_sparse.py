@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tools.sparse import Bm25Encoder, SparseVector, encode_document, encode_query, term_id, tokenize
+from evorag.tools.sparse import Bm25Encoder, SparseVector, encode_document, encode_query, term_id, tokenize
 
 
 def test_words_are_lowercased_stemmed_and_stopwords_dropped() -> None:
@@ -35,7 +34,7 @@ def test_term_ids_are_stable_32_bit_crc32() -> None:
     # Fixed values: a change here silently invalidates every index built before it.
     assert term_id("tinyhttp.get") == 3572587093
     assert term_id("run") == 1349952704
-    script = "from tools.sparse import term_id; print(term_id('tinyhttp.get'))"
+    script = "from evorag.tools.sparse import term_id; print(term_id('tinyhttp.get'))"
     other_process = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

@@ -6,11 +6,11 @@ import asyncio
 import json
 
 import pytest
+from evorag.agents.model_clients import replay_client
+from evorag.teams import run_evolution
+from evorag.tools.approvals import PolicyApprover, TerminalApprover
 
-from agents.model_clients import replay_client
 from evorag.service import Evorag
-from teams import run_evolution
-from tools.approvals import PolicyApprover, TerminalApprover
 
 PLAN = json.dumps({"tool_name": "slugify_title", "description": "Turn a title into a URL slug.", "requirements": []})
 GOOD = '''Here is the tool.
@@ -103,8 +103,7 @@ def test_human_rejection_stops_the_deploy(rag):
 def test_the_conversation_team_selects_speakers_and_calls_real_tools(rag):
     from autogen_core import FunctionCall
     from autogen_core.models import CreateResult, RequestUsage
-
-    from teams import run_conversation
+    from evorag.teams import run_conversation
 
     code = 'def double(x: int) -> int:\n    """Double x."""\n    return 2 * x\n'
     usage = RequestUsage(prompt_tokens=1, completion_tokens=1)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from evorag.tools.plugins import PluginRepository, ToolManifest
 
 from evorag.terminal import escape_json_controls, strip_control
-from tools.plugins import PluginRepository, ToolManifest
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = "before\x1b]0;pwned\x07\x1b[2Jafter [bold]markup[/bold]"
@@ -112,7 +112,7 @@ def test_tool_results_errors_and_descriptions_are_printed_as_text(noisy_home):
 
 
 def test_approvals_and_gate_messages_are_printed_as_text(tmp_path):
-    from tools.approvals import ApprovalRequest, ApprovalStore, TerminalApprover
+    from evorag.tools.approvals import ApprovalRequest, ApprovalStore, TerminalApprover
 
     home = tmp_path / "home"
     home.mkdir()

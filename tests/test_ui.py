@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from evorag.tools.approvals import PolicyApprover
 
 from evorag.errors import ConfigError, UserError
 from evorag.settings import Settings
@@ -38,7 +39,6 @@ from evorag.ui._launch import allowed_origins, prepare_app_root
 from evorag.ui._plots import metrics_figure, trend_line
 from evorag.ui._render import text_cell
 from evorag.ui._steps import event_text, step_title
-from tools.approvals import PolicyApprover
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
@@ -118,8 +118,9 @@ def test_answer_shows_linked_sources_and_the_correctness_report():
 
 
 def test_crawl_progress_counts_pages_and_names_the_last_one():
+    from evorag.tools.crawl_job import CrawlProgress
+
     from evorag.ui import render_crawl_progress
-    from tools.crawl_job import CrawlProgress
 
     assert render_crawl_progress("http://x/", None) == "Crawling http://x/ … starting"
     text = render_crawl_progress("http://x/", CrawlProgress(done=3, discovered=10, indexed=2, unchanged=1,
@@ -141,8 +142,8 @@ def test_text_cell_keeps_one_line_and_escapes_markup():
 
 
 def test_outcome_lists_each_gate_and_versions_mark_the_current_one():
-    from tools.evolution import EvolutionOutcome, GateVerdict
-    from tools.plugins import Version
+    from evorag.tools.evolution import EvolutionOutcome, GateVerdict
+    from evorag.tools.plugins import Version
 
     outcome = EvolutionOutcome("rejected", "tests", "1 test failed", "LOW", tool="word_count",
                                verdicts=[GateVerdict("code", True), GateVerdict("tests", False, "1 test failed")])

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from evorag.tools.approvals import PolicyApprover
+from evorag.tools.plugins import ToolManifest
+from evorag.tools.plugins._manifest import SUMMARY_CHARS, WITHHELD
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from evorag.cli import main
 from evorag.mcp_server import build_server
-from tools.approvals import PolicyApprover
-from tools.plugins import ToolManifest
-from tools.plugins._manifest import SUMMARY_CHARS, WITHHELD
 
 # The docstring of issue 10, finding 6.
 INJECTED = (

@@ -6,9 +6,9 @@ import ipaddress
 import socket
 
 import pytest
+from evorag.tools.url_guard import check_address, check_url, is_ip_allowed, parse_ip_host
 
 from evorag.errors import BlockedURLError, UserError
-from tools.url_guard import check_address, check_url, is_ip_allowed, parse_ip_host
 
 ALLOWED = "allowed"
 

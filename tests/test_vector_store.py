@@ -14,13 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
-
-from evorag.errors import ConfigError, InternalError, NotFoundError, StoreError, UserError
-from evorag.settings import Settings
-from tools.fusion import qdrant_rrf
-from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector, encode_document, encode_query
-from tools.stores import (
+from evorag.tools.fusion import qdrant_rrf
+from evorag.tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector, encode_document, encode_query
+from evorag.tools.stores import (
     EdgeStore,
     QdrantServerStore,
     SearchFilter,
@@ -28,7 +24,11 @@ from tools.stores import (
     collection_name,
     store_from_settings,
 )
-from tools.types import Chunk
+from evorag.tools.types import Chunk
+from qdrant_client import QdrantClient
+
+from evorag.errors import ConfigError, InternalError, NotFoundError, StoreError, UserError
+from evorag.settings import Settings
 
 DIM = 8
 REPO = Path(__file__).resolve().parents[1]
@@ -485,7 +485,7 @@ def test_edge_writes_survive_kill_9_once_upsert_returns(tmp_path: Path) -> None:
         sys.path.insert(0, {str(REPO)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_vector_store import CORPUS, index
-        from tools.stores import EdgeStore
+        from evorag.tools.stores import EdgeStore
         store = EdgeStore({str(tmp_path / "qdrant")!r})
         store.open("test-model", {DIM})
         index(store, CORPUS)

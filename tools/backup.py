@@ -8,8 +8,8 @@ The manifest chain's key (``manifest-chain.key``) is left out unless ``include_s
 holds it can make a backup's tools look deployed by this home.
 
 Restore treats the archive as untrusted input. It unpacks into a staging directory next to the home,
-under size, member-count and path rules (``tools.archive_guard``), checks the manifest, every database
-and the git bundle, and re-verifies every tool against the manifest chain (``tools.plugins._restore``):
+under size, member-count and path rules (``evorag.tools.archive_guard``), checks the manifest, every database
+and the git bundle, and re-verifies every tool against the manifest chain (``evorag.tools.plugins._restore``):
 tools the chain does not vouch for are quarantined as candidates, never deployed. Only when all of
 that succeeded is the staging directory swapped in for the home; any refusal is one UserError and
 leaves the home exactly as it was. Pending approvals in the backup are expired: the candidates they
@@ -29,10 +29,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from evorag.tools.archive_guard import ArchiveLimits, extract_tar_gz
+from evorag.tools.plugins._chain import (
+    CHAIN_FILE,
+    KEY_FILE,
+    load_or_create_key,
+    parse_key,
+    read_key,
+    write_key,
+)
+
 from evorag.bounded_json import JSONLimitError, loads_bounded, nesting_depth
 from evorag.errors import EvoragError, NotFoundError, UserError
-from tools.archive_guard import ArchiveLimits, extract_tar_gz
-from tools.plugins._chain import CHAIN_FILE, KEY_FILE, load_or_create_key, parse_key, read_key, write_key
 
 FORMAT = 1
 ROOT = "evorag-backup"
@@ -79,7 +87,7 @@ def backup(service, dest: Path, *, include_secret: bool = False) -> dict:
         plugins = home / "plugins"
         if (plugins / ".git").exists():
             if not (plugins / CHAIN_FILE).exists():
-                from tools.plugins import PluginRepository
+                from evorag.tools.plugins import PluginRepository
 
                 PluginRepository(plugins)  # a home from before the chain: start it, so the backup carries one
             subprocess.run(["git", "-C", str(plugins), "bundle", "create", str(stage / "plugins.bundle"), "--all"],
@@ -115,7 +123,7 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
     key inside the backup when ``use_backup_secret``; the others are quarantined (see the report's
     ``plugins``). Raises UserError for anything wrong with the archive; the home is then untouched.
     """
-    from tools.plugins._restore import restore_plugins
+    from evorag.tools.plugins._restore import restore_plugins
 
     archive_path = Path(archive_path)
     label = f"backup {archive_path}"
@@ -194,7 +202,7 @@ def requeue_quarantined(service, report: dict) -> list[dict]:
     a gate is rejected with its reason; one that cannot be checked here (no sandbox, say) stays in the
     quarantine directory with the error.
     """
-    from tools.approvals import Decision
+    from evorag.tools.approvals import Decision
 
     async def leave_pending(request) -> Decision:
         return Decision(None, "restore", "restored from a backup without a verified manifest: a person decides")

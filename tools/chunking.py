@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from tools.types import Chunk
+from evorag.tools.types import Chunk
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+#.-]*)")

@@ -15,7 +15,7 @@ that declares a source encoding other than UTF-8 blocks too: Python would run di
 analysed and reviewed (``# coding: utf-7`` hides statements in what reads as a comment).
 
 The risk of a candidate is the maximum over all its Python files, ``tool.py`` and every ``test_*.py`` (they run
-in the sandbox and are committed with the tool), as rated by ``tools.risk_scan`` under the rules of
+in the sandbox and are committed with the tool), as rated by ``evorag.tools.risk_scan`` under the rules of
 ``tools/risk_rules.py`` (LOW only for provably pure code). Risk findings never block (``ok`` stays True): they
 decide who must approve. Each reason names ``file:line``.
 """
@@ -30,11 +30,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from evorag.tools.risk_rules import RISK_ORDER, Risk, max_risk
+from evorag.tools.risk_scan import Finding, NameResolver, scan_candidate, scan_security
 from pyflakes import checker as pyflakes_checker
 from pyflakes import messages as pyflakes_messages
-
-from tools.risk_rules import RISK_ORDER, Risk, max_risk
-from tools.risk_scan import Finding, NameResolver, scan_candidate, scan_security
 
 __all__ = [
     "RISK_ORDER", "CodeCheckResult", "Finding", "Risk", "ToolSignature", "check_candidate", "check_code",

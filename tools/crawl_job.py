@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from evorag.errors import CrawlError
-from tools.catalog import Catalog
-from tools.crawler import (
+from evorag.tools.catalog import Catalog
+from evorag.tools.crawler import (
     CrawlFinished,
     CrawlOptions,
     KnownPage,
@@ -24,8 +23,10 @@ from tools.crawler import (
     PageUnchanged,
     crawl_site,
 )
-from tools.indexer import Indexer
-from tools.types import Page
+from evorag.tools.indexer import Indexer
+from evorag.tools.types import Page
+
+from evorag.errors import CrawlError
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ URL's directory. Pages are found through links (navigation included), ``sitemap.
 indexes and ``Sitemap:`` lines of robots.txt), ``llms.txt`` and the ``known`` pages of an earlier
 crawl. robots.txt is honoured, include/exclude globs, depth and page limits apply.
 
-Safety: every URL and every redirect hop goes through ``tools.url_guard.check_url``; the address
+Safety: every URL and every redirect hop goes through ``evorag.tools.url_guard.check_url``; the address
 actually connected to is checked again at connection time, which closes the DNS-rebinding window.
 Responses are streamed and abandoned past ``max_page_bytes``; non-HTML is never downloaded whole.
 
@@ -20,7 +20,7 @@ for plain HTTP because (checked in crawl4ai 0.9.5's source) it reads every body 
 ``response.read()`` (no size cap), raises a bare ``HTTPStatusError`` for 304 and for 3xx when
 redirects are off (the ``Location`` is lost, so hops cannot be checked) and follows redirects
 unchecked when they are on, and writes every non-HTML response to a downloads folder. Main content
-is always extracted by ``tools.extract`` (Crawl4AI's Markdown keeps sidebars and navigation).
+is always extracted by ``evorag.tools.extract`` (Crawl4AI's Markdown keeps sidebars and navigation).
 
 Browser mode fetches each page with httpx first (guard, redirects, conditional request, size and type
 checks all apply), then renders the final URL in Chromium. Every request the browser makes is checked
@@ -53,11 +53,11 @@ from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 import lxml.etree
+from evorag.tools.extract import extract_main_content
+from evorag.tools.types import Page
+from evorag.tools.url_guard import check_address, check_url, parse_ip_host
 
 from evorag.errors import BlockedURLError, CrawlError, InternalError, UserError
-from tools.extract import extract_main_content
-from tools.types import Page
-from tools.url_guard import check_address, check_url, parse_ip_host
 
 if TYPE_CHECKING:
     from evorag.settings import Settings

@@ -36,13 +36,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from evorag.tools.code_checks import Risk
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-
-from tools.code_checks import Risk
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ Gates, in order (the first failure stops the candidate, with its gate and reason
               -> sandbox tests -> deploy only if they pass.
 The risk is known after the two static gates (the maximum over every file of the candidate, tests included),
 so a HIGH-risk candidate's code never runs, even in the sandbox, before a human has approved it. The tests gate
-judges the JUnit results of every expected test, not pytest's exit status (see ``tools.tests_gate``).
+judges the JUnit results of every expected test, not pytest's exit status (see ``evorag.tools.tests_gate``).
 The agents propose and repair candidates; only these gates decide. Every step goes to the audit log.
 """
 
@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from evorag.tools import tests_gate
+from evorag.tools.approvals import ApprovalStore, Approver
+from evorag.tools.audit import AuditLog
+from evorag.tools.candidate_dir import read_candidate
+from evorag.tools.code_checks import max_risk
+from evorag.tools.plugins import PluginRepository, ToolManifest, ToolRegistry
+
 from evorag.errors import UserError
-from tools import tests_gate
-from tools.approvals import ApprovalStore, Approver
-from tools.audit import AuditLog
-from tools.candidate_dir import read_candidate
-from tools.code_checks import max_risk
-from tools.plugins import PluginRepository, ToolManifest, ToolRegistry
 
 RESERVED_TOOL_NAMES = frozenset({
     "perform_rag_query_with_metrics", "search_code_examples", "get_available_sources",
@@ -78,7 +79,7 @@ def candidate_files(path: Path) -> dict[str, str]:
     """The candidate's files by name (tool.py, requirements.txt, test_*.py), read without following links.
 
     Symbolic links, hard links, special files, subdirectories, oversized, too many or non-UTF-8 files are
-    refused with a one-line UserError before anything is read (see ``tools.candidate_dir``).
+    refused with a one-line UserError before anything is read (see ``evorag.tools.candidate_dir``).
     """
     return read_candidate(Path(path))
 
@@ -148,7 +149,7 @@ def candidate_risk(path: Path) -> tuple[str, list[str]]:
     """The risk of the candidate and why (``file:line: reason``): the highest over every Python file, tool.py
     and its test files alike (they run in the sandbox and are committed with the tool). A file the analyser
     cannot read is HIGH. The rules are in ``tools/risk_rules.py``."""
-    from tools.code_checks import check_candidate
+    from evorag.tools.code_checks import check_candidate
 
     result = check_candidate(candidate_files(path))
     return result.risk, result.risk_reasons
@@ -186,7 +187,7 @@ class EvolutionPipeline:
 
     # Individual gates (the agents call these as tools too)
     def check_dependencies(self, path: Path) -> GateVerdict:
-        from tools.dependencies import check_dependencies
+        from evorag.tools.dependencies import check_dependencies
 
         started = time.monotonic()
         report = check_dependencies(path, allowlist=self.dependency_allowlist, resolve=self.resolve_dependencies)
@@ -197,7 +198,7 @@ class EvolutionPipeline:
     def check_code(self, path: Path) -> tuple[GateVerdict, object]:
         """The code gate over every file of the candidate: tool.py's signature and lint, and the risk, the
         highest over tool.py and its test files (they run in the sandbox like the tool)."""
-        from tools.code_checks import CodeCheckResult, check_candidate
+        from evorag.tools.code_checks import CodeCheckResult, check_candidate
 
         started = time.monotonic()
         try:
@@ -215,13 +216,13 @@ class EvolutionPipeline:
     def run_tests(self, path: Path, function: str, schema: dict, *, risk: str | None = None,
                   approved: bool = False) -> GateVerdict:
         """The generated edge cases, then the candidate's own tests, in the sandbox only; judged from the
-        JUnit results the runner carries out (see ``tools.tests_gate``), never from the exit status.
+        JUnit results the runner carries out (see ``evorag.tools.tests_gate``), never from the exit status.
 
         A HIGH-risk candidate's code runs only after a human approved it: unless ``approved``, a candidate whose
         ``risk`` (default: the code gate's rating of all its files) is HIGH is not run, and the verdict says so
         (``details["deferred"]``); deploying its approval runs the tests then.
         """
-        from tools.sandbox import Limits
+        from evorag.tools.sandbox import Limits
 
         started = time.monotonic()
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from tools.types import Hit, Scored
+from evorag.tools.types import Hit, Scored
 
 __all__ = ["FusionMethod", "convex", "fuse", "fuse_scored", "qdrant_rrf", "rrf"]
 

@@ -7,7 +7,7 @@ and the tail of its output, and prints, as its very last line block, one frame h
     <base64 of zlib of JSON {"runs": [{"name", "exit_code", "finished", "junit"|null, "junit_too_large"}]}>
     <nonce>-END
 
-Why it is built this way (see ``tools.tests_gate`` for the whole threat model):
+Why it is built this way (see ``evorag.tools.tests_gate`` for the whole threat model):
 - The nonce arrives on stdin and lives only in this process's memory; the children get /dev/null as stdin,
   their own pipes as stdout/stderr, and this process makes itself non-dumpable, so that code under test cannot
   read the nonce from /proc and print a frame of its own.

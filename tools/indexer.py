@@ -1,6 +1,6 @@
 """Writes page versions into the vector store, crash-safely, and removes old ones.
 
-Protocol per batch of pages (see ``tools.catalog``):
+Protocol per batch of pages (see ``evorag.tools.catalog``):
 1. the catalog records each new version as pending (committed to SQLite first);
 2. chunks are embedded and upserted (ids derive from url + content hash, so a retry never duplicates);
 3. chunks of any other version of those pages are deleted;
@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tools import sparse
-from tools.catalog import Catalog, PageRecord
-from tools.chunking import chunk_page, embedding_text
-from tools.embedding import Embedder
-from tools.types import Chunk, Page
+from evorag.tools import sparse
+from evorag.tools.catalog import Catalog, PageRecord
+from evorag.tools.chunking import chunk_page, embedding_text
+from evorag.tools.embedding import Embedder
+from evorag.tools.types import Chunk, Page
 
 
 @dataclass(slots=True)

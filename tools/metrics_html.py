@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evorag.tools.evaluation import Trend
+
 from evorag.errors import UserError
-from tools.evaluation import Trend
 
 CHARTS = (
     ("grounding", "Grounding"),

@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from evorag.tools.evaluation import Trend, compute_trend
+
 from evorag.errors import UserError
-from tools.evaluation import Trend, compute_trend
 
 Kind = Literal["answer", "eval"]
 METRIC_COLUMNS = ("grounding", "rouge1", "rouge2", "rougeL", "ndcg", "code_quality", "overall")

@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tools.datasets import BeirDataset, GoldenItem, load_beir, load_golden
-from tools.evaluation import evaluate_run
-from tools.search import HybridSearcher, SearchOptions
-from tools.types import Page
+from evorag.tools.datasets import BeirDataset, GoldenItem, load_beir, load_golden
+from evorag.tools.evaluation import evaluate_run
+from evorag.tools.search import HybridSearcher, SearchOptions
+from evorag.tools.types import Page
 
 BEIR_SCHEME = "beir://"
 HEADLINE_KS = (1, 3, 5, 10, 100)

@@ -34,7 +34,7 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tools.risk_rules import (
+from evorag.tools.risk_rules import (
     GATEWAY_METHODS,
     HARMLESS_DUNDERS,
     PURE_FIXTURES,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tools import sparse
-from tools.embedding import Embedder
-from tools.fusion import fuse_scored
-from tools.types import Hit
+from evorag.tools import sparse
+from evorag.tools.embedding import Embedder
+from evorag.tools.fusion import fuse_scored
+from evorag.tools.types import Hit
 
 
 @dataclass(slots=True)
@@ -32,7 +32,7 @@ class HybridSearcher:
 
     def search_vector(self, query: str, vector, options: SearchOptions) -> list[Hit]:
         """Search with a query vector computed by the caller (benchmarks and batch evaluation)."""
-        from tools.stores import SearchFilter
+        from evorag.tools.stores import SearchFilter
 
         where = SearchFilter(source=options.source, kind=options.kind)
         lists, weights = [], []

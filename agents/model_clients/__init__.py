@@ -10,14 +10,14 @@ Providers (``EVORAG_LLM_PROVIDER``):
 - ``replay``: scripted answers from ``EVORAG_REPLAY_FILE``, for tests and demos.
 """
 
-from agents.model_clients._factory import PROVIDERS, create_model_client, model_label
-from agents.model_clients._gguf import bundled_model_path
-from agents.model_clients._local import (
+from evorag.agents.model_clients._factory import PROVIDERS, create_model_client, model_label
+from evorag.agents.model_clients._gguf import bundled_model_path
+from evorag.agents.model_clients._local import (
     LOCAL_MODEL_INFO,
     LocalChatCompletionClient,
     LocalChatCompletionClientConfig,
 )
-from agents.model_clients._replay import (
+from evorag.agents.model_clients._replay import (
     ScriptedChatCompletionClient,
     load_replay_file,
     replay_client,
@@ -26,8 +26,8 @@ from agents.model_clients._replay import (
 
 _LAZY = {
     # The openai and ollama packages take seconds to import; only the remote providers need them.
-    "EvoragOllamaChatCompletionClient": "agents.model_clients._remote",
-    "EvoragOpenAIChatCompletionClient": "agents.model_clients._remote",
+    "EvoragOllamaChatCompletionClient": "evorag.agents.model_clients._remote",
+    "EvoragOpenAIChatCompletionClient": "evorag.agents.model_clients._remote",
 }
 
 

@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from agents.model_clients._gguf import LlamaCheckpoint
+from evorag.agents.model_clients._gguf import LlamaCheckpoint
 
 _GROUP = 32  # Q4_1 and Q8_0 blocks are 32 weights wide
 _PREFILL_DENSE_FROM = 8  # prompt chunks at least this long use the dense weights

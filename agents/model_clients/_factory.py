@@ -33,7 +33,7 @@ def model_label(settings: Settings) -> str:
     if provider == "local":
         from pathlib import Path
 
-        from agents.model_clients._gguf import SMOLLM2_FILE
+        from evorag.agents.model_clients._gguf import SMOLLM2_FILE
 
         return f"local:{Path(settings.llm_model or SMOLLM2_FILE).stem}"
     if provider == "replay":
@@ -55,7 +55,7 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
     """
     provider = settings.llm_provider
     if provider == "local":
-        from agents.model_clients._local import LocalChatCompletionClient
+        from evorag.agents.model_clients._local import LocalChatCompletionClient
 
         return LocalChatCompletionClient(
             model_path=settings.llm_model,
@@ -70,7 +70,7 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
     if provider == "ollama":
         return _ollama_client(settings)
     if provider == "replay":
-        from agents.model_clients._replay import replay_client_from_file
+        from evorag.agents.model_clients._replay import replay_client_from_file
 
         if settings.replay_file is None:
             raise ConfigError(
@@ -84,7 +84,7 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
 
 
 def _openai_client(settings: Settings) -> ChatCompletionClient:
-    from agents.model_clients._remote import EvoragOpenAIChatCompletionClient
+    from evorag.agents.model_clients._remote import EvoragOpenAIChatCompletionClient
 
     base_url = settings.llm_base_url or settings.openai_base_url
     secret = settings.llm_api_key or settings.openai_api_key
@@ -113,7 +113,7 @@ def _openai_client(settings: Settings) -> ChatCompletionClient:
 
 
 def _ollama_client(settings: Settings) -> ChatCompletionClient:
-    from agents.model_clients._remote import EvoragOllamaChatCompletionClient
+    from evorag.agents.model_clients._remote import EvoragOllamaChatCompletionClient
 
     model = settings.llm_model or DEFAULT_MODELS["ollama"]
     common = {

@@ -36,9 +36,7 @@ from autogen_core.models import (
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
-from pydantic import BaseModel
-
-from agents.model_clients._runtime import (
+from evorag.agents.model_clients._runtime import (
     LocalModel,
     RuntimeName,
     encode_chat,
@@ -47,6 +45,8 @@ from agents.model_clients._runtime import (
     pin_torch_threads,
     resolve_model_path,
 )
+from pydantic import BaseModel
+
 from evorag.errors import EvoragError, ModelError, UserError
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class LocalChatCompletionClient(ChatCompletionClient, Component[LocalChatComplet
 
     component_type = "model"
     component_config_schema = LocalChatCompletionClientConfig
-    component_provider_override = "agents.model_clients.LocalChatCompletionClient"
+    component_provider_override = "evorag.agents.model_clients.LocalChatCompletionClient"
 
     def __init__(
         self,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf
+from evorag.agents.model_clients._gguf import bundled_model_path, load_tokenizer, read_llama_gguf
+
 from evorag.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ def get_local_model(
         if runtime == "llama_cpp":
             generator = LlamaCppGenerator(path, threads)
         else:
-            from agents.model_clients._decoder import LlamaDecoder
+            from evorag.agents.model_clients._decoder import LlamaDecoder
 
             generator = LlamaDecoder(read_llama_gguf(path))
         vocab = tokenizer.get_vocab()

@@ -583,7 +583,7 @@ def _register_tools(server: EvoragMCP) -> None:
         """Crawl a documentation site and index it as a background job; returns the job id at once or
         after ``wait_seconds``. Follow it with get_job_status; re-crawls only re-index what changed."""
         from evorag.service import CrawlRequest, default_source_name, validate_source_name
-        from tools.url_guard import check_url
+        from evorag.tools.url_guard import check_url
 
         # The guard may look the host up in DNS: never on the event loop.
         start_url = await anyio.to_thread.run_sync(
@@ -648,7 +648,7 @@ def _register_tools(server: EvoragMCP) -> None:
     ) -> EvolutionResult:
         """Generate, check, test and (after approval) deploy a new tool for ``feature_request``. Risky changes
         ask for approval through the client when it supports elicitation; otherwise they stay pending."""
-        from tools.url_guard import check_url
+        from evorag.tools.url_guard import check_url
 
         allow_private = service.settings.allow_private
         docs = [

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from evorag.principals import Principal
+from evorag.tools.approvals import ApprovalRequest, Decision, needed_role
 from evorag.ui._render import code_span, render_approval
-from tools.approvals import ApprovalRequest, Decision, needed_role
 
 APPROVE, REJECT = "approve", "reject"
 

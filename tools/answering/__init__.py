@@ -1,9 +1,9 @@
 """Answering: context assembly, the prompt, the model call with its extractive fallback, citations."""
 
-from tools.answering._answerer import Answer, Answerer, cited_numbers, resolve_citations
-from tools.answering._context import Passage, approx_tokens, assemble_context
-from tools.answering._extractive import extractive_answer
-from tools.answering._prompt import SYSTEM_PROMPT, build_messages, render_sources
+from evorag.tools.answering._answerer import Answer, Answerer, cited_numbers, resolve_citations
+from evorag.tools.answering._context import Passage, approx_tokens, assemble_context
+from evorag.tools.answering._extractive import extractive_answer
+from evorag.tools.answering._prompt import SYSTEM_PROMPT, build_messages, render_sources
 
 __all__ = [
     "SYSTEM_PROMPT",

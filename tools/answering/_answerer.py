@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from tools.answering._context import Passage
-from tools.answering._extractive import extractive_answer
-from tools.answering._prompt import build_messages
-from tools.resilience import CircuitBreaker
+from evorag.tools.answering._context import Passage
+from evorag.tools.answering._extractive import extractive_answer
+from evorag.tools.answering._prompt import build_messages
+from evorag.tools.resilience import CircuitBreaker
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tools.types import Chunk, Hit
+from evorag.tools.types import Chunk, Hit
 
 
 def approx_tokens(text: str) -> int:

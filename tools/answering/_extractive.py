@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from tools.answering._context import Passage
-from tools.sparse import tokenize
+from evorag.tools.answering._context import Passage
+from evorag.tools.sparse import tokenize
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\[])")
 _FENCE = re.compile(r"```.*?```", re.DOTALL)

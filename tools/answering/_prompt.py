@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from tools.answering._context import Passage
+from evorag.tools.answering._context import Passage
 
 SYSTEM_PROMPT = """You answer questions about software documentation.
 Rules:

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
+from evorag.tools.embedding._base import normalize
 
 from evorag.errors import ConfigError
-from tools.embedding._base import normalize
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import httpx
 import numpy as np
+from evorag.tools.embedding._base import normalize
+from evorag.tools.resilience import CircuitBreaker, retry_call
 
 from evorag.errors import ConfigError, ModelError
-from tools.embedding._base import normalize
-from tools.resilience import CircuitBreaker, retry_call
 
 
 class _Retryable(Exception):

@@ -7,9 +7,14 @@
 * The improvement trend over past scores: :func:`compute_trend` -> :class:`Trend`.
 """
 
-from tools.evaluation._code_quality import CodeBlockReport, CodeQualityConfig, CodeQualityResult, code_quality
-from tools.evaluation._grounding import ClaimVerdict, GroundingConfig, GroundingResult
-from tools.evaluation._report import (
+from evorag.tools.evaluation._code_quality import (
+    CodeBlockReport,
+    CodeQualityConfig,
+    CodeQualityResult,
+    code_quality,
+)
+from evorag.tools.evaluation._grounding import ClaimVerdict, GroundingConfig, GroundingResult
+from evorag.tools.evaluation._report import (
     CorrectnessReport,
     EmbedFn,
     Evaluator,
@@ -17,7 +22,7 @@ from tools.evaluation._report import (
     Weights,
     evaluate_answer,
 )
-from tools.evaluation._retrieval import (
+from evorag.tools.evaluation._retrieval import (
     DEFAULT_KS,
     evaluate_run,
     hit_at_k,
@@ -27,9 +32,9 @@ from tools.evaluation._retrieval import (
     query_metrics,
     recall_at_k,
 )
-from tools.evaluation._rouge import RougeResult, RougeScore
-from tools.evaluation._text import split_sentences
-from tools.evaluation._trend import Trend, compute_trend
+from evorag.tools.evaluation._rouge import RougeResult, RougeScore
+from evorag.tools.evaluation._text import split_sentences
+from evorag.tools.evaluation._trend import Trend, compute_trend
 
 __all__ = [
     "DEFAULT_KS",

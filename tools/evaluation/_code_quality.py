@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from tools.evaluation._text import CodeBlock
+from evorag.tools.evaluation._text import CodeBlock
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "pycon", "ipython", "py3"})
 _BRACKETS = {")": "(", "]": "[", "}": "{"}

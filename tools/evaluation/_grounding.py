@@ -44,8 +44,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
-
-from tools.evaluation._text import TextUnit, opposite_pair
+from evorag.tools.evaluation._text import TextUnit, opposite_pair
 
 ClaimStatus = Literal["supported", "unsupported", "contradicted"]
 

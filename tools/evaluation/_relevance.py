@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tools.evaluation._retrieval import dcg, ndcg_at_k
+from evorag.tools.evaluation._retrieval import dcg, ndcg_at_k
 
 
 def normalize_url(url: str) -> str:

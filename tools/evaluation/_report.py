@@ -9,10 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import numpy as np
-
-from evorag.errors import EvoragError, ModelError, UserError
-from tools.evaluation._code_quality import CodeBlockReport, CodeQualityConfig, code_quality
-from tools.evaluation._grounding import (
+from evorag.tools.evaluation._code_quality import CodeBlockReport, CodeQualityConfig, code_quality
+from evorag.tools.evaluation._grounding import (
     Claim,
     ClaimVerdict,
     ContextEvidence,
@@ -21,9 +19,9 @@ from tools.evaluation._grounding import (
     judge_claims,
     semantic_candidates,
 )
-from tools.evaluation._relevance import graded_ndcg, labelled_ndcg
-from tools.evaluation._rouge import RougeResult, rouge, warm_up
-from tools.evaluation._text import (
+from evorag.tools.evaluation._relevance import graded_ndcg, labelled_ndcg
+from evorag.tools.evaluation._rouge import RougeResult, rouge, warm_up
+from evorag.tools.evaluation._text import (
     TextUnit,
     citation_numbers,
     clean_markdown,
@@ -31,6 +29,8 @@ from tools.evaluation._text import (
     split_sentences,
     strip_citations,
 )
+
+from evorag.errors import EvoragError, ModelError, UserError
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 ContextLike = Mapping[str, Any] | Any  # a dict (Hit.to_dict() shape or {"text": ...}), a Chunk or a Hit

@@ -6,8 +6,8 @@ Everything lives under ``EVORAG_HOME/memory`` (or the configured Qdrant server);
 why this store, and what is done so that mem0 stays offline and writes nothing elsewhere.
 """
 
-from tools.memory._backend import COLLECTION, memory_dir
-from tools.memory._evolution_memory import EvolutionMemory, describe_outcome
+from evorag.tools.memory._backend import COLLECTION, memory_dir
+from evorag.tools.memory._evolution_memory import EvolutionMemory, describe_outcome
 
 __all__ = ["COLLECTION", "EvolutionMemory", "Mem0Memory", "Mem0MemoryConfig", "describe_outcome", "memory_dir"]
 
@@ -15,7 +15,7 @@ __all__ = ["COLLECTION", "EvolutionMemory", "Mem0Memory", "Mem0MemoryConfig", "d
 def __getattr__(name: str):
     # The AutoGen adapter imports autogen_core: only when asked for.
     if name in ("Mem0Memory", "Mem0MemoryConfig"):
-        from tools.memory import _autogen
+        from evorag.tools.memory import _autogen
 
         return getattr(_autogen, name)
-    raise AttributeError(f"module 'tools.memory' has no attribute {name!r}")
+    raise AttributeError(f"module 'evorag.tools.memory' has no attribute {name!r}")

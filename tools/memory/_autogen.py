@@ -4,7 +4,7 @@ Why our own: autogen-ext 0.7.5's ``Mem0Memory`` passes ``user_id=`` to ``mem0.Me
 2.x rejects ("Top-level entity parameters ... are not supported"). mem0 2.x scopes ``add`` with top-level
 ``user_id``/``agent_id`` but ``search``/``get_all`` with ``filters={"user_id": ..., "agent_id": ...}``; and
 ``delete_all`` takes them top-level again. This adapter does that, adds with ``infer=False`` (verbatim, no
-LLM), and shares the offline store of ``tools.memory`` (same folder, model and Qdrant).
+LLM), and shares the offline store of ``evorag.tools.memory`` (same folder, model and Qdrant).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from autogen_core import CancellationToken, Component
 from autogen_core.memory import Memory, MemoryContent, MemoryMimeType, MemoryQueryResult, UpdateContextResult
 from autogen_core.model_context import ChatCompletionContext
 from autogen_core.models import SystemMessage
+from evorag.tools.memory import _backend
 from pydantic import BaseModel, Field
 
 from evorag.errors import UserError
 from evorag.settings import Settings, load_settings
-from tools.memory import _backend
 
 _TEXT_TYPES = (MemoryMimeType.TEXT.value, MemoryMimeType.MARKDOWN.value)
 # Scope keys mem0 owns: caller metadata cannot move a memory into another scope.
@@ -76,7 +76,7 @@ class Mem0Memory(Memory, Component[Mem0MemoryConfig]):
     """
 
     component_type = "memory"
-    component_provider_override = "tools.memory.Mem0Memory"
+    component_provider_override = "evorag.tools.memory.Mem0Memory"
     component_config_schema = Mem0MemoryConfig
 
     def __init__(

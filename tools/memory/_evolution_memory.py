@@ -11,8 +11,9 @@ import logging
 import re
 from typing import Any, Protocol, Self
 
+from evorag.tools.memory import _backend
+
 from evorag.settings import Settings
-from tools.memory import _backend
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ _ENTITY_ID = re.compile(r"^\S{1,200}$")
 
 
 class Outcome(Protocol):
-    """What ``record_outcome`` reads (``tools.evolution.EvolutionOutcome`` fits)."""
+    """What ``record_outcome`` reads (``evorag.tools.evolution.EvolutionOutcome`` fits)."""
 
     status: str
     gate: str | None
@@ -61,7 +62,7 @@ def describe_outcome(request: str, outcome: Outcome) -> str:
 
 
 class EvolutionMemory:
-    """mem0 memory of evolution requests and outcomes, under ``EVORAG_HOME/memory`` (see ``tools.memory``).
+    """mem0 memory of evolution requests and outcomes, under ``EVORAG_HOME/memory`` (see ``evorag.tools.memory``).
 
     Cheap to construct: mem0 and the embedding model load on first use (seconds, once per process and
     location). ``record_outcome``, ``search`` and ``clear`` raise ``ConfigError``/``StoreError`` (see

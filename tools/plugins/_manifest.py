@@ -5,7 +5,7 @@ written by a model or by whoever submitted the candidate: they are data, never i
 shows a deployed tool to a client (the MCP tool list, ``evorag tools docs``/``list``, the UI) goes through
 ``served_description``/``summary``/``served_schema`` below: a fixed template, then the author's first paragraph,
 one line, control and invisible characters removed, capped at ``SUMMARY_CHARS``, quoted as untrusted; text that
-reads like instructions to an AI model (``tools.risk_rules.instruction_like``) is withheld, not served.
+reads like instructions to an AI model (``evorag.tools.risk_rules.instruction_like``) is withheld, not served.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tools.risk_rules import instruction_like
+from evorag.tools.risk_rules import instruction_like
 
 MANIFEST = "manifest.json"
 SUMMARY_CHARS = 300

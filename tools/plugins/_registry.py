@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from evorag.tools.plugins._manifest import WITHHELD, ToolManifest, untrusted_line
+from evorag.tools.plugins._repository import PluginRepository
+from evorag.tools.risk_rules import instruction_like
+
 from evorag.errors import ExternalError, NotFoundError, UserError
-from tools.plugins._manifest import WITHHELD, ToolManifest, untrusted_line
-from tools.plugins._repository import PluginRepository
-from tools.risk_rules import instruction_like
 
 # Runs inside the sandbox: loads the tool, calls it with the JSON arguments, prints a JSON result.
 _RUNNER = """
@@ -95,7 +96,7 @@ class ToolRegistry:
             jsonschema.validate(arguments, manifest.parameters_schema)
         except jsonschema.ValidationError as exc:
             raise UserError(f"invalid arguments for {name}: {exc.message}") from None
-        from tools.sandbox import Limits
+        from evorag.tools.sandbox import Limits
 
         source = self.repository.tool_dir(name)
         with tempfile.TemporaryDirectory(prefix=f"evorag-call-{name}-") as tmp:

@@ -17,8 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from evorag.errors import NotFoundError, UserError
-from tools.plugins._chain import (
+from evorag.tools.plugins._chain import (
     CHAIN_FILE,
     KEY_FILE,
     MAX_TOOL_FILE_BYTES,
@@ -29,7 +28,9 @@ from tools.plugins._chain import (
     state_from_files,
     state_of_directory,
 )
-from tools.plugins._manifest import MANIFEST, ToolManifest
+from evorag.tools.plugins._manifest import MANIFEST, ToolManifest
+
+from evorag.errors import NotFoundError, UserError
 
 _TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _COPY_PATTERNS = ("tool.py", "requirements.txt", "test_*.py")

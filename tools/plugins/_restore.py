@@ -7,7 +7,7 @@
    caller (the home's, or the one inside the backup when the person restoring says so). A tool that
    matches stays deployed. Any other tool (no key, a chain that does not verify, files or manifest that
    differ, a tool the chain never saw) is taken out of the tool set and its code copied to
-   ``quarantine/<name>/`` as a candidate, to go back through the gates (see ``tools.backup``).
+   ``quarantine/<name>/`` as a candidate, to go back through the gates (see ``evorag.tools.backup``).
 3. The chain is re-keyed for the new home when it could not be verified, so that it vouches for nothing
    it did not check; the quarantine is committed as a checkpoint.
 
@@ -23,8 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evorag.errors import UserError
-from tools.plugins._chain import (
+from evorag.tools.plugins._chain import (
     CHAIN_FILE,
     MAX_TOOL_FILE_BYTES,
     MAX_TOOL_FILES,
@@ -32,6 +31,8 @@ from tools.plugins._chain import (
     UntrustedToolError,
     state_of_directory,
 )
+
+from evorag.errors import UserError
 
 _TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

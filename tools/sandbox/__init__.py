@@ -27,11 +27,11 @@ and makes the workdir snapshot before the backend's ``_run()`` starts anything.
     result = sandbox.run(workdir, ["python", "-m", "pytest", "-q"], limits=Limits(wall_seconds=60))
 """
 
-from tools.sandbox._base import RunRequest, SandboxBase
-from tools.sandbox._bubblewrap import BubblewrapSandbox
-from tools.sandbox._docker import DockerSandbox
-from tools.sandbox._docker_image import DEFAULT_IMAGE, build_image
-from tools.sandbox._protocol import (
+from evorag.tools.sandbox._base import RunRequest, SandboxBase
+from evorag.tools.sandbox._bubblewrap import BubblewrapSandbox
+from evorag.tools.sandbox._docker import DockerSandbox
+from evorag.tools.sandbox._docker_image import DEFAULT_IMAGE, build_image
+from evorag.tools.sandbox._protocol import (
     SCRATCH_DIR,
     WORKDIR_MOUNT,
     KilledReason,
@@ -40,7 +40,7 @@ from tools.sandbox._protocol import (
     SandboxError,
     SandboxResult,
 )
-from tools.sandbox._select import default_sandbox
+from evorag.tools.sandbox._select import default_sandbox
 
 __all__ = [
     "DEFAULT_IMAGE",

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, final
 
+from evorag.tools.sandbox._limits import check_argv, check_workdir, sandbox_env
+from evorag.tools.sandbox._protocol import Limits, SandboxError, SandboxResult
+from evorag.tools.sandbox._seccomp import SeccompUnsupported, native_arch
+from evorag.tools.sandbox._snapshot import run_directory
+
 from evorag.errors import UserError
-from tools.sandbox._limits import check_argv, check_workdir, sandbox_env
-from tools.sandbox._protocol import Limits, SandboxError, SandboxResult
-from tools.sandbox._seccomp import SeccompUnsupported, native_arch
-from tools.sandbox._snapshot import run_directory
 
 
 @dataclass(frozen=True, slots=True)

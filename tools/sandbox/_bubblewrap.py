@@ -43,10 +43,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from evorag.errors import ConfigError
-from tools.sandbox._base import RunRequest, SandboxBase
-from tools.sandbox._cgroup import CgroupJail, CgroupUnavailable, cgroup_problem
-from tools.sandbox._limits import (
+from evorag.tools.sandbox._base import RunRequest, SandboxBase
+from evorag.tools.sandbox._cgroup import CgroupJail, CgroupUnavailable, cgroup_problem
+from evorag.tools.sandbox._limits import (
     ETC_GROUP,
     ETC_PASSWD,
     SANDBOX_UID,
@@ -58,10 +57,10 @@ from tools.sandbox._limits import (
     rlimit_argv,
     sandbox_env,
 )
-from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits, SandboxError, SandboxResult
-from tools.sandbox._seccomp import bpf_program
-from tools.sandbox._snapshot import run_directory
-from tools.sandbox._staging import (
+from evorag.tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits, SandboxError, SandboxResult
+from evorag.tools.sandbox._seccomp import bpf_program
+from evorag.tools.sandbox._snapshot import run_directory
+from evorag.tools.sandbox._staging import (
     LAUNCHER_ENV,
     ROOT_UTILS,
     SHM_BYTES,
@@ -69,7 +68,9 @@ from tools.sandbox._staging import (
     make_stage,
     remove_stage,
 )
-from tools.sandbox._supervisor import Outcome, kill_process_group, supervise
+from evorag.tools.sandbox._supervisor import Outcome, kill_process_group, supervise
+
+from evorag.errors import ConfigError
 
 # bwrap's own processes in the run's cgroup: its monitor (the launcher, exec'd into bwrap) and the
 # namespace's init, besides the program's processes.

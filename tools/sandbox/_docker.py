@@ -33,11 +33,11 @@ import time
 import uuid
 from pathlib import Path
 
-from tools.resilience import CircuitBreaker, CircuitOpenError, retry_call
-from tools.sandbox._base import RunRequest, SandboxBase
-from tools.sandbox._cgroup import read_counter
-from tools.sandbox._docker_image import DEFAULT_IMAGE, build_image, host_lib_dirs
-from tools.sandbox._limits import (
+from evorag.tools.resilience import CircuitBreaker, CircuitOpenError, retry_call
+from evorag.tools.sandbox._base import RunRequest, SandboxBase
+from evorag.tools.sandbox._cgroup import read_counter
+from evorag.tools.sandbox._docker_image import DEFAULT_IMAGE, build_image, host_lib_dirs
+from evorag.tools.sandbox._limits import (
     SANDBOX_UID,
     SHARED_ETC,
     decode_output,
@@ -45,9 +45,9 @@ from tools.sandbox._limits import (
     interpreter_mounts,
     rlimit_argv,
 )
-from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, SandboxError, SandboxResult
-from tools.sandbox._seccomp import docker_profile
-from tools.sandbox._supervisor import Outcome, kill_process_group, supervise
+from evorag.tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, SandboxError, SandboxResult
+from evorag.tools.sandbox._seccomp import docker_profile
+from evorag.tools.sandbox._supervisor import Outcome, kill_process_group, supervise
 
 _DAEMON_OK_FOR_S = 60.0
 _daemon_checked: dict[tuple[str, str], float] = {}

@@ -5,7 +5,7 @@ system, a minimal /etc) made with ``docker import``. At run time the host's ``/u
 interpreter's prefix are mounted into it read-only, exactly as the bubblewrap sandbox does, so both backends
 run the same interpreter with the same packages. A few kilobytes: building takes well under a second.
 
-Run ``python -m tools.sandbox._docker_image [TAG]`` (what CI does) or call ``build_image(tag)``.
+Run ``python -m evorag.tools.sandbox._docker_image [TAG]`` (what CI does) or call ``build_image(tag)``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tarfile
 
-from tools.sandbox._limits import ETC_GROUP, ETC_PASSWD, SANDBOX_UID
-from tools.sandbox._protocol import SandboxError
+from evorag.tools.sandbox._limits import ETC_GROUP, ETC_PASSWD, SANDBOX_UID
+from evorag.tools.sandbox._protocol import SandboxError
 
 DEFAULT_IMAGE = "evorag-sandbox:1"
 _LABEL = "evorag.sandbox.layout"

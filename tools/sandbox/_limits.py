@@ -10,8 +10,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from evorag.tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits
+
 from evorag.errors import UserError
-from tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits
 
 MiB = 1024 * 1024
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from evorag.tools.sandbox._bubblewrap import BubblewrapSandbox
+from evorag.tools.sandbox._docker import DockerSandbox
+from evorag.tools.sandbox._docker_image import DEFAULT_IMAGE
+from evorag.tools.sandbox._protocol import Sandbox
+
 from evorag.errors import ConfigError
-from tools.sandbox._bubblewrap import BubblewrapSandbox
-from tools.sandbox._docker import DockerSandbox
-from tools.sandbox._docker_image import DEFAULT_IMAGE
-from tools.sandbox._protocol import Sandbox
 
 _HINTS = {
     "auto": "install bubblewrap (apt-get install bubblewrap)",

@@ -27,11 +27,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from tools.sandbox._base import RunRequest
-from tools.sandbox._cgroup import CgroupJail
-from tools.sandbox._limits import SANDBOX_UID, MiB, interpreter_mounts
-from tools.sandbox._protocol import SandboxError
-from tools.sandbox._snapshot import owned_temp_dir
+from evorag.tools.sandbox._base import RunRequest
+from evorag.tools.sandbox._cgroup import CgroupJail
+from evorag.tools.sandbox._limits import SANDBOX_UID, MiB, interpreter_mounts
+from evorag.tools.sandbox._protocol import SandboxError
+from evorag.tools.sandbox._snapshot import owned_temp_dir
 
 # The launcher's own environment: bwrap clears it for the sandbox anyway, but nothing of ours goes near it.
 LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}

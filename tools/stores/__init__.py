@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tools.stores._common import collection_name
-from tools.stores._edge import EdgeStore
-from tools.stores._protocol import SearchFilter, VectorStore
-from tools.stores._qdrant_client import QdrantServerStore
+from evorag.tools.stores._common import collection_name
+from evorag.tools.stores._edge import EdgeStore
+from evorag.tools.stores._protocol import SearchFilter, VectorStore
+from evorag.tools.stores._qdrant_client import QdrantServerStore
 
 if TYPE_CHECKING:
     from evorag.settings import Settings

@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from evorag.tools.sparse import SparseVector
+from evorag.tools.types import Chunk, Hit, Scored
 
 from evorag.errors import ConfigError, InternalError
-from tools.sparse import SparseVector
-from tools.types import Chunk, Hit, Scored
 
 DENSE = "dense"
 SPARSE = "bm25"

@@ -35,10 +35,8 @@ from typing import Self, TypeVar
 
 import numpy as np
 import qdrant_edge as qe
-
-from evorag.errors import InternalError, NotFoundError, StoreError, UserError
-from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
-from tools.stores._common import (
+from evorag.tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
+from evorag.tools.stores._common import (
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -59,8 +57,10 @@ from tools.stores._common import (
     scored_from_points,
     sparse_signature_to_record,
 )
-from tools.stores._protocol import SearchFilter
-from tools.types import Chunk, Hit, Scored
+from evorag.tools.stores._protocol import SearchFilter
+from evorag.tools.types import Chunk, Hit, Scored
+
+from evorag.errors import InternalError, NotFoundError, StoreError, UserError
 
 T = TypeVar("T")
 _SCROLL_PAGE = 512

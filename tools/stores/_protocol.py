@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from tools.sparse import SparseVector
-from tools.types import Chunk, ChunkKind, Hit, Scored
+from evorag.tools.sparse import SparseVector
+from evorag.tools.types import Chunk, ChunkKind, Hit, Scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +37,7 @@ class VectorStore(Protocol):
     and raises ``InternalError`` otherwise. Backend failures surface as ``StoreError``.
 
     Each collection also records the signature of the BM25 encoder that built its sparse vectors
-    (``tools.sparse.Bm25Encoder.signature``). If it is not the store's current encoder, ``upsert``
+    (``evorag.tools.sparse.Bm25Encoder.signature``). If it is not the store's current encoder, ``upsert``
     and BM25 queries raise ``ConfigError`` (see ``check_sparse``); everything else, removals
     included, still works, so the index can be emptied and rebuilt.
     """
@@ -137,7 +136,7 @@ class VectorStore(Protocol):
     ) -> list[Hit]:
         """Dense and BM25 candidates fused inside Qdrant by RRF, in one request.
 
-        The ranking and scores equal ``tools.fusion.qdrant_rrf`` over ``dense_search(candidates)``
+        The ranking and scores equal ``evorag.tools.fusion.qdrant_rrf`` over ``dense_search(candidates)``
         and ``sparse_search(candidates)`` with the same ``k`` and (dense, sparse) ``weights``; only
         the fused top ``limit`` payloads are read, which makes it the fast path. A zero weight
         leaves that retriever out. For the other fusions in tools.fusion, search separately.

@@ -21,12 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Self, TypeVar
 
 import numpy as np
-from qdrant_client import QdrantClient, models
-
-from evorag.errors import EvoragError, InternalError, NotFoundError, StoreError, UserError
-from tools.resilience import CircuitBreaker, retry_call
-from tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
-from tools.stores._common import (
+from evorag.tools.resilience import CircuitBreaker, retry_call
+from evorag.tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
+from evorag.tools.stores._common import (
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -47,8 +44,11 @@ from tools.stores._common import (
     scored_from_points,
     sparse_signature_to_record,
 )
-from tools.stores._protocol import SearchFilter
-from tools.types import Chunk, Hit, Scored
+from evorag.tools.stores._protocol import SearchFilter
+from evorag.tools.types import Chunk, Hit, Scored
+from qdrant_client import QdrantClient, models
+
+from evorag.errors import EvoragError, InternalError, NotFoundError, StoreError, UserError
 
 try:  # qdrant-client wraps connection failures in ResponseHandlingException
     from qdrant_client.http.exceptions import ResponseHandlingException as _HandlingError
