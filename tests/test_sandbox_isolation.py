@@ -532,8 +532,12 @@ time.sleep(1.5)
 print(json.dumps(out))
 """
 NON_ROOT_DRIVER = """
-import json, sys, tempfile
+import json, os, site, sys, tempfile
 from pathlib import Path
+# Site directories, not PYTHONPATH: their .pth files hold the editable install's finder, which maps
+# evorag.tools (and .agents, .teams) to the repository folders.
+for directory in os.environ["EVORAG_TEST_SITE"].split(":"):
+    site.addsitedir(directory)
 from evorag.tools.sandbox import BubblewrapSandbox
 sandbox = BubblewrapSandbox(modes=[sys.argv[1]])
 problem = sandbox.why_unavailable()
@@ -573,7 +577,8 @@ def test_non_root_modes_map_to_the_invoking_user(mode, tmp_path):
         "-i",
         "PATH=/usr/bin:/bin",
         "HOME=/tmp",
-        f"PYTHONPATH={':'.join([str(root), *site])}",
+        f"PYTHONPATH={root}",
+        f"EVORAG_TEST_SITE={':'.join(site)}",
         python,
         "-c",
         NON_ROOT_DRIVER,
