@@ -1,7 +1,6 @@
 """evorag's chat UI (Chainlit): callbacks only. Start it with `evorag ui`.
 
-Every callback calls the service layer (evorag.service, teams) and renders with evorag.ui; none holds
-logic of its own. One Evorag instance serves all sessions of this process; each call acts for the
+Every callback calls the service (evorag.service) and renders with evorag.ui; none holds logic of its own. One Evorag instance serves all sessions of this process; each call acts for the
 logged-in principal, whose role the service checks (read again at every use: see ui.session_principal).
 """
 
@@ -28,14 +27,12 @@ for _name in ("autogen_core", "autogen_agentchat", "httpx"):
 SETTINGS = load_settings()
 withhold_from_process()  # this process runs agents and tools: they never inherit the approval token
 _state: dict[str, object] = {}
-# Crawls and evolutions write the index and the plugin repository: one at a time per UI process, waiting
-# on the event loop (the service's own lock is a thread lock that would block the loop).
-_writes = asyncio.Lock()
 
 
 async def _wait_turn(what: str) -> None:
-    if _writes.locked():
-        await cl.Message(content=f"Another crawl, evolution or rollback is running: the {what} starts when it "
+    """Say so when the service's writer slot is taken: the write waits for it (off the event loop)."""
+    if service().writer.busy:
+        await cl.Message(content=f"Another crawl, deploy or rollback is running: the {what} starts when it "
                                  "ends.").send()
 
 
@@ -174,17 +171,16 @@ async def crawl(command: ui.Command) -> None:
                 await message.update()
 
     await _wait_turn("crawl")
-    async with _writes:
-        ticker = asyncio.create_task(show_progress())
-        try:
-            report = await service().acrawl(CrawlRequest(url=url, source=source), on_progress=on_progress,
-                                            principal=who)
-        except Exception:
-            message.content = f"Crawl of {url} stopped."
-            await message.update()
-            raise
-        finally:
-            ticker.cancel()
+    ticker = asyncio.create_task(show_progress())
+    try:
+        report = await service().acrawl(CrawlRequest(url=url, source=source), on_progress=on_progress,
+                                        principal=who)
+    except Exception:
+        message.content = f"Crawl of {url} stopped."
+        await message.update()
+        raise
+    finally:
+        ticker.cancel()
     message.content = ui.render_crawl_report(report.to_dict())
     await message.update()
 
@@ -192,8 +188,7 @@ async def crawl(command: ui.Command) -> None:
 async def evolve(command: ui.Command) -> None:
     who = require(principal(), "evolve")
     approver = ui.ChainlitApprover(principal=who, timeout=SETTINGS.approval_timeout)
-    await _wait_turn("evolution")
-    async with _writes, ui.AgentSteps("Evolution team") as steps:
+    async with ui.AgentSteps("Evolution team") as steps:
         outcome = await service().aevolve(command.argument, docs=command.options.get("docs", []),
                                           approver=approver, on_event=steps, principal=who)
     await cl.Message(content=ui.render_outcome(outcome)).send()
@@ -202,23 +197,20 @@ async def evolve(command: ui.Command) -> None:
 async def heal(command: ui.Command) -> None:
     who = require(principal(), "heal")
     approver = ui.ChainlitApprover(principal=who, timeout=SETTINGS.approval_timeout)
-    await _wait_turn("healing")
-    async with _writes, ui.AgentSteps("Healing team") as steps:
+    async with ui.AgentSteps("Healing team") as steps:
         report = await service().aheal(command.argument or "health check", approver=approver, on_event=steps,
                                        principal=who)
     await cl.Message(content=ui.render_healing(report)).send()
 
 
 async def metrics(command: ui.Command) -> None:
-    require(principal(), "metrics")
-    rag = service()
-    history = await asyncio.to_thread(rag.metrics.history, last=200, kind="answer")
-    trend = await asyncio.to_thread(rag.metrics.trend, window=SETTINGS.trend_window)
-    figure = ui.metrics_figure(history, SETTINGS.trend_window)
+    who, rag = principal(), service()
+    report = await asyncio.to_thread(functools.partial(rag.metrics_report, last=200, principal=who))
+    figure = ui.metrics_figure(report.history, SETTINGS.trend_window)
     elements = [cl.Plotly(name="answer quality", figure=figure, display="inline", size="large")] if figure else []
-    await cl.Message(content=f"## Answer quality\n\n{ui.render_trend(trend)}\n\n### Latest answers\n\n"
-                             + ui.render_history(history), elements=elements).send()
-    entries = await asyncio.to_thread(rag.evolution.audit.entries, 500)
+    await cl.Message(content=f"## Answer quality\n\n{ui.render_trend(report.trend)}\n\n### Latest answers\n\n"
+                             + ui.render_history(report.history), elements=elements).send()
+    entries = await asyncio.to_thread(functools.partial(rag.evolution_log, last=500, principal=who))
     await cl.Message(content="## Evolutions\n\n" + ui.render_evolutions(entries)).send()
     await versions(command)
 
@@ -235,8 +227,7 @@ async def versions(command: ui.Command) -> None:
 
 
 async def tools(command: ui.Command) -> None:
-    require(principal(), "list_tools")
-    manifests = await asyncio.to_thread(service().registry.tools)
+    manifests = await asyncio.to_thread(functools.partial(service().tools, principal=principal()))
     await cl.Message(content="## Deployed tools\n\n" + ui.render_tools(manifests)).send()
 
 
@@ -277,11 +268,11 @@ async def decide_approval(action: cl.Action) -> None:
     approval_id, approve = str(action.payload.get("id", "")), action.payload.get("approve") is True
     try:
         who = principal()
-        await _wait_turn("decision")
-        async with _writes:  # approving deploys: a write, like a crawl or a rollback
-            result = await asyncio.to_thread(functools.partial(
-                service().decide_approval, approval_id, approve=approve, principal=who,
-                reason=f"{'approved' if approve else 'rejected'} in the UI by {who.name}"))
+        if approve:
+            await _wait_turn("deploy")  # approving deploys: a write, like a crawl or a rollback
+        result = await asyncio.to_thread(functools.partial(
+            service().decide_approval, approval_id, approve=approve, principal=who,
+            reason=f"{'approved' if approve else 'rejected'} in the UI by {who.name}"))
     except EvoragError as exc:
         await _error(exc)
         return
@@ -311,8 +302,8 @@ async def rollback(action: cl.Action) -> None:
     await _wait_turn("rollback")
     try:
         who = principal()
-        async with _writes:
-            checkpoint, _ = await asyncio.to_thread(functools.partial(service().rollback, version, principal=who))
+        result = await asyncio.to_thread(functools.partial(service().rollback, version, principal=who))
+        checkpoint = result.version
     except EvoragError as exc:
         await _error(exc)
         return

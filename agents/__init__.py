@@ -5,6 +5,7 @@ static gates (and repair), the Integration Tester runs the sandbox and regressio
 approves, and the Deployer commits. Teams are assembled in ``teams``.
 """
 
+from evorag.agents import _prompts as prompts
 from evorag.agents._evolution_agents import (
     CodeDebugger,
     DependencyValidator,
@@ -14,6 +15,7 @@ from evorag.agents._evolution_agents import (
     ToolGenerator,
 )
 from evorag.agents._human import approval_proxy
+from evorag.agents._parsing import extract_files
 from evorag.agents._state import EvolutionState
 
 __all__ = [
@@ -25,4 +27,6 @@ __all__ = [
     "IntegrationTester",
     "ToolGenerator",
     "approval_proxy",
+    "extract_files",
+    "prompts",
 ]

@@ -146,7 +146,10 @@ class Deployer(StepAgent):
 
     async def step(self, messages, cancellation_token) -> str:
         state = self.state
-        state.outcome = state.pipeline.deploy(state.approval_id, state.verdicts, run_id=state.run_id)
+        # In a thread: deploying commits to git and waits for the application's writer slot, which a crawl
+        # running on this very event loop may hold.
+        state.outcome = await asyncio.to_thread(state.pipeline.deploy, state.approval_id, state.verdicts,
+                                                run_id=state.run_id)
         outcome = state.outcome
         if outcome.status == "deployed":
             return f"DEPLOYED {outcome.tool} as version {outcome.version_id}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from autogen_agentchat.agents import UserProxyAgent
 
 
@@ -11,8 +13,9 @@ def approval_proxy(state) -> UserProxyAgent:
 
     async def ask(prompt: str, cancellation_token=None) -> str:
         pipeline = state.pipeline
-        approval = pipeline.request_approval(state.workdir, state.signature, state.verdicts,
-                                             request=state.request, run_id=state.run_id)
+        # Staging the candidate and opening the request write files and SQLite: not on the event loop.
+        approval = await asyncio.to_thread(pipeline.request_approval, state.workdir, state.signature,
+                                           state.verdicts, request=state.request, run_id=state.run_id)
         state.approval_id = approval.id
         outcome = await pipeline.decide(approval, state.approver, state.verdicts, run_id=state.run_id)
         if outcome is None:

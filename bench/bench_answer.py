@@ -16,8 +16,6 @@ import statistics
 import time
 from pathlib import Path
 
-from evorag.tools.answering import Answerer
-
 from evorag.service import Evorag
 
 
@@ -34,8 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     queries = [json.loads(line)["text"] for line in Path(args.data, "queries.jsonl").read_text().splitlines()]
     queries = queries[: args.queries]
-    with Evorag(home=Path(args.home)) as rag:
-        rag._answerer = Answerer(None, model_name="none")  # no LLM: the extractive path
+    with Evorag(home=Path(args.home), llm_provider="none") as rag:  # no LLM: the extractive path
         chunks = rag.store.count()
         rag.store.optimize()  # as after any bulk ingest (idempotent)
         rag.search("warm up")

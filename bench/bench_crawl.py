@@ -3,7 +3,7 @@
 Serves the Python 3.11 HTML documentation (Debian package python3-doc, 530 pages) from
 ``python -m http.server`` on 127.0.0.1 in a separate process, then:
 
-1. crawls it with ``evorag.tools.crawler.crawl_site`` (fetch + main-content extraction, default options);
+1. crawls it with ``evorag.tools.crawling.crawl_site`` (fetch + main-content extraction, default options);
 2. crawls it with Crawl4AI's default deep-crawl configuration: ``AsyncWebCrawler`` with
    ``AsyncHTTPCrawlerStrategy`` and ``CrawlerRunConfig(deep_crawl_strategy=BFSDeepCrawlStrategy(...))``
    and the default Markdown generator (the baseline);
@@ -78,7 +78,7 @@ def start_server(directory: Path) -> tuple[subprocess.Popen, str]:
 
 
 async def crawl_ours(start: str, pages: int, depth: int, rate: float, known=None):
-    from evorag.tools.crawler import CrawlFinished, CrawlOptions, KnownPage, PageFetched, crawl_site
+    from evorag.tools.crawling import CrawlFinished, CrawlOptions, KnownPage, PageFetched, crawl_site
 
     options = CrawlOptions(allow_private=True, max_pages=pages, max_depth=depth, rate_per_host=rate)
     recorded: dict[str, KnownPage] = {}

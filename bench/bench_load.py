@@ -172,7 +172,7 @@ def build_index(cache: Path, target_chunks: int) -> dict:
     started = time.perf_counter()
     with Evorag(home=cache, embedder="onnx") as rag:
         rag.catalog.upsert_source(SOURCE, "https://docs.python.org/3.11/", {})
-        indexer = rag._indexer()
+        indexer = rag.parts.indexer()
         chosen, queries, chunks, code_chunks = [], [], 0, 0
         for page, page_queries in pages:
             page_chunks = indexer.chunk(SOURCE, page)

@@ -13,7 +13,9 @@ import argparse
 import time
 from pathlib import Path
 
-from evorag.tools.retrieval_eval import evaluate_beir, search_options
+from evorag.tools.datasets import load_beir
+from evorag.tools.retrieval_eval import evaluate_beir
+from evorag.tools.search import SearchOptions
 
 from evorag.service import Evorag
 
@@ -37,14 +39,14 @@ def main() -> None:
     args = parser.parse_args()
     with Evorag(home=Path(args.home), embedder=args.embedder) as rag:
         started = time.monotonic()
-        first = evaluate_beir(rag, Path(args.data))
+        dataset = load_beir(Path(args.data))
+        indexer = rag.parts.indexer()
+        first = evaluate_beir(dataset, indexer, SearchOptions.from_settings(rag.settings, limit=100))
         print(f"index: {first.index_seconds:.0f}s (0 = reused); embedder {rag.embedder.name}")
         print(f"{'configuration':32} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7}")
         for label, overrides in GRID:
-            options = search_options(rag, source=None)
-            for key, value in overrides.items():
-                setattr(options, key, value)
-            result = evaluate_beir(rag, Path(args.data), options=options)
+            options = SearchOptions.from_settings(rag.settings, limit=100, **overrides)
+            result = evaluate_beir(dataset, indexer, options)
             m = result.metrics
             print(f"{label:32} {m['ndcg@10']:8.4f} {m['recall@100']:7.4f} {m['mrr@10']:7.4f}")
         print(f"total {time.monotonic() - started:.0f}s")

@@ -18,21 +18,13 @@ from evorag.errors import (
     NotFoundError,
     UserError,
 )
+
+# The service imports the tools, and the tools import evorag.errors and evorag.settings: both are complete
+# by now, and nothing below the service imports from this package's namespace, so the order is enough.
+from evorag.service import CrawlRequest, Evorag
 from evorag.settings import Settings, load_settings
 
 __version__ = "0.1.0"
-
-_SERVICE_NAMES = {"CrawlRequest", "Evorag"}
-
-
-def __getattr__(name: str):
-    # The service imports the tools, and the tools import evorag.errors: loading it on first use keeps
-    # ``import tools.search`` (or any tool) from running into a half-initialised package.
-    if name in _SERVICE_NAMES:
-        from evorag import service
-
-        return getattr(service, name)
-    raise AttributeError(f"module 'evorag' has no attribute {name!r}")
 
 __all__ = [
     "BlockedURLError",

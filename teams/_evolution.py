@@ -28,8 +28,14 @@ from evorag.agents import (
     ToolGenerator,
     approval_proxy,
 )
+from evorag.teams._distributed import run_on, team_runtime
+from evorag.teams._ports import Knowledge, TeamPorts
 from evorag.tools.code_checks import max_risk
 from evorag.tools.evolution import EvolutionOutcome
+from evorag.tools.resources import check_resources
+from evorag.tools.types import CrawlRequest
+
+from evorag.errors import UserError
 
 
 def _starts(prefix: str) -> Callable:
@@ -68,28 +74,25 @@ def build_evolution_flow(state: EvolutionState, model_client, *, memory=None, ru
     )
 
 
-async def _docs_context(service, request: str, docs: Sequence[str], run_id: str) -> str:
-    """Crawl the given documentation (as a source of its own) and keep the passages the request needs."""
-    if not docs:
-        return ""
-    from evorag.service import CrawlRequest
-
+async def _docs_context(knowledge: Knowledge, settings, request: str, docs: Sequence[str], run_id: str) -> str:
+    """Crawl the given documentation (as a source of its own, kept small by the evolution_docs_* settings) and
+    keep the passages the request needs."""
     passages = []
     for number, url in enumerate(docs):
         source = f"evolve-{run_id}-{number}"
-        await service.acrawl(CrawlRequest(url=url, source=source, max_pages=30, max_depth=2))
-        hits = await asyncio.to_thread(service.search, request, source=source, limit=4)
+        await knowledge.acrawl(CrawlRequest(url=url, source=source, max_pages=settings.evolution_docs_max_pages,
+                                            max_depth=settings.evolution_docs_max_depth))
+        hits = await asyncio.to_thread(knowledge.search, request, source=source, limit=4)
         passages += [f"[{hit.chunk.url} — {hit.chunk.section}]\n{hit.chunk.text[:1200]}" for hit in hits]
     return "\n\n".join(passages)[:6000]
 
 
 async def run_evolution(
-    service,
+    ports: TeamPorts,
     request: str,
     *,
     docs: Sequence[str] = (),
     approver,
-    model_client=None,
     on_event: Callable[[object], None] | None = None,
 ) -> EvolutionOutcome:
     """Run the whole evolution for ``request``; returns how it ended (deployed, rejected or pending).
@@ -97,34 +100,26 @@ async def run_evolution(
     Raises RateLimitedError when the hourly limit is reached and ResourceError when the machine is too
     short of memory or disk to run it safely. Everything else ends as a rejected outcome with its gate.
     """
-    from evorag.teams._distributed import team_runtime
-    from evorag.tools.resources import check_resources
-
     if not request or not request.strip():
-        from evorag.errors import UserError
-
         raise UserError("the feature request is empty", hint="describe the tool you want")
-    check_resources(service.settings.home)
+    check_resources(ports.settings.home)
     # Connect before taking a slot of the hourly limit: an unreachable runtime host costs no evolution.
-    async with team_runtime(service.settings) as runtime:
-        service._rate_limiter().acquire("evolution")
-        return await _evolve(service, request, docs, approver, model_client, on_event, runtime)
+    async with team_runtime(ports.settings) as runtime:
+        await asyncio.to_thread(ports.limiter.acquire, "evolution")
+        return await _evolve(ports, request, docs, approver, on_event, runtime)
 
 
-async def _evolve(service, request: str, docs, approver, model_client, on_event, runtime) -> EvolutionOutcome:
-    from evorag.teams._distributed import run_on
-    from evorag.teams._runtime import team_model_client
-
-    pipeline = service.evolution
+async def _evolve(ports: TeamPorts, request: str, docs, approver, on_event, runtime) -> EvolutionOutcome:
+    pipeline, settings = ports.pipeline, ports.settings
     run_id = uuid.uuid4().hex[:12]
-    workdir = service.settings.home / "work" / run_id
+    workdir = settings.home / "work" / run_id
     state = EvolutionState(request=request.strip(), run_id=run_id, workdir=workdir, pipeline=pipeline,
-                           approver=approver, max_attempts=service.settings.evolution_attempts)
+                           approver=approver, max_attempts=settings.evolution_attempts)
     pipeline.audit.write("evolution_started", run_id=run_id, request=state.request, docs=list(docs))
     try:
-        state.docs_context = await _docs_context(service, state.request, docs, run_id)
-        client = model_client or team_model_client(service)
-        flow = build_evolution_flow(state, client, memory=getattr(service, "memory_store", None), runtime=runtime)
+        if docs:
+            state.docs_context = await _docs_context(ports.knowledge, settings, state.request, docs, run_id)
+        flow = build_evolution_flow(state, ports.model_client(), memory=pipeline.memory, runtime=runtime)
         async for event in run_on(runtime, flow.run_stream(task=state.request)):
             source = getattr(event, "source", None)
             content = getattr(event, "content", None)
@@ -143,5 +138,5 @@ async def _evolve(service, request: str, docs, approver, model_client, on_event,
     pipeline.audit.write("evolution_finished", run_id=run_id, status=outcome.status, gate=outcome.gate,
                          reason=outcome.reason, tokens=state.tokens)
     if state.outcome is None:
-        pipeline._remember(state.request, outcome)
+        pipeline.remember(state.request, outcome)
     return outcome

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
+from evorag.teams._ports import Knowledge
+from evorag.tools.evolution import EvolutionPipeline
 from evorag.tools.sparse import tokenize
+from evorag.tools.types import CrawlRequest
 
 from evorag.errors import UserError
 
@@ -54,15 +57,16 @@ def _url_terms(url: str) -> set[str]:
     return set(tokenize(" ".join(re.split(r"[/._-]+", f"{parts.hostname or ''} {parts.path}"))))
 
 
-def find_knowledge_gaps(service, *, threshold: float = 0.5, last: int = 200, limit: int = 10) -> list[GapProposal]:
-    history = service.metrics.history(last=last, kind="answer")
+def find_knowledge_gaps(history: Sequence[dict], links: Sequence[tuple[str, str]], *, threshold: float = 0.5,
+                        limit: int = 10) -> list[GapProposal]:
+    """Match weak answers of ``history`` (answer reports) with ``links`` ((source, url) the crawls did not
+    follow); the best ``limit`` matches are crawl proposals."""
     weak = {}
     for row in history:
         if row.get("query") and _weak(row, threshold):
             weak[row["query"]] = row
     if not weak:
         return []
-    links = service.external_links()
     proposals: dict[str, GapProposal] = {}
     for query in weak:
         terms = set(tokenize(query))
@@ -86,16 +90,15 @@ def _brief(answer) -> dict:
             "model": answer.model}
 
 
-async def fill_knowledge_gaps(service, proposals: list[GapProposal], *, approver, max_pages: int = 30,
-                              on_event: Callable[[object], None] | None = None) -> GapReport:
-    from evorag.service import CrawlRequest
-
-    pipeline = service.evolution
+async def fill_knowledge_gaps(knowledge: Knowledge, pipeline: EvolutionPipeline, proposals: list[GapProposal], *,
+                              approver, max_pages: int, on_event: Callable[[object], None] | None = None) -> GapReport:
+    """Ask each proposal's approval (MEDIUM risk), crawl the approved ones (at most ``max_pages`` each) and ask
+    the weak questions again, before and after."""
     emit = on_event or (lambda event: None)
     report = GapReport(proposals=proposals)
     queries = sorted({q for p in proposals for q in p.queries})
     for query in queries:
-        report.before[query] = _brief(await service.aask(query))
+        report.before[query] = _brief(await knowledge.aask(query))
     for proposal in proposals:
         approval = pipeline.approvals.create(
             tool=proposal.source_name, risk="MEDIUM",
@@ -114,12 +117,12 @@ async def fill_knowledge_gaps(service, proposals: list[GapProposal], *, approver
                                    "reason": str(exc)})
             continue
         emit({"source": "gaps", "content": f"crawling {proposal.url}"})
-        crawl = await service.acrawl(CrawlRequest(url=proposal.url, source=proposal.source_name, max_pages=max_pages))
+        crawl = await knowledge.acrawl(CrawlRequest(url=proposal.url, source=proposal.source_name, max_pages=max_pages))
         report.crawled.append({"url": proposal.url, "status": "crawled", "source": proposal.source_name,
                                "pages": crawl.pages_indexed, "chunks": crawl.chunks_indexed})
         pipeline.audit.write("gap_crawled", url=proposal.url, source=proposal.source_name, pages=crawl.pages_indexed)
     if any(item["status"] == "crawled" for item in report.crawled):
         for query in queries:
-            report.after[query] = _brief(await service.aask(query))
+            report.after[query] = _brief(await knowledge.aask(query))
     await asyncio.sleep(0)
     return report

@@ -47,6 +47,8 @@ from autogen_core import (
 from autogen_core._serialization import try_get_known_serializers_for_type
 from autogen_ext.runtimes.grpc import GrpcWorkerAgentRuntime
 from autogen_ext.runtimes.grpc import _constants as wire
+from autogen_ext.runtimes.grpc.protos import agent_worker_pb2
+from evorag.teams._remote import REMOTE_MESSAGE_TYPES
 
 from evorag.errors import EvoragError, ExternalError, InternalError
 
@@ -116,8 +118,6 @@ class TeamWorkerRuntime(GrpcWorkerAgentRuntime):
     def __init__(self, host_address: str, **kwargs: Any) -> None:
         super().__init__(host_address, **kwargs)
         super().add_message_serializer(_PINNED)
-        from evorag.teams._remote import REMOTE_MESSAGE_TYPES
-
         for cls in (GroupChatTermination, GroupChatError, *REMOTE_MESSAGE_TYPES):
             super().add_message_serializer(try_get_known_serializers_for_type(cls))
         self.failed: asyncio.Future[EvoragError] = asyncio.get_running_loop().create_future()
@@ -131,8 +131,6 @@ class TeamWorkerRuntime(GrpcWorkerAgentRuntime):
 
     async def serves(self, agent_type: str) -> bool:
         """Whether some worker connected to the host has subscribed agents of ``agent_type``."""
-        from autogen_ext.runtimes.grpc.protos import agent_worker_pb2
-
         reply = await self._host_connection.stub.GetSubscriptions(agent_worker_pb2.GetSubscriptionsRequest(),
                                                                   metadata=self._host_connection.metadata)
         return any(item.typeSubscription.agent_type == agent_type for item in reply.subscriptions)

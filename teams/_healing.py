@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evorag.agents import _prompts
-from evorag.agents._parsing import extract_files
+from autogen_core.models import SystemMessage, UserMessage
+from evorag.agents import extract_files, prompts
+from evorag.teams._ports import TeamPorts
+from evorag.tools.sandbox import default_sandbox
 
 from evorag.errors import UserError
 
@@ -62,46 +64,42 @@ def _sqlite_ok(path: Path) -> tuple[bool, str]:
     return result == "ok", result
 
 
-def run_health_checks(service) -> list[CheckResult]:
-    """Fast checks of every part; each failure names what is wrong."""
-    settings = service.settings
+def run_health_checks(ports: TeamPorts) -> list[CheckResult]:
+    """Fast checks of every part; each failure names what is wrong (blocking: SQLite, git, the sandbox)."""
+    settings, pipeline = ports.settings, ports.pipeline
     checks: list[CheckResult] = []
     for name, path in (("catalog", settings.catalog_path), ("metrics", settings.metrics_path)):
         ok, detail = _sqlite_ok(path)
         checks.append(CheckResult(f"{name}_database", ok, detail))
-    pending = service.catalog.pending_pages()
+    pending = ports.index.half_written_pages()
     checks.append(CheckResult("index_consistency", not pending,
-                              f"{len(pending)} half-written pages" if pending else "no half-written pages"))
-    repository = service.evolution.repository
+                              f"{pending} half-written pages" if pending else "no half-written pages"))
+    repository = pipeline.repository
     dirty = repository.repo.is_dirty(untracked_files=True)
     checks.append(CheckResult("plugin_repository", not dirty,
                               "uncommitted changes from an interrupted deploy" if dirty else "clean"))
     try:
-        from evorag.tools.sandbox import default_sandbox
-
         sandbox = default_sandbox(settings)
         checks.append(CheckResult("sandbox", True, sandbox.name))
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         checks.append(CheckResult("sandbox", False, str(exc)))
         return checks
-    for manifest in service.registry.tools():
+    for manifest in pipeline.registry.tools():
         tool_dir = repository.tools_dir / manifest.name
         if not list(tool_dir.glob("test_*.py")):
             continue
         # Deployed tools passed their approval (a human's, for HIGH risk): their tests may run now.
-        verdict = service.evolution.run_tests(tool_dir, manifest.name, manifest.parameters_schema, approved=True)
+        verdict = pipeline.run_tests(tool_dir, manifest.name, manifest.parameters_schema, approved=True)
         checks.append(CheckResult(f"tool:{manifest.name}", verdict.ok,
                                   verdict.reason or "tests pass", target=manifest.name))
     return checks
 
 
-async def run_healing(service, description: str, *, approver, model_client=None,
+async def run_healing(ports: TeamPorts, description: str, *, approver,
                       on_event: Callable[[object], None] | None = None) -> HealingReport:
-    from evorag.teams._runtime import team_model_client
-
-    pipeline = service.evolution
+    pipeline = ports.pipeline
     emit = on_event or (lambda event: None)
-    before = await asyncio.to_thread(run_health_checks, service)
+    before = await asyncio.to_thread(run_health_checks, ports)
     report = HealingReport(description=description, before=before)
     pipeline.audit.write("healing_started", description=description,
                          failing=[c.name for c in before if not c.ok])
@@ -114,32 +112,34 @@ async def run_healing(service, description: str, *, approver, model_client=None,
     client = None
     for check in failing:
         if check.name == "index_consistency":
-            fixed = service._indexer().recover()
+            fixed = await asyncio.to_thread(ports.index.repair_index)
             report.diagnosis.append(f"{check.detail}: a crawl was interrupted while writing")
             report.actions.append({"check": check.name, "action": "removed half-written pages", "pages": fixed})
         elif check.name == "plugin_repository":
-            pipeline.repository.recover()
+            await asyncio.to_thread(_reset_tool_set, pipeline)
             report.diagnosis.append("a deploy was interrupted before its checkpoint commit")
             report.actions.append({"check": check.name, "action": "reset the tool set to the last checkpoint"})
         elif check.target:
-            client = client or model_client or team_model_client(service)
-            report.actions.append(await _heal_tool(service, check, client, approver, report, emit))
+            client = client or ports.model_client()
+            report.actions.append(await _heal_tool(pipeline, check, client, approver, report, emit))
         else:
             report.diagnosis.append(f"{check.name}: {check.detail} (needs an operator)")
-    report.after = await asyncio.to_thread(run_health_checks, service)
+    report.after = await asyncio.to_thread(run_health_checks, ports)
     pipeline.audit.write("healing_finished", healed=report.healed, actions=report.actions)
     return report
 
 
-async def _heal_tool(service, check: CheckResult, client, approver, report: HealingReport, emit) -> dict:
-    from autogen_core.models import SystemMessage, UserMessage
+def _reset_tool_set(pipeline) -> None:
+    with pipeline.writer:  # a change of the deployed tool set, like a deploy
+        pipeline.repository.recover()
 
-    pipeline = service.evolution
+
+async def _heal_tool(pipeline, check: CheckResult, client, approver, report: HealingReport, emit) -> dict:
     tool_dir = pipeline.repository.tools_dir / check.target
     files = {p.name: p.read_text() for p in sorted(tool_dir.glob("*.py"))}
     prompt = "\n\n".join(f"```python {name}\n{text}```" for name, text in files.items())
     prompt += f"\n\nFailing check {check.name}: {check.detail}"
-    result = await client.create([SystemMessage(content=_prompts.HEALER), UserMessage(content=prompt, source="user")])
+    result = await client.create([SystemMessage(content=prompts.HEALER), UserMessage(content=prompt, source="user")])
     reply = result.content if isinstance(result.content, str) else str(result.content)
     diagnosis = reply.strip().splitlines()[0][:300] if reply.strip() else "no diagnosis from the model"
     report.diagnosis.append(f"{check.target}: {diagnosis}")
@@ -153,13 +153,12 @@ async def _heal_tool(service, check: CheckResult, client, approver, report: Heal
             outcome = await pipeline.run(candidate, request=f"heal {check.target}: {check.detail}", approver=approver)
         return {"check": check.name, "action": "repair", "status": outcome.status, "gate": outcome.gate,
                 "reason": outcome.reason, "version": outcome.version_id, "approval_id": outcome.approval_id}
-    return await _propose_rollback(service, check, approver)
+    return await _propose_rollback(pipeline, check, approver)
 
 
-async def _propose_rollback(service, check: CheckResult, approver) -> dict:
+async def _propose_rollback(pipeline, check: CheckResult, approver) -> dict:
     """Roll back to the newest checkpoint before the tool's current version, after approval."""
-    pipeline = service.evolution
-    versions = pipeline.repository.versions()
+    versions = await asyncio.to_thread(pipeline.repository.versions)
     if len(versions) < 2:
         return {"check": check.name, "action": "none", "reason": "no earlier checkpoint to roll back to"}
     target = versions[-2]
@@ -175,5 +174,5 @@ async def _propose_rollback(service, check: CheckResult, approver) -> dict:
     except UserError as exc:
         return {"check": check.name, "action": "rollback", "status": "pending", "approval_id": approval.id,
                 "reason": str(exc)}
-    version, _ = pipeline.rollback(target.id)
+    version, _ = await asyncio.to_thread(pipeline.rollback, target.id)  # holds the writer slot
     return {"check": check.name, "action": "rollback", "status": "done", "version": version.id}

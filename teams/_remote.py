@@ -103,7 +103,7 @@ class _ServedAgent(RoutedAgent):
 
 async def serve_agent(runtime, name: str, make_agent: Callable[[], ChatAgent]) -> None:
     """Register ``evorag.<name>`` on a started ``TeamWorkerRuntime``; ``make_agent`` runs once per team run."""
-    import grpc
+    import grpc  # only worker processes of the optional gRPC runtime get here
 
     kind = agent_type(name)
     try:

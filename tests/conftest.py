@@ -22,6 +22,16 @@ def evorag_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def no_real_model(request, monkeypatch, evorag_home):
+    """Any language model request fails loudly (ForbiddenModelRequest, naming the test) unless the test hands in
+    its own client (``Evorag(model_client=...)``, ``model_client=`` of a team run, or a replay provider in the
+    settings or environment it sets). A test of the real local model opts in with ``@pytest.mark.real_model``.
+    Subprocesses inherit the setting."""
+    if request.node.get_closest_marker("real_model") is None:
+        monkeypatch.setenv("EVORAG_LLM_PROVIDER", "forbidden")
+
+
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory):
     """An EVORAG_HOME holding the bundled demo site, crawled once per test session (real model, real store)."""

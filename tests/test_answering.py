@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -9,7 +10,6 @@ import time
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 from evorag.tools.answering import (
-    Answerer,
     Passage,
     assemble_context,
     build_messages,
@@ -21,16 +21,20 @@ from evorag.tools.types import Chunk, Hit
 QUESTION = "How do I crawl documentation on localhost?"
 
 
+@contextlib.contextmanager
 def _with_client(rag, client, timeout=5.0, name="replay"):
-    rag._answerer = Answerer(client, model_name=name, timeout=timeout)
-    return rag
+    """The service answering with ``client`` (named ``name``) under ``timeout``: the public seam."""
+    rag.settings.answer_timeout = timeout
+    with rag.override(model_client=client, model_name=name):
+        yield rag
 
 
 def test_replayed_answer_citations_map_to_the_retrieved_urls(demo_rag):
-    rag = _with_client(demo_rag, ReplayChatCompletionClient(
+    client = ReplayChatCompletionClient(
         [("Pass --allow-private or set EVORAG_ALLOW_PRIVATE=true to crawl localhost [1][2]. "
-          "Loopback addresses are refused by default [2].")]))
-    answer = rag.ask(QUESTION)
+          "Loopback addresses are refused by default [2].")])
+    with _with_client(demo_rag, client) as rag:
+        answer = rag.ask(QUESTION)
     assert not answer.fallback and answer.model == "replay"
     assert [c["number"] for c in answer.citations] == [1, 2]
     for citation, source in zip(answer.citations, answer.sources_used[:2]):
@@ -64,15 +68,15 @@ def test_llm_down_gives_an_extractive_answer_within_two_seconds(demo_rag):
     client = OpenAIChatCompletionClient(
         model="gpt-4o-mini", api_key="sk-test", base_url=f"http://127.0.0.1:{_closed_port()}/v1", max_retries=0
     )
-    rag = _with_client(demo_rag, client, timeout=30.0, name="openai")
-    rag.search(QUESTION)  # warm the embedder: the 2 s bound is about the model call
-    started = time.monotonic()
-    answer = rag.ask(QUESTION, evaluate=False)
-    assert time.monotonic() - started < 2.0
-    assert answer.fallback and answer.model == "extractive"
-    assert "failed" in answer.note and "quotes the top sources" in answer.note
-    assert answer.citations and "[" in answer.answer
-    assert "allow-private" in answer.answer.lower() or "localhost" in answer.answer.lower()
+    with _with_client(demo_rag, client, timeout=30.0, name="openai") as rag:
+        rag.search(QUESTION)  # warm the embedder: the 2 s bound is about the model call
+        started = time.monotonic()
+        answer = rag.ask(QUESTION, evaluate=False)
+        assert time.monotonic() - started < 2.0
+        assert answer.fallback and answer.model == "extractive"
+        assert "failed" in answer.note and "quotes the top sources" in answer.note
+        assert answer.citations and "[" in answer.answer
+        assert "allow-private" in answer.answer.lower() or "localhost" in answer.answer.lower()
 
 
 def test_a_hanging_llm_times_out_into_the_fallback_and_opens_the_breaker(demo_rag):
@@ -99,17 +103,17 @@ def test_a_hanging_llm_times_out_into_the_fallback_and_opens_the_breaker(demo_ra
             model="gpt-4o-mini", api_key="sk-test", base_url=f"http://127.0.0.1:{server.getsockname()[1]}/v1",
             max_retries=0,
         )
-        rag = _with_client(demo_rag, client, timeout=1.0, name="openai")
-        rag.search(QUESTION)
-        for _ in range(2):
+        with _with_client(demo_rag, client, timeout=1.0, name="openai") as rag:
+            rag.search(QUESTION)
+            for _ in range(2):
+                started = time.monotonic()
+                answer = rag.ask(QUESTION, evaluate=False)
+                assert time.monotonic() - started < 2.0
+                assert answer.fallback and "within 1s" in answer.note
+            assert rag.answerer.breaker.state == "open"
             started = time.monotonic()
-            answer = rag.ask(QUESTION, evaluate=False)
-            assert time.monotonic() - started < 2.0
-            assert answer.fallback and "within 1s" in answer.note
-        assert rag.answerer.breaker.state == "open"
-        started = time.monotonic()
-        answer = rag.ask(QUESTION, evaluate=False)  # breaker open: no waiting at all
-        assert time.monotonic() - started < 0.5 and "unavailable" in answer.note
+            answer = rag.ask(QUESTION, evaluate=False)  # breaker open: no waiting at all
+            assert time.monotonic() - started < 0.5 and "unavailable" in answer.note
     finally:
         stop.set()
         thread.join()
@@ -121,8 +125,7 @@ def test_a_hanging_llm_times_out_into_the_fallback_and_opens_the_breaker(demo_ra
 def test_no_sources_means_a_plain_statement_not_an_invented_answer(demo_rag, tmp_path):
     from evorag.service import Evorag
 
-    with Evorag(home=tmp_path / "empty") as rag:
-        _with_client(rag, ReplayChatCompletionClient(["should not be used"]))
+    with Evorag(home=tmp_path / "empty", model_client=ReplayChatCompletionClient(["should not be used"])) as rag:
         answer = rag.ask("anything at all?")
     assert answer.citations == [] and "nothing" in answer.answer
 
@@ -165,29 +168,29 @@ def test_page_text_cannot_escape_the_sources_block():
 def test_injected_instructions_in_a_crawled_page_do_not_change_what_is_cited(demo_rag):
     # A page telling the model to do something else is just another source; the answer machinery
     # only ever reports citations that exist.
-    rag = _with_client(demo_rag, ReplayChatCompletionClient(["Use --allow-private [1]. [42]"]))
-    answer = rag.ask(QUESTION, evaluate=False)
-    assert answer.invalid_citations == [42]
-    assert all(c["url"].startswith("http://127.0.0.1") for c in answer.citations)
+    with _with_client(demo_rag, ReplayChatCompletionClient(["Use --allow-private [1]. [42]"])) as rag:
+        answer = rag.ask(QUESTION, evaluate=False)
+        assert answer.invalid_citations == [42]
+        assert all(c["url"].startswith("http://127.0.0.1") for c in answer.citations)
 
 
 @pytest.mark.parametrize("evaluate", [True, False])
 def test_ask_json_shape(demo_rag, evaluate):
-    rag = _with_client(demo_rag, ReplayChatCompletionClient(["Searching uses dense vectors and BM25 [1]."]))
-    data = rag.ask("How does search work?", evaluate=evaluate).to_dict()
-    assert {"answer", "citations", "metrics", "sources_used"} <= set(data)
-    assert (data["metrics"] is not None) == evaluate
+    with _with_client(demo_rag, ReplayChatCompletionClient(["Searching uses dense vectors and BM25 [1]."])) as rag:
+        data = rag.ask("How does search work?", evaluate=evaluate).to_dict()
+        assert {"answer", "citations", "metrics", "sources_used"} <= set(data)
+        assert (data["metrics"] is not None) == evaluate
 
 
 def test_an_answer_its_sources_do_not_support_is_replaced_by_the_extractive_one(demo_rag):
     hallucination = ("The crawler uploads every page to a cloud service called Zorbnet [1]. "
                      "It requires a paid licence key for localhost [2].")
-    rag = _with_client(demo_rag, ReplayChatCompletionClient([hallucination]), name="replay")
-    answer = rag.ask(QUESTION)
-    assert answer.fallback and answer.model == "extractive"
-    assert answer.rejected_model_answer == hallucination
-    assert "not supported by the sources" in answer.note and "grounding" in answer.note
-    assert "Zorbnet" not in answer.answer and answer.citations
-    assert answer.metrics["grounding"] >= 0.8  # the report describes what is shown
-    stored = rag.metrics.history(last=1)[0]
-    assert stored["model"] == "extractive"
+    with _with_client(demo_rag, ReplayChatCompletionClient([hallucination]), name="replay") as rag:
+        answer = rag.ask(QUESTION)
+        assert answer.fallback and answer.model == "extractive"
+        assert answer.rejected_model_answer == hallucination
+        assert "not supported by the sources" in answer.note and "grounding" in answer.note
+        assert "Zorbnet" not in answer.answer and answer.citations
+        assert answer.metrics["grounding"] >= 0.8  # the report describes what is shown
+        stored = rag.metrics.history(last=1)[0]
+        assert stored["model"] == "extractive"

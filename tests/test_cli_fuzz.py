@@ -38,9 +38,10 @@ def _quiet(capsys):
     capsys.readouterr()
 
 
-def _run(args: list[str]) -> None:
+def _run(args: list[str]) -> int:
     code = main(args)
     assert code in OK_CODES, (args, code)
+    return code
 
 
 @FUZZ
@@ -54,8 +55,22 @@ def test_search(query, limit, source, code):
 @FUZZ
 @given(url=REFUSED_URLS, source=st.one_of(st.none(), NAMES), pages=INTS, depth=INTS)
 def test_crawl_refused_urls(url, source, pages, depth):
+    """Every one of these URLs must be refused (exit 2, the caller's input), whatever the other arguments: a
+    crawl that started (0), or failed at the site (3), would have reached for the network."""
     args = ["crawl", url, "--max-pages", pages, "--max-depth", depth, "--json"]
-    _run(args + (["--source", source] if source is not None else []))
+    assert _run(args + (["--source", source] if source is not None else [])) == 2, args
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://0x7f000001/", "http://10.0.0.1/",
+                                 "file:///etc/passwd", "http://[::ffff:127.0.0.1]/"])
+def test_a_refused_url_is_one_line_naming_it_and_creates_nothing(url, capsys, evorag_home):
+    assert main(["crawl", url, "--max-pages", "5", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert lines[0].startswith("error: ") and "Traceback" not in captured.err
+    assert len(lines) <= 2  # the error, and at most its hint
+    assert not (evorag_home / "catalog.sqlite3").exists()  # no source was recorded
 
 
 @FUZZ
@@ -89,7 +104,7 @@ def test_undecodable_arguments_are_refused_in_one_line(command, raw, tmp_path):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(EVORAG_HOME=str(tmp_path / "home"), EVORAG_CONFIG=str(tmp_path / "none.toml"), LANG="C.UTF-8",
                LC_ALL="C.UTF-8", EVORAG_LLM_PROVIDER="replay", EVORAG_REPLAY_FILE=str(tmp_path / "none.json"))
     args = [sys.executable.encode(), b"-m", b"evorag.cli", command.encode(), raw]

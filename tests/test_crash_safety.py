@@ -41,7 +41,7 @@ def _write_site(root: Path) -> None:
 def _snapshot(home: Path) -> dict[str, tuple[str, int]]:
     """{url: (content hash, chunk count)} from the store, after checking the catalog agrees with it."""
     with Evorag(home=home, embedder="onnx") as rag:
-        rag._indexer().recover()  # what every next run does first
+        rag.knowledge.repair_index()  # what every next run does first
         by_url: dict[str, set[str]] = defaultdict(set)
         positions: dict[str, list[int]] = defaultdict(list)
         for chunk in rag.store.iter_chunks():

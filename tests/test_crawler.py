@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from evorag.tools.crawler import (
+from evorag.tools.crawling import (
     CrawlFinished,
     CrawlOptions,
     FetchError,
@@ -21,14 +21,15 @@ from evorag.tools.crawler import (
     PageFetched,
     PageGone,
     PageUnchanged,
-    _parse_sitemap,
-    _TokenBucket,
     crawl_site,
 )
+from evorag.tools.crawling._discovery import parse_sitemap
+from evorag.tools.crawling._fetch import TokenBucket
 from evorag.tools.url_guard import check_url
 from sitefixtures import SITES, flaky, redirect, respond, send, serve, stream
 
-from evorag.errors import BlockedURLError, CrawlError, UserError
+from evorag.errors import BlockedURLError, CrawlError, InternalError, UserError
+from evorag.settings import Settings
 
 
 def options(**overrides) -> CrawlOptions:
@@ -63,6 +64,43 @@ def known_from(events: list) -> dict[str, KnownPage]:
         url: KnownPage(event.page.etag, event.page.last_modified, event.page.content_hash)
         for url, event in fetched(events).items()
     }
+
+
+# -- options -----------------------------------------------------------------------------------------
+
+# Every crawl option a setting fills: (the setting, a value other than the default).
+CHANGED_SETTINGS = {
+    "max_pages": ("max_pages", 7), "max_depth": ("max_depth", 3), "allow_private": ("allow_private", True),
+    "concurrency": ("crawl_concurrency", 5), "rate_per_host": ("crawl_rate_per_host", 12.5),
+    "retries": ("crawl_retries", 4), "timeout": ("crawl_timeout", 9.0),
+    "max_page_bytes": ("max_page_bytes", 123_456),
+    "user_agent": ("user_agent", "docbot/2 (+https://example.org)"),
+}
+
+
+def test_options_from_settings_take_every_crawl_setting_and_the_request_on_top(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, **dict(CHANGED_SETTINGS.values()))
+    opts = CrawlOptions.from_settings(settings)
+    defaults = CrawlOptions()
+    for option, (_, value) in CHANGED_SETTINGS.items():
+        assert getattr(opts, option) == value != getattr(defaults, option), option
+    assert opts.state_dir == settings.crawl_state_dir == tmp_path / "crawls"
+
+    request = CrawlOptions.from_settings(settings, source="docs", include=["/guide/*"], exclude=["*/old/*"],
+                                         selector="main", browser=True, max_pages=2, allow_private=False)
+    assert (request.source, request.include, request.exclude, request.selector, request.browser) == (
+        "docs", ["/guide/*"], ["*/old/*"], "main", True)
+    assert (request.max_pages, request.allow_private, request.max_depth) == (2, False, 3)
+
+    with pytest.raises(InternalError, match="unknown crawl option.*max_page\\b"):
+        CrawlOptions.from_settings(settings, max_page=3)
+    with pytest.raises(UserError, match="max_depth=-1"):
+        CrawlOptions.from_settings(settings, max_depth=-1)
+
+
+def test_option_defaults_are_the_setting_defaults(tmp_path: Path) -> None:
+    """The dataclass defaults serve tests and tools only; they must not drift from the settings."""
+    assert CrawlOptions.from_settings(Settings(home=tmp_path)) == CrawlOptions(state_dir=tmp_path / "crawls")
 
 
 # -- discovery ---------------------------------------------------------------------------------------
@@ -428,7 +466,7 @@ def test_fetcher_refuses_oversized_and_unaccepted_bodies_without_reading_them() 
 
 def test_token_bucket_limits_the_rate() -> None:
     async def run() -> float:
-        bucket = _TokenBucket(rate=20.0, burst=1.0)
+        bucket = TokenBucket(rate=20.0, burst=1.0)
         started = time.monotonic()
         for _ in range(6):
             await bucket.acquire()
@@ -537,19 +575,19 @@ def test_sitemap_parsing_variants() -> None:
 
     urlset = b"""<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
       <url><loc> https://x.example/a </loc></url><url><loc>https://x.example/b</loc></url></urlset>"""
-    assert _parse_sitemap(urlset) == (["https://x.example/a", "https://x.example/b"], [])
+    assert parse_sitemap(urlset) == (["https://x.example/a", "https://x.example/b"], [])
     index = b"""<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
       <sitemap><loc>https://x.example/s1.xml</loc></sitemap></sitemapindex>"""
-    assert _parse_sitemap(index) == ([], ["https://x.example/s1.xml"])
-    assert _parse_sitemap(gzip.compress(urlset))[0] == ["https://x.example/a", "https://x.example/b"]
-    assert _parse_sitemap(b"https://x.example/t1\nhttps://x.example/t2\n") == (
+    assert parse_sitemap(index) == ([], ["https://x.example/s1.xml"])
+    assert parse_sitemap(gzip.compress(urlset))[0] == ["https://x.example/a", "https://x.example/b"]
+    assert parse_sitemap(b"https://x.example/t1\nhttps://x.example/t2\n") == (
         ["https://x.example/t1", "https://x.example/t2"],
         [],
     )
     entity_bomb = b"""<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>
       <urlset><url><loc>https://x.example/&b;</loc></url></urlset>"""
-    assert all(len(url) < 100 for url in _parse_sitemap(entity_bomb)[0])
-    assert _parse_sitemap(b"<not xml") == ([], [])
+    assert all(len(url) < 100 for url in parse_sitemap(entity_bomb)[0])
+    assert parse_sitemap(b"<not xml") == ([], [])
 
 
 # -- browser mode --------------------------------------------------------------------------------------

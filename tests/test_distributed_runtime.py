@@ -28,7 +28,6 @@ from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import DiGraphBuilder, GraphFlow
 from autogen_ext.runtimes.grpc.protos import agent_worker_pb2, agent_worker_pb2_grpc
 from evorag.agents.model_clients import replay_client
-from evorag.teams import run_conversation, run_evolution
 from evorag.teams._distributed import run_on, team_runtime
 from evorag.tools.approvals import PolicyApprover
 from test_teams import GOOD, PLAN
@@ -88,7 +87,7 @@ def _host_agent_types(address: str) -> set[str]:
 
 def _evolve(home, events, **settings):
     with Evorag(home=home, evolutions_per_hour=100, **settings) as rag:
-        outcome = asyncio.run(run_evolution(rag, REQUEST, approver=PolicyApprover(assume_yes=True),
+        outcome = asyncio.run(rag.aevolve(REQUEST, approver=PolicyApprover(assume_yes=True),
                                             model_client=replay_client([PLAN, GOOD]), on_event=events.append))
         slug = rag.registry.call("slugify_title", {"title": "Crawl & Index"}) if outcome.status == "deployed" else None
         return outcome, slug, [m.name for m in rag.registry.tools()]
@@ -143,10 +142,9 @@ def test_the_conversation_team_with_tool_calls_runs_through_the_host(host, tmp_p
             FunctionCall(id="1", name="check_tool_code", arguments=json.dumps({"code": code}))]),
         "orchestrator",
         "The tool passes the code gate. TERMINATE",
-    ])
-    client._model_info = {**client.model_info, "function_calling": True}
+    ], function_calling=True)
     with Evorag(home=tmp_path / "home", agent_runtime_host=host) as rag:
-        transcript = asyncio.run(run_conversation(rag, "Is this tool acceptable?", model_client=client))
+        transcript = asyncio.run(rag.aconverse("Is this tool acceptable?", model_client=client))
     speakers = [t["source"] for t in transcript]
     assert "code_debugger" in speakers and speakers[-1] == "orchestrator"
     assert any("PASS (risk LOW)" in t["content"] for t in transcript), transcript
@@ -162,12 +160,12 @@ def test_an_unreachable_host_is_a_clear_error_and_costs_no_evolution(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     with Evorag(home=tmp_path / "home", evolutions_per_hour=1, agent_runtime_host=address) as rag:
         with pytest.raises(ExternalError) as caught:
-            asyncio.run(run_evolution(rag, REQUEST, approver=PolicyApprover(assume_yes=True),
+            asyncio.run(rag.aevolve(REQUEST, approver=PolicyApprover(assume_yes=True),
                                       model_client=replay_client([PLAN, GOOD])))
         assert caught.value.message == f"cannot reach the agent runtime host at {address}: connection refused"
         assert "evorag agents-host --port" in caught.value.hint
         assert "unset EVORAG_AGENT_RUNTIME_HOST" in caught.value.hint
-        rag._rate_limiter().acquire("evolution")  # the one allowed evolution of the hour is still there
+        rag.parts.rate_limiter.acquire("evolution")  # the one allowed evolution of the hour is still there
 
 
 def test_the_cli_reports_an_unreachable_host_in_one_line(tmp_path, monkeypatch, capsys):
@@ -209,7 +207,7 @@ def test_a_grpc_server_that_is_not_a_host_is_named():
 def test_a_malformed_host_setting_is_a_config_error(tmp_path, value):
     with Evorag(home=tmp_path / "home", agent_runtime_host=value) as rag, \
             pytest.raises(ConfigError, match="invalid setting agent_runtime_host") as caught:
-        asyncio.run(run_evolution(rag, REQUEST, approver=PolicyApprover(assume_yes=True),
+        asyncio.run(rag.aevolve(REQUEST, approver=PolicyApprover(assume_yes=True),
                                   model_client=replay_client([PLAN])))
     assert "EVORAG_AGENT_RUNTIME_HOST" in caught.value.hint
 
@@ -345,7 +343,7 @@ def test_an_agent_served_by_another_process_takes_part_in_the_conversation(host,
         # This process's model only picks speakers and speaks for the orchestrator.
         client = replay_client(["code_debugger", "orchestrator", "Then we are done. TERMINATE"])
         with Evorag(home=tmp_path / "home", agent_runtime_host=host) as rag:
-            transcript = asyncio.run(run_conversation(rag, "Is this tool acceptable?", model_client=client))
+            transcript = asyncio.run(rag.aconverse("Is this tool acceptable?", model_client=client))
         assert {"source": "code_debugger", "content": worker_says} in transcript
         assert transcript[-1]["source"] == "orchestrator"
         assert worker.poll() is None
@@ -398,7 +396,7 @@ def test_a_missing_worker_or_one_that_dies_during_its_turn_is_an_error_not_a_han
     monkeypatch.setenv("EVORAG_AGENT_RUNTIME_REMOTE_AGENTS", '["integration_tester"]')
     with Evorag(home=tmp_path / "home", agent_runtime_host=host) as rag:
         with pytest.raises(ExternalError, match="no `evorag agents-worker` serves integration_tester"):
-            asyncio.run(run_conversation(rag, "hi", model_client=replay_client(["integration_tester"])))
+            asyncio.run(rag.aconverse("hi", model_client=replay_client(["integration_tester"])))
 
         worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, host], stderr=subprocess.PIPE, text=True)
         try:
@@ -411,7 +409,7 @@ def test_a_missing_worker_or_one_that_dies_during_its_turn_is_an_error_not_a_han
             threading.Thread(target=kill_when_the_turn_starts, daemon=True).start()
             started = time.monotonic()
             with pytest.raises(ExternalError) as caught:
-                asyncio.run(run_conversation(rag, "hi", model_client=replay_client(["integration_tester"])))
+                asyncio.run(rag.aconverse("hi", model_client=replay_client(["integration_tester"])))
             assert time.monotonic() - started < 30
         finally:
             worker.kill()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from evorag.agents.model_clients import replay_client
-from evorag.teams import fill_knowledge_gaps, find_knowledge_gaps, run_healing, run_health_checks
 from evorag.tools.approvals import PolicyApprover, TerminalApprover
 
 from evorag.cli import main
@@ -37,12 +36,12 @@ def _break_deployed_tool(rag) -> None:
 def test_a_failing_tool_is_diagnosed_and_repaired_through_the_gates(rag):
     assert rag.add_tool(CANDIDATES / "good_word_count", approver=PolicyApprover(assume_yes=True)).status == "deployed"
     _break_deployed_tool(rag)
-    failing = [c for c in run_health_checks(rag) if not c.ok]
+    failing = [c for c in asyncio.run(rag.ahealth_checks()) if not c.ok]
     assert [c.name for c in failing] == ["tool:word_count"]
 
     fix = f"The function adds 1 to the count.\n\n```python tool.py\n{GOOD_TOOL}```"
-    report = asyncio.run(run_healing(rag, "word counts are off by one", approver=PolicyApprover(assume_yes=True),
-                                     model_client=replay_client([fix])))
+    report = asyncio.run(rag.aheal("word counts are off by one", approver=PolicyApprover(assume_yes=True),
+                                   model_client=replay_client([fix])))
     assert report.healed, report.to_dict()
     assert "adds 1" in report.diagnosis[0]
     action = report.actions[0]
@@ -55,8 +54,8 @@ def test_a_useless_fix_is_stopped_by_the_gates_and_nothing_changes(rag):
     _break_deployed_tool(rag)
     head = rag.evolution.repository.current().id
     bad_fix = "Maybe this.\n\n```python tool.py\ndef word_count(text: str) -> int\n    pass\n```"
-    report = asyncio.run(run_healing(rag, "broken", approver=PolicyApprover(assume_yes=True),
-                                     model_client=replay_client([bad_fix])))
+    report = asyncio.run(rag.aheal("broken", approver=PolicyApprover(assume_yes=True),
+                                   model_client=replay_client([bad_fix])))
     assert not report.healed
     assert report.actions[0]["status"] == "rejected" and report.actions[0]["gate"] == "code"
     assert rag.evolution.repository.current().id == head
@@ -65,7 +64,7 @@ def test_a_useless_fix_is_stopped_by_the_gates_and_nothing_changes(rag):
 def test_interrupted_writes_are_healed_without_a_model(rag):
     rag.catalog.upsert_source("docs", "http://d/", {})
     rag.catalog.begin_pages("docs", [("http://d/a", "h1")])  # a crawl killed mid-write
-    report = asyncio.run(run_healing(rag, "after a crash", approver=PolicyApprover(assume_yes=False)))
+    report = asyncio.run(rag.aheal("after a crash", approver=PolicyApprover(assume_yes=False)))
     assert [c.name for c in report.before if not c.ok] == ["index_consistency"]
     assert report.healed and report.actions[0]["pages"] == 1
 
@@ -77,26 +76,24 @@ def test_cli_heal_reports_json(monkeypatch, capsys):
 
 
 def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo_home, tmp_path, monkeypatch):
-    from evorag.tools.answering import Answerer
-
     from evorag.demo import serve_demo_site
 
-    with serve_demo_site(0) as other_site, Evorag(home=tmp_path / "gaps", allow_private=True) as rag:
+    # No language model: answers are extractive.
+    with serve_demo_site(0) as other_site, Evorag(home=tmp_path / "gaps", allow_private=True,
+                                                  llm_provider="none") as rag:
         # The index knows a page that links to documentation it has not crawled.
-        rag._answerer = Answerer(None, model_name="none")
         rag.catalog.upsert_source("seed", None, {})
         rag.catalog.finish_crawl("seed", {}, [other_site + "configuration.html", "https://unrelated.example/x"])
         answer = rag.ask("Which configuration sets the Qdrant server URL?")
         assert answer.citations == [] and answer.report_id  # nothing indexed yet: weak, and recorded
-        proposals = find_knowledge_gaps(rag, threshold=0.9)
+        proposals = rag.find_gaps(threshold=0.9)
         assert proposals and proposals[0].url == other_site + "configuration.html"
         # A proposed crawl is MEDIUM risk: the policy (--yes) leaves it pending for an approver ...
-        pending = asyncio.run(fill_knowledge_gaps(rag, proposals[:1], approver=PolicyApprover(assume_yes=True),
-                                                  max_pages=5))
+        pending = asyncio.run(rag.afill_gaps(proposals[:1], approver=PolicyApprover(assume_yes=True), max_pages=5))
         assert pending.crawled[0]["status"] == "pending" and not pending.after
         # ... and an approver answering at the terminal (here the Python API's caller, the home's admin) crawls it.
         approver = TerminalApprover(ask=lambda prompt: "y", show=lambda text: None)
-        report = asyncio.run(fill_knowledge_gaps(rag, proposals[:1], approver=approver, max_pages=5))
+        report = asyncio.run(rag.afill_gaps(proposals[:1], approver=approver, max_pages=5))
         assert report.crawled[0]["status"] == "crawled" and report.crawled[0]["pages"] >= 1
         query = proposals[0].queries[0]
         assert report.after[query]["grounding"] is not None

@@ -308,7 +308,7 @@ _cli_runs: dict[tuple[str, str], CliRun] = {}
 
 
 def cli_env(host: Host, backend: str, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(EVORAG_HOME=str(home), EVORAG_CONFIG=str(host.root / "no-config.toml"),
                EVORAG_SANDBOX_BACKEND=backend, EVORAG_APPROVAL_TOKEN=host.secrets["approval-token"],
                EVORAG_HOSTILE_PROBE_KEY=host.secrets["probe-key"], EVORAG_EVOLUTIONS_PER_HOUR="100000",

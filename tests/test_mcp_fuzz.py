@@ -179,7 +179,6 @@ class _LoopThread:
 
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory):
-    from evorag.tools.answering import Answerer
     from evorag.tools.rate_limit import SlidingWindowLimiter
 
     from evorag.service import Evorag
@@ -194,8 +193,8 @@ def fuzz(tmp_path_factory):
             allow_private=False,
             evolutions_per_hour=1,
             approval_token="fuzz-human-token",
+            llm_provider="none",  # extractive answers: no model in the fuzz
         )
-    service._answerer = Answerer(None, model_name="none")  # extractive answers: no model in the fuzz
     SlidingWindowLimiter(home / "rate_limit.sqlite3", limit=1).acquire("evolution")
     assert service.search("load the model before the timed calls") == []
     # As an admin: every tool's own argument handling is fuzzed, not the role check that refuses before it.
@@ -259,4 +258,4 @@ def test_fuzzed_arguments_never_break_the_server(fuzz, name, cases):
     # Still serving, and nothing reached the network: no crawl job was started.
     sources = runner.call(runner.session.call_tool("get_available_sources", {}))
     assert not sources.isError and sources.structuredContent == {"sources": []}
-    assert runner._server.jobs.jobs() == []
+    assert runner._server.service.crawl_jobs() == []

@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(EVORAG_HOME=str(home), EVORAG_CONFIG=str(home / "none.toml"), EVORAG_MCP_TOKEN=TOKEN,
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO), **extra)
     return env

@@ -30,6 +30,7 @@ from autogen_core.models import (
 from autogen_ext.models.ollama import OllamaChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 from evorag.agents.model_clients import (
+    ForbiddenModelRequest,
     LocalChatCompletionClient,
     ScriptedChatCompletionClient,
     bundled_model_path,
@@ -335,6 +336,7 @@ def test_generation_threads_do_not_change_the_rest_of_the_process(tiny_models):
 
 
 @pytest.mark.slow
+@pytest.mark.real_model
 def test_real_smollm2_answers_through_the_default_factory():
     """The default settings give the bundled SmolLM2-135M, which loads and answers offline."""
     assert bundled_model_path().stat().st_size > 50_000_000
@@ -359,6 +361,7 @@ def test_real_smollm2_answers_through_the_default_factory():
 # -- factory --------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_model  # the default provider, which the other tests replace with "forbidden"
 def test_factory_default_is_the_local_model_and_does_not_load_it():
     from evorag.agents.model_clients import _runtime
 
@@ -370,6 +373,21 @@ def test_factory_default_is_the_local_model_and_does_not_load_it():
     assert _runtime._models == loaded_before
     assert model_label(Settings()) == "local:SmolLM2-135M-Instruct.Q4_1"
     assert create_model_client(Settings(), purpose="agents").model_info["function_calling"] is False
+
+
+def test_the_test_default_refuses_every_model_request_loudly():
+    """conftest.py's default: a model request is a BaseException naming the test, so neither the answerer's
+    fallback nor an agent runtime can swallow it."""
+    client = create_model_client(load_settings())
+    assert model_label(load_settings()) == "forbidden"
+    with pytest.raises(ForbiddenModelRequest, match="test_the_test_default_refuses_every_model_request_loudly"):
+        asyncio.run(client.create(QUESTION))
+    assert not issubclass(ForbiddenModelRequest, Exception)
+
+
+def test_provider_none_answers_extractively_and_refuses_agents():
+    with pytest.raises(ConfigError, match="no language model for the agents"):
+        create_model_client(load_settings(llm_provider="none"), purpose="agents")
 
 
 def test_factory_unknown_provider_names_the_environment_variable():

@@ -107,7 +107,7 @@ def _free_port() -> int:
 def json_logging_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("obs-home")
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(
         EVORAG_HOME=str(home),
         EVORAG_CONFIG=str(home / "no-config.toml"),

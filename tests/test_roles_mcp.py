@@ -73,7 +73,7 @@ def _error(result: types.CallToolResult) -> str:
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(EVORAG_HOME=str(home), EVORAG_CONFIG=str(home / "no-config.toml"), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO), **extra)
     return env

@@ -133,9 +133,13 @@ def test_context_merges_neighbours_of_one_kind_across_other_kinds(tmp_path) -> N
 def test_edge_collections_index_the_position_range_filter(tmp_path) -> None:
     store = EdgeStore(tmp_path / "qdrant")
     store.open("test-model", DIM)
+    shard_dir = Path(store.info()["path"]) / "shard"
+    store.close()
+    # The shard as it lies on disk, read without the store: the indexes are part of the collection.
+    shard = qe.EdgeShard.load(str(shard_dir))
     try:
-        schema = store._require().info().payload_schema
+        schema = shard.info().payload_schema
         assert {"url", "kind", "position"} <= set(schema)
         assert schema["position"].data_type == qe.PayloadSchemaType.Integer
     finally:
-        store.close()
+        shard.close()

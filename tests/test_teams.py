@@ -7,7 +7,6 @@ import json
 
 import pytest
 from evorag.agents.model_clients import replay_client
-from evorag.teams import run_evolution
 from evorag.tools.approvals import PolicyApprover, TerminalApprover
 
 from evorag.service import Evorag
@@ -48,7 +47,7 @@ def rag(tmp_path):
 
 
 def _run(rag, script, approver=None, events=None):
-    return asyncio.run(run_evolution(rag, "a tool that turns page titles into URL slugs",
+    return asyncio.run(rag.aevolve("a tool that turns page titles into URL slugs",
                                      approver=approver or PolicyApprover(assume_yes=True),
                                      model_client=replay_client(script), on_event=events))
 
@@ -103,7 +102,6 @@ def test_human_rejection_stops_the_deploy(rag):
 def test_the_conversation_team_selects_speakers_and_calls_real_tools(rag):
     from autogen_core import FunctionCall
     from autogen_core.models import CreateResult, RequestUsage
-    from evorag.teams import run_conversation
 
     code = 'def double(x: int) -> int:\n    """Double x."""\n    return 2 * x\n'
     usage = RequestUsage(prompt_tokens=1, completion_tokens=1)
@@ -114,9 +112,8 @@ def test_the_conversation_team_selects_speakers_and_calls_real_tools(rag):
         "orchestrator",
         "The tool passes the code gate. TERMINATE",
     ]
-    client = replay_client(script)
-    client._model_info = {**client.model_info, "function_calling": True}
-    transcript = asyncio.run(run_conversation(rag, "Is this tool acceptable?", model_client=client))
+    client = replay_client(script, function_calling=True)
+    transcript = asyncio.run(rag.aconverse("Is this tool acceptable?", model_client=client))
     speakers = [t["source"] for t in transcript]
     assert "code_debugger" in speakers and speakers[-1] == "orchestrator"
     tool_results = [t["content"] for t in transcript if "PASS (risk LOW)" in t["content"]]

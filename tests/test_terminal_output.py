@@ -62,7 +62,7 @@ def test_json_keeps_the_data_and_escapes_what_a_terminal_would_run():
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(EVORAG_HOME=str(home), EVORAG_CONFIG=str(home.parent / "none.toml"), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO), EVORAG_RESOLVE_DEPENDENCIES="false")
     return env

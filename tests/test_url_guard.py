@@ -263,7 +263,7 @@ def test_a_64_character_label_in_crawl_is_one_line_and_exit_code_2(tmp_path) -> 
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(EVORAG_HOME=str(tmp_path / "home"), EVORAG_CONFIG=str(tmp_path / "none.toml"))
     for url in ("http://" + "a" * 64 + ".com/", "https://" + "ü" * 70 + ".de/"):
         result = subprocess.run([sys.executable, "-m", "evorag.cli", "crawl", url], env=env, capture_output=True,

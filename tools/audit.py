@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from evorag.principals import acting_principal
+
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|authorization|credential)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(
     r"(sk-[A-Za-z0-9_-]{8,}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}|ghp_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}"
@@ -58,8 +60,6 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, event: str, *, principal=None, **fields) -> dict:
-        from evorag.principals import acting_principal
-
         who = principal or acting_principal()
         entry = {"ts": round(time.time(), 3), "event": event, "principal": who.to_dict() if who else None,
                  **self.redact(fields)}

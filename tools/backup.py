@@ -29,13 +29,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from evorag.tools.approvals import Decision
 from evorag.tools.archive_guard import ArchiveLimits, extract_tar_gz
-from evorag.tools.plugins._chain import (
+from evorag.tools.plugins import (
     CHAIN_FILE,
     KEY_FILE,
+    PluginRepository,
     load_or_create_key,
     parse_key,
     read_key,
+    restore_plugins,
     write_key,
 )
 
@@ -63,13 +66,14 @@ def _copy_sqlite(source: Path, target: Path) -> None:
         src.close()
 
 
-def backup(service, dest: Path, *, include_secret: bool = False) -> dict:
-    """Write a backup of the service's home to ``dest`` (a .tar.gz). Returns what it holds.
+def backup(home: Path, dest: Path, *, store=None, include_secret: bool = False) -> dict:
+    """Write a backup of ``home`` to ``dest`` (a .tar.gz). Returns what it holds.
 
+    ``store`` is the open embedded vector store of the home (Qdrant Edge), snapshotted with writes paused;
+    None when the index lives on a Qdrant server (it is backed up there, not here) or does not exist yet.
     ``include_secret`` adds the manifest chain key: needed to restore the deployed tools as verified on
     another home, and as sensitive as the ability to deploy tools there.
     """
-    home = service.settings.home
     dest = Path(dest)
     if dest.exists():
         raise UserError(f"{dest} already exists", hint="choose a new file name for the backup")
@@ -81,14 +85,12 @@ def backup(service, dest: Path, *, include_secret: bool = False) -> dict:
             if (home / name).exists():
                 _copy_sqlite(home / name, stage / name)
                 manifest["parts"].append(name)
-        if service.settings.qdrant_url is None and (service.settings.qdrant_path / "aliases.json").exists():
-            service.store.snapshot(stage / "qdrant")
+        if store is not None:
+            store.snapshot(stage / "qdrant")
             manifest["parts"].append("qdrant")
         plugins = home / "plugins"
         if (plugins / ".git").exists():
             if not (plugins / CHAIN_FILE).exists():
-                from evorag.tools.plugins import PluginRepository
-
                 PluginRepository(plugins)  # a home from before the chain: start it, so the backup carries one
             subprocess.run(["git", "-C", str(plugins), "bundle", "create", str(stage / "plugins.bundle"), "--all"],
                            check=True, capture_output=True)
@@ -123,8 +125,6 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
     key inside the backup when ``use_backup_secret``; the others are quarantined (see the report's
     ``plugins``). Raises UserError for anything wrong with the archive; the home is then untouched.
     """
-    from evorag.tools.plugins._restore import restore_plugins
-
     archive_path = Path(archive_path)
     label = f"backup {archive_path}"
     if not archive_path.is_file():
@@ -195,15 +195,13 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
     return manifest
 
 
-def requeue_quarantined(service, report: dict) -> list[dict]:
+def requeue_quarantined(pipeline, report: dict) -> list[dict]:
     """Send each quarantined tool of a restore ``report`` through the gates; none is deployed by this.
 
     A candidate that passes the gates waits in the pending approval queue for a person; one that fails
     a gate is rejected with its reason; one that cannot be checked here (no sandbox, say) stays in the
     quarantine directory with the error.
     """
-    from evorag.tools.approvals import Decision
-
     async def leave_pending(request) -> Decision:
         return Decision(None, "restore", "restored from a backup without a verified manifest: a person decides")
 
@@ -211,7 +209,7 @@ def requeue_quarantined(service, report: dict) -> list[dict]:
     for item in report.get("plugins", {}).get("quarantined", []):
         path = Path(item["path"])
         try:
-            outcome = asyncio.run(service.evolution.run(
+            outcome = asyncio.run(pipeline.run(
                 path, request=f"restore of tool {item['tool']} (quarantined: {item['reason']})"[:500],
                 approver=leave_pending))
         except EvoragError as exc:

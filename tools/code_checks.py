@@ -30,8 +30,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from evorag.tools.name_resolver import NameResolver
 from evorag.tools.risk_rules import RISK_ORDER, Risk, max_risk
-from evorag.tools.risk_scan import Finding, NameResolver, scan_candidate, scan_security
+from evorag.tools.risk_scan import Finding, scan_candidate, scan_security
 from pyflakes import checker as pyflakes_checker
 from pyflakes import messages as pyflakes_messages
 

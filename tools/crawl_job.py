@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from evorag.tools.catalog import Catalog
-from evorag.tools.crawler import (
+from evorag.tools.crawling import (
     CrawlFinished,
     CrawlOptions,
     KnownPage,
@@ -100,8 +100,9 @@ async def run_crawl(
 ) -> CrawlReport:
     started = time.monotonic()
     report = CrawlReport(source=source, start_url=start_url)
-    report.recovered_pages = indexer.recover()
-    known_records = catalog.pages(source)
+    # SQLite and the store block: they run in threads, so the loop keeps fetching and serving meanwhile.
+    report.recovered_pages = await asyncio.to_thread(indexer.recover)
+    known_records = await asyncio.to_thread(catalog.pages, source)
     known = {
         url: KnownPage(etag=rec.etag, last_modified=rec.last_modified, content_hash=rec.indexed_hash)
         for url, rec in known_records.items()
@@ -150,7 +151,8 @@ async def run_crawl(
                 progress.last_url = event.url
             elif isinstance(event, PageGone):
                 await flush()
-                report.pages_removed += indexer.remove_pages(source, [event.url] if event.url in known else [])
+                report.pages_removed += await asyncio.to_thread(
+                    indexer.remove_pages, source, [event.url] if event.url in known else [])
             elif isinstance(event, PageFailed):
                 # A known page that fails transiently keeps its indexed version.
                 seen.add(event.url)
@@ -188,8 +190,8 @@ async def run_crawl(
         report.external_links = len(summary.external_links)
         if report.complete:
             vanished = sorted(set(known) - seen)
-            report.pages_removed += indexer.remove_pages(source, vanished)
-        catalog.finish_crawl(source, report.to_dict(), summary.external_links)
+            report.pages_removed += await asyncio.to_thread(indexer.remove_pages, source, vanished)
+        await asyncio.to_thread(catalog.finish_crawl, source, report.to_dict(), summary.external_links)
     if report.chunks_indexed >= OPTIMIZE_AFTER_CHUNKS:
         # Build the HNSW and sparse indexes once after a bulk ingest (it blocks for a while: not per page).
         await asyncio.to_thread(indexer.store.optimize)

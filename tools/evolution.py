@@ -14,6 +14,7 @@ The agents propose and repair candidates; only these gates decide. Every step go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import hashlib
 import json
@@ -30,8 +31,10 @@ from evorag.tools import tests_gate
 from evorag.tools.approvals import ApprovalStore, Approver
 from evorag.tools.audit import AuditLog
 from evorag.tools.candidate_dir import read_candidate
-from evorag.tools.code_checks import max_risk
+from evorag.tools.code_checks import CodeCheckResult, check_candidate, max_risk
+from evorag.tools.dependencies import check_dependencies
 from evorag.tools.plugins import PluginRepository, ToolManifest, ToolRegistry
+from evorag.tools.sandbox import Limits
 
 from evorag.errors import UserError
 
@@ -149,8 +152,6 @@ def candidate_risk(path: Path) -> tuple[str, list[str]]:
     """The risk of the candidate and why (``file:line: reason``): the highest over every Python file, tool.py
     and its test files alike (they run in the sandbox and are committed with the tool). A file the analyser
     cannot read is HIGH. The rules are in ``tools/risk_rules.py``."""
-    from evorag.tools.code_checks import check_candidate
-
     result = check_candidate(candidate_files(path))
     return result.risk, result.risk_reasons
 
@@ -171,6 +172,7 @@ class EvolutionPipeline:
         test_timeout: float = 120.0,
         approval_ttl: float = 3600.0,
         memory=None,
+        writer: contextlib.AbstractContextManager | None = None,
     ) -> None:
         self.approval_ttl = approval_ttl
         self.repository = repository
@@ -184,11 +186,12 @@ class EvolutionPipeline:
         self.retrieval_gate = retrieval_gate
         self.test_timeout = test_timeout
         self.memory = memory
+        # Held around every change of the deployed tool set (deploy, rollback): the application's one writer
+        # slot, so a deploy never interleaves with a crawl or another deploy. A thread lock: both run in threads.
+        self.writer = writer if writer is not None else contextlib.nullcontext()
 
     # Individual gates (the agents call these as tools too)
     def check_dependencies(self, path: Path) -> GateVerdict:
-        from evorag.tools.dependencies import check_dependencies
-
         started = time.monotonic()
         report = check_dependencies(path, allowlist=self.dependency_allowlist, resolve=self.resolve_dependencies)
         return GateVerdict("dependencies", report.ok, report.reason, report.risk,
@@ -198,8 +201,6 @@ class EvolutionPipeline:
     def check_code(self, path: Path) -> tuple[GateVerdict, object]:
         """The code gate over every file of the candidate: tool.py's signature and lint, and the risk, the
         highest over tool.py and its test files (they run in the sandbox like the tool)."""
-        from evorag.tools.code_checks import CodeCheckResult, check_candidate
-
         started = time.monotonic()
         try:
             result = check_candidate(candidate_files(path))
@@ -222,8 +223,6 @@ class EvolutionPipeline:
         ``risk`` (default: the code gate's rating of all its files) is HIGH is not run, and the verdict says so
         (``details["deferred"]``); deploying its approval runs the tests then.
         """
-        from evorag.tools.sandbox import Limits
-
         started = time.monotonic()
 
         def verdict(ok: bool, reason: str | None, **details) -> GateVerdict:
@@ -299,7 +298,7 @@ class EvolutionPipeline:
             outcome = EvolutionOutcome("rejected", verdict.gate, verdict.reason, max_risk(*(v.risk for v in verdicts)),
                                        verdicts=verdicts, run_id=run_id)
             self.audit.write("rejected", run_id=run_id, gate=verdict.gate, reason=verdict.reason)
-            self._remember(request, outcome)
+            self.remember(request, outcome)
             return outcome
 
         # The code gate first: a file that does not parse has no imports to validate.
@@ -337,7 +336,7 @@ class EvolutionPipeline:
         outcome = await self.decide(approval, approver, verdicts, run_id=run_id)
         if outcome is not None:
             if outcome.status == "rejected":
-                self._remember(request, outcome)
+                self.remember(request, outcome)
             return outcome
         # In a thread: for a HIGH-risk candidate the deploy runs its tests in the sandbox first.
         return await asyncio.to_thread(self._deploy, self.approvals.get(approval.id), verdicts, run_id)
@@ -429,19 +428,21 @@ class EvolutionPipeline:
                 shutil.rmtree(staged, ignore_errors=True)  # approved code that failed its tests never deploys
                 return EvolutionOutcome("rejected", "tests", reason, approval.risk, tool=manifest.name,
                                         approval_id=approval.id, verdicts=verdicts, run_id=run_id)
-        version = self.repository.deploy(staged, manifest, message=manifest.request or "deployed")
-        change = self.registry.refresh()
+        with self.writer:
+            version = self.repository.deploy(staged, manifest, message=manifest.request or "deployed")
+            change = self.registry.refresh()
         self.audit.write("deployed", run_id=run_id, tool=manifest.name, version=version.id,
                          added=change.added, updated=change.updated)
         shutil.rmtree(staged, ignore_errors=True)
         outcome = EvolutionOutcome("deployed", "deploy", None, approval.risk, tool=manifest.name,
                                    version_id=version.id, approval_id=approval.id, verdicts=verdicts, run_id=run_id)
-        self._remember(manifest.request, outcome)
+        self.remember(manifest.request, outcome)
         return outcome
 
     def rollback(self, version_id: str):
-        version = self.repository.rollback(version_id)
-        change = self.registry.refresh()
+        with self.writer:
+            version = self.repository.rollback(version_id)
+            change = self.registry.refresh()
         self.audit.write("rollback", version=version_id, new_checkpoint=version.id, removed=change.removed,
                          added=change.added)
         return version, change
@@ -462,7 +463,8 @@ class EvolutionPipeline:
             (staged / name).write_text(text)
         return staged
 
-    def _remember(self, request: str, outcome: EvolutionOutcome) -> None:
+    def remember(self, request: str, outcome: EvolutionOutcome) -> None:
+        """Record a finished run in the long-term memory (advisory: a memory failure is only audited)."""
         if self.memory is None:
             return
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import psutil
+
 from evorag.errors import ExternalError
 
 
@@ -13,8 +15,6 @@ class ResourceError(ExternalError):
 
 
 def snapshot(path: Path) -> dict:
-    import psutil
-
     disk = shutil.disk_usage(path if path.exists() else Path("/"))
     memory = psutil.virtual_memory()
     return {

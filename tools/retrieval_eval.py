@@ -1,4 +1,6 @@
-"""Retrieval evaluation: BEIR folders (indexed directly, no crawl) and golden sets over crawled sources."""
+"""Retrieval evaluation: BEIR data sets (indexed directly, no crawl) and golden sets over crawled sources.
+
+The caller hands in the index parts and the search options (the service builds them from the settings)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from evorag.tools.datasets import BeirDataset, GoldenItem, load_beir, load_golden
+from evorag.tools.answering import Answer
+from evorag.tools.datasets import BeirDataset, GoldenItem
 from evorag.tools.evaluation import evaluate_run
+from evorag.tools.indexer import Indexer
 from evorag.tools.search import HybridSearcher, SearchOptions
 from evorag.tools.types import Page
 
@@ -44,18 +47,18 @@ def _fingerprint(dataset: BeirDataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def index_beir(service, dataset: BeirDataset, *, advance: Callable[[int], None] | None = None) -> float:
+def index_beir(dataset: BeirDataset, indexer: Indexer, *, advance: Callable[[int], None] | None = None) -> float:
     """Index a BEIR corpus as a source of its own; skipped when the same corpus is already indexed."""
+    catalog = indexer.catalog
     source = beir_source_name(dataset)
     fingerprint = _fingerprint(dataset)
-    existing = service.catalog.get_source(source)
+    existing = catalog.get_source(source)
     if existing and existing.options.get("fingerprint") == fingerprint and existing.last_crawl_at:
         return 0.0
     started = time.monotonic()
-    indexer = service._indexer()
     if existing:
         indexer.remove_source(source)
-    service.catalog.upsert_source(source, None, {"kind": "beir", "fingerprint": fingerprint})
+    catalog.upsert_source(source, None, {"kind": "beir", "fingerprint": fingerprint})
     pages = []
     now = time.time()
     for doc_id, doc in dataset.corpus.items():
@@ -74,8 +77,8 @@ def index_beir(service, dataset: BeirDataset, *, advance: Callable[[int], None] 
         indexer.index_pages(source, pages[start : start + batch])
         if advance:
             advance(len(pages[start : start + batch]))
-    service.catalog.finish_crawl(source, {"documents": len(pages)})
-    service.store.optimize()  # one index build after the bulk ingest
+    catalog.finish_crawl(source, {"documents": len(pages)})
+    indexer.store.optimize()  # one index build after the bulk ingest
     return time.monotonic() - started
 
 
@@ -86,30 +89,22 @@ def _ranked_unique(urls: list[str], strip: str = "") -> list[str]:
     return list(seen)
 
 
-def search_options(service, *, source: str | None, limit: int = 100) -> SearchOptions:
-    s = service.settings
-    return SearchOptions(limit=limit, source=source, candidates=s.candidates, rrf_k=s.rrf_k,
-                         dense_weight=s.dense_weight, sparse_weight=s.sparse_weight,
-                         fusion=s.fusion)
-
-
 def evaluate_beir(
-    service,
-    folder: Path,
+    dataset: BeirDataset,
+    indexer: Indexer,
+    options: SearchOptions,
     *,
     max_queries: int | None = None,
     advance_index: Callable[[int], None] | None = None,
-    options: SearchOptions | None = None,
 ) -> RetrievalEvalResult:
-    dataset = load_beir(folder)
-    index_seconds = index_beir(service, dataset, advance=advance_index)
+    """Index ``dataset`` (unless already indexed) and measure retrieval on its queries with ``options``."""
+    index_seconds = index_beir(dataset, indexer, advance=advance_index)
     source = beir_source_name(dataset)
     query_ids = sorted(dataset.queries)[: max_queries or None]
-    options = options or search_options(service, source=source)
     options.source = source
-    searcher = HybridSearcher(service.store, service.embedder)
+    searcher = HybridSearcher(indexer.store, indexer.embedder)
     started = time.monotonic()
-    vectors = service.embedder.embed_documents([dataset.queries[qid] for qid in query_ids])
+    vectors = indexer.embedder.embed_documents([dataset.queries[qid] for qid in query_ids])
     prefix = f"{BEIR_SCHEME}{dataset.name}/"
     run = {}
     for qid, vector in zip(query_ids, vectors, strict=True):
@@ -124,7 +119,7 @@ def evaluate_beir(
         queries=len(qrels),
         index_seconds=round(index_seconds, 2),
         search_seconds=round(search_seconds, 2),
-        config={"embedder": service.embedder.name, "fusion": options.fusion, "rrf_k": options.rrf_k,
+        config={"embedder": indexer.embedder.name, "fusion": options.fusion, "rrf_k": options.rrf_k,
                 "dense_weight": options.dense_weight,
                 "sparse_weight": options.sparse_weight, "candidates": options.candidates},
     )
@@ -135,25 +130,21 @@ def _golden_key(url: str, keys_are_paths: bool) -> str:
 
 
 def evaluate_golden(
-    service,
-    path: Path,
+    items: list[GoldenItem],
+    searcher: HybridSearcher,
+    options: SearchOptions,
     *,
-    source: str | None = None,
-    answers: bool = False,
-) -> tuple[RetrievalEvalResult, list[GoldenItem]]:
+    name: str,
+    ask: Callable[[str, str], Answer] | None = None,
+) -> RetrievalEvalResult:
     """Golden set ``{query, relevant: {url: grade}, answer?}`` against already crawled sources.
 
-    Relevance keys may be full URLs or URL paths (``/guide/install.html``), which makes a golden set
-    portable across hosts. With ``answers=True``, items with a reference answer are also answered and
-    scored; their means are reported as ``answer_*`` metrics.
+    Relevance keys may be full URLs or URL paths (``/guide/install.html``), which makes a golden set portable
+    across hosts. With ``ask(query, reference)``, items with a reference answer are also answered and scored;
+    their means are reported as ``answer_*`` metrics.
     """
-    items = load_golden(path)
-    if source:
-        service.require_source(source)
     keys_are_paths = all(key.startswith("/") for item in items for key in item.relevant)
-    options = search_options(service, source=source, limit=20)
     options.kind = "text"
-    searcher = HybridSearcher(service.store, service.embedder)
     started = time.monotonic()
     run, qrels = {}, {}
     for number, item in enumerate(items):
@@ -161,31 +152,21 @@ def evaluate_golden(
         run[str(number)] = _ranked_unique([_golden_key(hit.chunk.url, keys_are_paths) for hit in hits])
         qrels[str(number)] = item.relevant
     metrics = evaluate_run(run, qrels, (1, 3, 5, 10))
-    answered = [item for item in items if item.answer] if answers else []
+    answered = [item for item in items if item.answer] if ask is not None else []
     totals: dict[str, list[float]] = {}
     for item in answered:
-        answer = service.ask(item.query, source=source, reference=item.answer)
-        for name in ("overall", "grounding", "rougeL", "ndcg", "code_quality"):
-            value = (answer.metrics or {}).get(name)
+        answer = ask(item.query, item.answer)
+        for metric in ("overall", "grounding", "rougeL", "ndcg", "code_quality"):
+            value = (answer.metrics or {}).get(metric)
             if isinstance(value, (int, float)):
-                totals.setdefault(f"answer_{name}", []).append(float(value))
+                totals.setdefault(f"answer_{metric}", []).append(float(value))
         totals.setdefault("answer_fallback_rate", []).append(1.0 if answer.fallback else 0.0)
-    metrics.update({name: sum(values) / len(values) for name, values in totals.items()})
-    return (
-        RetrievalEvalResult(
-            dataset=path.name,
-            kind="golden",
-            metrics=metrics,
-            queries=len(items),
-            search_seconds=round(time.monotonic() - started, 2),
-            config={"embedder": service.embedder.name, "source": source, "answered": len(answered)},
-        ),
-        items,
+    metrics.update({metric: sum(values) / len(values) for metric, values in totals.items()})
+    return RetrievalEvalResult(
+        dataset=name,
+        kind="golden",
+        metrics=metrics,
+        queries=len(items),
+        search_seconds=round(time.monotonic() - started, 2),
+        config={"embedder": searcher.embedder.name, "source": options.source, "answered": len(answered)},
     )
-
-
-def evaluate_path(service, path: Path, **kwargs) -> RetrievalEvalResult:
-    """A folder is a BEIR data set; a file is a golden set."""
-    if path.is_dir():
-        return evaluate_beir(service, path, **{k: v for k, v in kwargs.items() if k != "source"})
-    return evaluate_golden(service, path, source=kwargs.get("source"), answers=kwargs.get("answers", False))[0]

@@ -10,12 +10,13 @@ HIGH    it saw a dangerous capability (processes, files outside temp, network, n
 ``evorag tools add --yes`` approves LOW only; MEDIUM and HIGH wait for a person. The analysis is static and
 cannot see everything: the sandbox, not this table, is the security boundary.
 
-How names are matched (see ``tools/risk_scan.py``): every reference is resolved to a dotted path through
-imports, aliases and re-exports (``import shutil as s; s.os.system`` is ``os.system``); the row with the
-longest matching prefix decides (``os.path.join`` is LOW although ``os.path`` and ``os`` are HIGH). A path
-that matches no row is MEDIUM when its module appears in the table (a name outside the module's allowlist)
-and HIGH when the module is unknown. A row of a whole module allows its public functions and classes; its
-private names (``_x``) are MEDIUM and its sub-modules are judged as the modules they are.
+How names are matched (see ``tools/name_resolver.py`` and ``tools/risk_table.py``): every reference is
+resolved to a dotted path through imports, aliases and re-exports (``import shutil as s; s.os.system`` is
+``os.system``); the row with the longest matching prefix decides (``os.path.join`` is LOW although ``os.path``
+and ``os`` are HIGH). A path that matches no row is MEDIUM when its module appears in the table (a name
+outside the module's allowlist) and HIGH when the module is unknown. A row of a whole module allows its public
+functions and classes; its private names (``_x``) are MEDIUM and its sub-modules are judged as the modules
+they are.
 """
 
 from __future__ import annotations
@@ -234,12 +235,12 @@ PURE_METHODS_EXTRA = frozenset(_names("""
     cancelled exception add_done_callback debug info warning error critical log writerow writerows fieldnames
     line_num dialect value type match mktemp getbasetemp group _replace _asdict _fields _make"""))
 # "internals" (HIGH) are the attributes of frames, code objects, tracebacks, generators, coroutines, cells and
-# functions that no pure type has (computed in tools/risk_scan.py): gi_frame f_globals f_builtins f_back
+# functions that no pure type has (computed in tools/risk_table.py): gi_frame f_globals f_builtins f_back
 # tb_frame co_code cr_frame ag_frame mro...
 # Method names that hand out the event loop or frames, whatever the receiver (they are not pure methods).
 GATEWAY_METHODS = frozenset(_names("get_loop _get_loop get_stack print_stack get_coro get_event_loop get_running_loop"))
 
-# ``tmp_path.write_text(...)``: the I/O methods of pathlib.Path (computed in tools/risk_scan.py as the
+# ``tmp_path.write_text(...)``: the I/O methods of pathlib.Path (computed in tools/risk_table.py as the
 # methods Path has and PurePath has not, e.g. open read_text write_text unlink mkdir rename exists stat).
 # ``replace`` counts as a file method only when called like Path.replace(target), not str.replace(old, new).
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from evorag.tools import sparse
 from evorag.tools.embedding import Embedder
 from evorag.tools.fusion import fuse_scored
 from evorag.tools.types import Hit
+
+if TYPE_CHECKING:
+    from evorag.settings import Settings
 
 
 @dataclass(slots=True)
@@ -20,6 +24,19 @@ class SearchOptions:
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
     fusion: str = "minmax"  # "rrf" | "minmax" | "dbsf" (see tools.fusion)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
+        """Options from evorag settings (candidates, fusion and its weights); keyword arguments override them."""
+        values: dict[str, Any] = {
+            "candidates": settings.candidates,
+            "rrf_k": settings.rrf_k,
+            "dense_weight": settings.dense_weight,
+            "sparse_weight": settings.sparse_weight,
+            "fusion": settings.fusion,
+        }
+        values.update(overrides)
+        return cls(**values)
 
 
 class HybridSearcher:

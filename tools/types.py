@@ -1,11 +1,28 @@
-"""Plain data passed between the knowledge tools: pages, chunks, scored candidates and search hits."""
+"""Plain data passed between the knowledge tools: crawl requests, pages, chunks, scored candidates and hits."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal, NamedTuple
 
 ChunkKind = Literal["text", "code"]
+
+
+@dataclass(slots=True)
+class CrawlRequest:
+    """What a caller asks to crawl. ``None`` means: the setting of the same name (``max_pages``, ``max_depth``,
+    ``allow_private``), or for ``source`` a name made from the host, or for ``selector`` the source's own."""
+
+    url: str
+    source: str | None = None
+    max_pages: int | None = None
+    max_depth: int | None = None
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    allow_private: bool | None = None
+    browser: bool = False
+    selector: str | None = None
 
 
 @dataclass(slots=True)

@@ -8,9 +8,16 @@ Providers (``EVORAG_LLM_PROVIDER``):
 - ``openai``: any OpenAI-compatible endpoint (``EVORAG_LLM_BASE_URL``, ``EVORAG_LLM_API_KEY``).
 - ``ollama``: an Ollama server (``EVORAG_OLLAMA_URL``).
 - ``replay``: scripted answers from ``EVORAG_REPLAY_FILE``, for tests and demos.
+- ``none``: no model (answers are extractive; agent teams refuse to start).
+- ``forbidden``: every request fails loudly (the test suite's default: a test must hand in its own client).
 """
 
 from evorag.agents.model_clients._factory import PROVIDERS, create_model_client, model_label
+from evorag.agents.model_clients._forbidden import (
+    ForbiddenChatCompletionClient,
+    ForbiddenModelError,
+    ForbiddenModelRequest,
+)
 from evorag.agents.model_clients._gguf import bundled_model_path
 from evorag.agents.model_clients._local import (
     LOCAL_MODEL_INFO,
@@ -44,6 +51,9 @@ __all__ = [
     "PROVIDERS",
     "EvoragOllamaChatCompletionClient",
     "EvoragOpenAIChatCompletionClient",
+    "ForbiddenChatCompletionClient",
+    "ForbiddenModelError",
+    "ForbiddenModelRequest",
     "LocalChatCompletionClient",
     "LocalChatCompletionClientConfig",
     "ScriptedChatCompletionClient",

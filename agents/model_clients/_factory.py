@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from autogen_core.models import ChatCompletionClient, ModelFamily, ModelInfo
+from evorag.agents.model_clients._forbidden import ForbiddenChatCompletionClient
+from evorag.agents.model_clients._gguf import SMOLLM2_FILE
+from evorag.agents.model_clients._local import LocalChatCompletionClient
+from evorag.agents.model_clients._replay import replay_client_from_file
 
 from evorag.errors import ConfigError
 
 if TYPE_CHECKING:
     from evorag.settings import Settings
 
-PROVIDERS = ("local", "openai", "ollama", "replay")
+PROVIDERS = ("local", "openai", "ollama", "replay", "none", "forbidden")
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "ollama": "llama3.2"}
 
 
@@ -31,13 +36,11 @@ def model_label(settings: Settings) -> str:
     """A short name for reports, e.g. ``local:SmolLM2-135M-Instruct.Q4_1`` or ``openai:gpt-4o-mini``."""
     provider = settings.llm_provider
     if provider == "local":
-        from pathlib import Path
-
-        from evorag.agents.model_clients._gguf import SMOLLM2_FILE
-
         return f"local:{Path(settings.llm_model or SMOLLM2_FILE).stem}"
     if provider == "replay":
         return f"replay:{settings.replay_file.name if settings.replay_file else '?'}"
+    if provider in ("none", "forbidden"):
+        return provider
     return f"{provider}:{settings.llm_model or DEFAULT_MODELS.get(provider, '?')}"
 
 
@@ -55,8 +58,6 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
     """
     provider = settings.llm_provider
     if provider == "local":
-        from evorag.agents.model_clients._local import LocalChatCompletionClient
-
         return LocalChatCompletionClient(
             model_path=settings.llm_model,
             cache_dir=str(settings.home / "cache" / "llm"),
@@ -70,13 +71,16 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
     if provider == "ollama":
         return _ollama_client(settings)
     if provider == "replay":
-        from evorag.agents.model_clients._replay import replay_client_from_file
-
         if settings.replay_file is None:
             raise ConfigError(
                 "llm_provider is replay but no replay file is set", hint="set EVORAG_REPLAY_FILE"
             )
         return replay_client_from_file(settings.replay_file)
+    if provider == "forbidden":
+        return ForbiddenChatCompletionClient(purpose)
+    if provider == "none":
+        raise ConfigError(f"no language model for the {purpose}: llm_provider is none",
+                          hint=f"set EVORAG_LLM_PROVIDER to one of {', '.join(PROVIDERS[:4])}")
     raise ConfigError(
         f"unknown language model provider {provider!r}",
         hint=f"set EVORAG_LLM_PROVIDER to one of {', '.join(PROVIDERS)}",
@@ -84,6 +88,7 @@ def create_model_client(settings: Settings, *, purpose: str = "answer") -> ChatC
 
 
 def _openai_client(settings: Settings) -> ChatCompletionClient:
+    # The openai package takes seconds to import: only this provider needs it.
     from evorag.agents.model_clients._remote import EvoragOpenAIChatCompletionClient
 
     base_url = settings.llm_base_url or settings.openai_base_url
@@ -113,6 +118,7 @@ def _openai_client(settings: Settings) -> ChatCompletionClient:
 
 
 def _ollama_client(settings: Settings) -> ChatCompletionClient:
+    # The ollama package: see _openai_client.
     from evorag.agents.model_clients._remote import EvoragOllamaChatCompletionClient
 
     model = settings.llm_model or DEFAULT_MODELS["ollama"]

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
-from autogen_core.models import CreateResult
+from autogen_core.models import CreateResult, ModelFamily, ModelInfo
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from evorag.errors import UserError
@@ -76,9 +76,10 @@ class ScriptedChatCompletionClient(ReplayChatCompletionClient):
     component_provider_override = "autogen_ext.models.replay.ReplayChatCompletionClient"
 
     def __init__(
-        self, chat_completions: Sequence[str | CreateResult], *, source: str = "the replay script"
+        self, chat_completions: Sequence[str | CreateResult], *, source: str = "the replay script",
+        model_info: ModelInfo | None = None,
     ) -> None:
-        super().__init__(chat_completions)
+        super().__init__(chat_completions, model_info=model_info)
         self._source = source
 
     def _check_remaining(self) -> None:
@@ -99,10 +100,13 @@ class ScriptedChatCompletionClient(ReplayChatCompletionClient):
 
 
 def replay_client(
-    responses: Sequence[str | CreateResult], *, source: str = "the replay script"
+    responses: Sequence[str | CreateResult], *, source: str = "the replay script", function_calling: bool = False
 ) -> ScriptedChatCompletionClient:
-    """A model client answering ``responses`` in order, one per create()/create_stream() call."""
-    return ScriptedChatCompletionClient(list(responses), source=source)
+    """A model client answering ``responses`` in order, one per create()/create_stream() call.
+    ``function_calling`` says it can call tools (agents then get theirs; the replies decide what is called)."""
+    info = ModelInfo(vision=False, function_calling=function_calling, json_output=False,
+                     family=ModelFamily.UNKNOWN, structured_output=False)
+    return ScriptedChatCompletionClient(list(responses), source=source, model_info=info)
 
 
 def replay_client_from_file(path: Path | str) -> ScriptedChatCompletionClient:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from evorag.errors import UserError
 from evorag.principals import Principal
-from evorag.tools.approvals import ApprovalRequest, Decision, needed_role
+from evorag.service import ApprovalRequest, Decision, needed_role
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -36,9 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from evorag.errors import EvoragError, UserError
 from evorag.mcp_server._approvals import McpApprover, usable_token
 from evorag.mcp_server._auth import principal_of
-from evorag.mcp_server._jobs import FINISHED, CrawlJobs
 from evorag.observability import ServerMetrics, ToolTimer
 from evorag.principals import OPERATIONS, Principal, Role, acting_as, os_user
+from evorag.service import FINISHED, CrawlRequest
+from evorag.team_events import event_summary
 
 logger = logging.getLogger("evorag.mcp")
 
@@ -275,7 +275,6 @@ class EvoragMCP(FastMCP):
         # Who acts when a request carries no authenticated principal (stdio, in-memory sessions).
         self.local_principal = principal or Principal(
             os_user(), Role.parse(service.settings.mcp_local_role), via="mcp")
-        self.jobs = CrawlJobs(service)
         self.metrics = ServerMetrics()
         self._job_watchers: set[asyncio.Task] = set()
         self._sessions = _Sessions()
@@ -290,7 +289,7 @@ class EvoragMCP(FastMCP):
         self._registry_error: str | None = None
         registry = self._registry()
         if registry is not None:
-            self._registry_head = self._head(registry)
+            self._registry_head = self.service.tool_set_checkpoint()
             self._sync_generated_tools(registry)
             self._unsubscribe = registry.subscribe(self._on_registry_change)
 
@@ -441,7 +440,7 @@ class EvoragMCP(FastMCP):
         while True:
             await asyncio.sleep(REGISTRY_POLL_S)
             try:
-                head = await anyio.to_thread.run_sync(self._head, registry)
+                head = await anyio.to_thread.run_sync(self._checkpoint)
                 if head != self._registry_head:
                     # Refreshing notifies our listener, which re-syncs the MCP tools and tells the sessions.
                     await anyio.to_thread.run_sync(registry.refresh)
@@ -449,26 +448,9 @@ class EvoragMCP(FastMCP):
             except Exception as exc:  # noqa: BLE001 - keep watching; the next poll may succeed
                 logger.warning("could not check the deployed tools: %s", exc)
 
-    @staticmethod
-    def _head(registry) -> str:
-        """The plugin repository's checkpoint: every deploy and rollback commits a new one.
-
-        Read from the ref files rather than through GitPython, whose Repo object the deploying thread
-        may be using at the same moment.
-        """
-        git = Path(registry.repository.root) / ".git"
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head.removeprefix("ref: ")
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()
-        packed = git / "packed-refs"
-        for line in packed.read_text().splitlines() if packed.is_file() else []:
-            sha, _, name = line.partition(" ")
-            if name == ref:
-                return sha
-        return ""
+    def _checkpoint(self) -> str:
+        # Acts for the server itself: polling is not a client's call.
+        return self.service.tool_set_checkpoint(principal=self.local_principal)
 
     def count_crawl_job(self, job) -> None:
         """Count a started job now and its final status when it finishes (in a small watcher task)."""
@@ -478,19 +460,19 @@ class EvoragMCP(FastMCP):
         task.add_done_callback(self._job_watchers.discard)
 
     async def _count_when_finished(self, job_id: str) -> None:
-        job = self.jobs.get(job_id)
+        job = await self.service.wait_crawl_job(job_id, 3600.0, principal=self.local_principal)
         while job.status not in FINISHED:
-            await self.jobs.wait(job_id, 3600.0)
+            job = await self.service.wait_crawl_job(job_id, 3600.0, principal=self.local_principal)
         self.metrics.crawl_jobs_finished.labels(status=job.status).inc()
 
     async def aclose(self) -> None:
-        """Stop background work: crawl jobs, the registry watcher, the registry subscription."""
+        """Stop background work: the service's crawl jobs, the registry watcher, the registry subscription."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         if self._watcher is not None and not self._watcher.done():
             self._watcher.cancel()
-        await self.jobs.aclose()
+        await self.service.acancel_crawl_jobs()
         if self._job_watchers:  # the cancelled jobs are counted before their watchers stop
             _, late = await asyncio.wait(set(self._job_watchers), timeout=1.0)
             for task in late:
@@ -567,8 +549,14 @@ def _register_tools(server: EvoragMCP) -> None:
         source: Annotated[
             SourceName | None, Field(description="Source name (default: from the host).")
         ] = None,
-        max_pages: Annotated[int, Field(ge=1, le=100_000, description="Stop after this many pages.")] = 100,
-        max_depth: Annotated[int, Field(ge=0, le=50, description="Follow links this deep.")] = 3,
+        max_pages: Annotated[
+            int | None, Field(ge=1, le=100_000, description="Stop after this many pages (default: the server's "
+                              "EVORAG_MAX_PAGES).")
+        ] = None,
+        max_depth: Annotated[
+            int | None, Field(ge=0, le=50, description="Follow links this deep (default: the server's "
+                              "EVORAG_MAX_DEPTH).")
+        ] = None,
         include: Annotated[Globs, Field(description="Only URLs matching these globs.")] = [],  # noqa: B006
         exclude: Annotated[Globs, Field(description="Skip URLs matching these globs.")] = [],  # noqa: B006
         wait_seconds: Annotated[
@@ -582,24 +570,9 @@ def _register_tools(server: EvoragMCP) -> None:
     ) -> JobInfo:
         """Crawl a documentation site and index it as a background job; returns the job id at once or
         after ``wait_seconds``. Follow it with get_job_status; re-crawls only re-index what changed."""
-        from evorag.service import CrawlRequest, default_source_name, validate_source_name
-        from evorag.tools.url_guard import check_url
-
-        # The guard may look the host up in DNS: never on the event loop.
-        start_url = await anyio.to_thread.run_sync(
-            functools.partial(check_url, url, allow_private=service.settings.allow_private)
-        )
-        name = validate_source_name(source or default_source_name(start_url))
-        job = server.jobs.start(
-            CrawlRequest(
-                url=start_url,
-                source=name,
-                max_pages=max_pages,
-                max_depth=max_depth,
-                include=list(include),
-                exclude=list(exclude),
-            )
-        )
+        job = await service.start_crawl(CrawlRequest(url=url, source=source, max_pages=max_pages,
+                                                     max_depth=max_depth, include=list(include),
+                                                     exclude=list(exclude)))
         server.count_crawl_job(job)
         last_sent = 0.0
 
@@ -618,22 +591,21 @@ def _register_tools(server: EvoragMCP) -> None:
                 f"unchanged, {p.get('failed', 0)} failed",
             )
 
-        await server.jobs.wait(job.id, wait_seconds, on_change=report)
-        return _job_info(job)
+        return _job_info(await service.wait_crawl_job(job.id, wait_seconds, on_change=report))
 
     @server.tool(annotations=read_only)
     @_boundary
     async def get_job_status(job_id: JobId) -> JobInfo:
         """Status of a crawl job: queued, running, done (with its report), failed (with the error),
         cancelled, or interrupted (the server stopped during it; the error says how to resume)."""
-        return _job_info(server.jobs.get(job_id))
+        return _job_info(await anyio.to_thread.run_sync(service.crawl_job, job_id))
 
     @server.tool(annotations=ToolAnnotations(destructiveHint=False, idempotentHint=True))
     @_boundary
     async def cancel_job(job_id: JobId) -> JobInfo:
         """Stop a crawl job. Pages indexed so far stay; crawling the same URL again resumes."""
-        job = server.jobs.cancel(job_id)
-        return _job_info(await server.jobs.wait(job.id, 10.0))
+        job = await anyio.to_thread.run_sync(service.cancel_crawl_job, job_id)
+        return _job_info(await service.wait_crawl_job(job.id, 10.0))
 
     @server.tool(annotations=ToolAnnotations(openWorldHint=True))
     @_boundary
@@ -648,19 +620,14 @@ def _register_tools(server: EvoragMCP) -> None:
     ) -> EvolutionResult:
         """Generate, check, test and (after approval) deploy a new tool for ``feature_request``. Risky changes
         ask for approval through the client when it supports elicitation; otherwise they stay pending."""
-        from evorag.tools.url_guard import check_url
-
-        allow_private = service.settings.allow_private
-        docs = [
-            await anyio.to_thread.run_sync(functools.partial(check_url, u, allow_private=allow_private))
-            for u in documentation_urls or []
-        ]
-        # Crawling the docs takes the service's single writer slot, shared with crawl jobs.
+        # The service checks the documentation URLs first; their crawls are jobs like any other.
         principal = server.principal()
-        approver = McpApprover(ctx, service.evolution.approvals, principal=principal)
-        async with server.jobs.exclusive(enabled=bool(docs)), _ProgressEvents(ctx) as on_event:
+        approvals = await anyio.to_thread.run_sync(lambda: service.evolution.approvals)
+        approver = McpApprover(ctx, approvals, principal=principal)
+        async with _ProgressEvents(ctx) as on_event:
             outcome = await service.aevolve(
-                feature_request, docs=docs, approver=approver, on_event=on_event, principal=principal
+                feature_request, docs=documentation_urls or [], approver=approver, on_event=on_event,
+                principal=principal
             )
         server.metrics.evolutions.labels(status=outcome.status).inc()
         return EvolutionResult(**outcome.to_dict())
@@ -676,7 +643,8 @@ def _register_tools(server: EvoragMCP) -> None:
         """Run the health checks, diagnose failures and repair them (fixes go through the same gates and
         approval as evolved tools)."""
         principal = server.principal()
-        approver = McpApprover(ctx, service.evolution.approvals, principal=principal)
+        approvals = await anyio.to_thread.run_sync(lambda: service.evolution.approvals)
+        approver = McpApprover(ctx, approvals, principal=principal)
         async with _ProgressEvents(ctx) as on_event:
             report = await service.aheal(issue_description, approver=approver, on_event=on_event,
                                          principal=principal)
@@ -697,8 +665,8 @@ def _register_tools(server: EvoragMCP) -> None:
         ],
     ) -> RollbackResult:
         """Restore the exact tool set of a checkpoint (recorded as a new checkpoint)."""
-        version, change = await anyio.to_thread.run_sync(service.rollback, version_id)
-        return RollbackResult(version=version.to_dict(), added=change.added, removed=change.removed)
+        result = await anyio.to_thread.run_sync(service.rollback, version_id)
+        return RollbackResult(**result.to_dict())
 
     @server.tool(annotations=read_only)
     @_boundary
@@ -706,13 +674,8 @@ def _register_tools(server: EvoragMCP) -> None:
         last: Annotated[int, Field(ge=1, le=1000, description="How many of the newest answer reports.")] = 20,
     ) -> MetricsReport:
         """Answer-quality history (grounding, ROUGE, nDCG, code, overall) and the improvement trend."""
-
-        def read() -> MetricsReport:
-            history = service.metrics.history(last=last, kind="answer")
-            trend = service.metrics.trend(window=service.settings.trend_window)
-            return MetricsReport(history=history, trend=trend.to_dict())
-
-        return await anyio.to_thread.run_sync(read)
+        report = await anyio.to_thread.run_sync(functools.partial(service.metrics_report, last=last))
+        return MetricsReport(history=report.history, trend=report.trend.to_dict())
 
     @server.tool(annotations=read_only)
     @_boundary
@@ -800,15 +763,9 @@ class _ProgressEvents:
 
     def _on_event(self, event: object) -> None:
         self._count += 1
-        if isinstance(event, dict):
-            source, content = event.get("source"), event.get("content")
-        else:
-            source, content = getattr(event, "source", None), getattr(event, "content", None)
-        text = content if isinstance(content, str) else type(event).__name__
-        message = f"{source}: {text}" if source else text
         try:
             task = asyncio.get_running_loop().create_task(
-                self._ctx.report_progress(self._count, None, message[:500])
+                self._ctx.report_progress(self._count, None, event_summary(event))
             )
         except RuntimeError:  # called outside the loop's thread: progress is best effort
             return
@@ -836,17 +793,8 @@ def _register_resources(server: EvoragMCP) -> None:
         description="The indexed page URLs of one source.",
     )
     async def pages_resource(source: str) -> str:
-        from evorag.service import validate_source_name
-
         try:
-            validate_source_name(source)
-            service.require_source(source)
+            pages = await anyio.to_thread.run_sync(service.source_pages, source)
         except UserError as exc:
             raise ValueError(str(exc)) from None
-        pages = await anyio.to_thread.run_sync(service.catalog.pages, source)
-        return json.dumps(
-            {
-                "source": source,
-                "pages": sorted(url for url, record in pages.items() if record.indexed_hash is not None),
-            }
-        )
+        return json.dumps({"source": source, "pages": pages})

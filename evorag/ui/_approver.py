@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evorag.principals import Principal
-from evorag.tools.approvals import ApprovalRequest, Decision, needed_role
+from evorag.service import ApprovalRequest, Decision, needed_role
 from evorag.ui._render import code_span, render_approval
 
 APPROVE, REJECT = "approve", "reject"

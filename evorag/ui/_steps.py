@@ -4,37 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Self
 
-_SKIP_SOURCES = frozenset({"user"})  # the task itself, already shown as the person's message
+from evorag.team_events import event_text, step_title
 
-
-def event_text(event: object) -> tuple[str, str] | None:
-    """(speaker, text) of a team event: AutoGen messages (``.source``/``.content``) or plain dicts.
-
-    Events without a speaker or with non-text content (tool calls, the final TaskResult) give None.
-    """
-    if isinstance(event, dict):
-        source, content = event.get("source"), event.get("content")
-    else:
-        source, content = getattr(event, "source", None), getattr(event, "content", None)
-    if not source or not isinstance(content, str) or not content.strip() or source in _SKIP_SOURCES:
-        return None
-    return str(source), content
-
-
-_VERDICT = re.compile(r"^[A-Z][A-Z_]{2,}\b")
-
-
-def step_title(source: str, content: str) -> str:
-    """The step's name: who speaks and, when the message starts with a verdict word (``TESTS: PASS``,
-    ``DEPLOYED ...``), that first line."""
-    first = content.strip().splitlines()[0] if content.strip() else ""
-    if _VERDICT.match(first):
-        verdict = first if len(first) <= 70 else first[:69] + "…"
-        return f"{source} · {verdict}"
-    return source
+__all__ = ["AgentSteps", "event_text", "step_title"]
 
 
 class AgentSteps:

@@ -57,7 +57,7 @@ class PluginRepository:
     def __init__(self, root: Path, *, key_path: Path | None = None) -> None:
         """Open (or create) the repository at ``root``. ``key_path`` holds the manifest chain's key
         (default: ``manifest-chain.key`` next to ``root``, i.e. in EVORAG_HOME), created on first use."""
-        import git
+        import git  # GitPython: ~60 ms to import, only for commands that open the tool repository
 
         self.root = root
         self.key_path = key_path or root.parent / KEY_FILE
@@ -157,6 +157,23 @@ class PluginRepository:
     def current(self) -> Version:
         return self._version(self.repo.head.commit)
 
+    def head_id(self) -> str:
+        """The current checkpoint's commit id, read from the ref files: cheap enough to poll, and safe while
+        another thread uses the GitPython ``Repo`` (every deploy and rollback commits a new checkpoint)."""
+        git = Path(self.root) / ".git"
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head.removeprefix("ref: ")
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        packed = git / "packed-refs"
+        for line in packed.read_text().splitlines() if packed.is_file() else []:
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+        return ""
+
     def rollback(self, version_id: str) -> Version:
         """Make the tool set exactly what it was at ``version_id``, as a new checkpoint."""
         with self._lock:
@@ -221,7 +238,7 @@ class PluginRepository:
             self.repo.index.commit("Start the manifest chain: adopt the deployed history")
 
     def _resolve(self, version_id: str):
-        import git
+        import git  # see __init__
 
         if not re.fullmatch(r"[0-9a-fA-F]{4,40}", version_id or ""):
             raise UserError(f"invalid version id {version_id!r}", hint="use an id from `evorag versions`")

@@ -3,6 +3,9 @@
 ``store_from_settings`` picks the backend: ``EdgeStore`` (Qdrant Edge, in-process, under
 ``settings.qdrant_path``) unless ``EVORAG_QDRANT_URL`` names a Qdrant server, then
 ``QdrantServerStore``. Both keep the ``VectorStore`` contract; tests run the same cases on both.
+What they share (filters, candidate selection, hybrid fusion, aliases, metadata, the BM25 signature
+check) lives once in ``QdrantStoreBase`` (_base.py); each backend implements only the primitives that
+talk to its client.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from evorag.tools.sparse import SparseVector
+from evorag.tools.stores._protocol import SearchFilter
 from evorag.tools.types import Chunk, Hit, Scored
 
 from evorag.errors import ConfigError, InternalError
@@ -156,10 +158,51 @@ def chunks_by_id(records: Sequence) -> dict[str, Chunk]:
     return {str(record.id): chunk_from_payload(record.id, record.payload or {}) for record in records}
 
 
-def delete_conditions(url: str | None, source: str | None, content_hash_not: str | None) -> tuple[dict, dict]:
-    """(must, must_not) field matches for ``delete_where``; refuses an unscoped delete."""
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a filter selects, before a backend spells it in its own client's types.
+
+    Every field in ``must`` matches, no field in ``must_not`` does, and the position lies strictly
+    between the two bounds of ``positions_between`` when it is set. Empty means everything.
+    """
+
+    must: dict[str, str] = field(default_factory=dict)
+    must_not: dict[str, str] = field(default_factory=dict)
+    positions_between: tuple[int, int] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.must_not or self.positions_between is not None)
+
+    @classmethod
+    def of(cls, where: SearchFilter | None) -> Conditions:
+        if where is None:
+            return cls()
+        return cls(must=where.conditions(), positions_between=where.positions_between)
+
+
+# A query vector as the base hands it to a backend: dense values, or BM25 term weights.
+QueryVector = list[float] | SparseVector
+
+
+@dataclass(frozen=True, slots=True)
+class FusedQuery:
+    """One hybrid request: ``candidates`` per prefetch (vector name, query), fused by weighted RRF.
+
+    ``weights`` holds one weight per prefetch; the fused top ``limit`` are returned with payload.
+    """
+
+    prefetches: list[tuple[str, QueryVector]]
+    weights: list[float]
+    selector: Conditions
+    candidates: int
+    k: int
+    limit: int
+
+
+def delete_conditions(url: str | None, source: str | None, content_hash_not: str | None) -> Conditions:
+    """The chunks ``delete_where`` removes; refuses an unscoped delete."""
     if url is None and source is None:
         raise InternalError("delete_where needs url or source: refusing to delete every chunk")
     must = {key: value for key, value in (("url", url), ("source", source)) if value is not None}
     must_not = {"content_hash": content_hash_not} if content_hash_not is not None else {}
-    return must, must_not
+    return Conditions(must=must, must_not=must_not)

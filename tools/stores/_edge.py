@@ -27,43 +27,30 @@ import fcntl
 import json
 import os
 import shutil
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import TypeVar
 
-import numpy as np
 import qdrant_edge as qe
 from evorag.tools.sparse import DEFAULT_ENCODER, Bm25Encoder, SparseVector
+from evorag.tools.stores._base import QdrantStoreBase
 from evorag.tools.stores._common import (
     DENSE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
     SPARSE,
-    UPSERT_BATCH,
-    canonical_id,
-    check_alias,
+    Conditions,
+    FusedQuery,
+    QueryVector,
     check_dim,
-    check_dim_arg,
-    check_upsert,
-    chunk_from_payload,
-    chunks_by_id,
-    collection_name,
-    delete_conditions,
-    hits_from_points,
     new_metadata,
-    query_vector,
-    scored_from_points,
-    sparse_signature_to_record,
 )
-from evorag.tools.stores._protocol import SearchFilter
-from evorag.tools.types import Chunk, Hit, Scored
+from evorag.tools.types import Chunk
 
 from evorag.errors import InternalError, NotFoundError, StoreError, UserError
 
 T = TypeVar("T")
-_SCROLL_PAGE = 512
 _FACET_LIMIT = 100_000
 
 
@@ -96,23 +83,23 @@ def _matches(fields: dict[str, str]) -> list[qe.FieldCondition]:
     return [qe.FieldCondition(key, match=qe.MatchValue(value)) for key, value in fields.items()]
 
 
-def _match_filter(must: dict[str, str], must_not: dict[str, str] | None = None) -> qe.Filter | None:
-    if not must and not must_not:
+def _filter(selector: Conditions) -> qe.Filter | None:
+    if not selector:
         return None
-    return qe.Filter(must=_matches(must) or None, must_not=_matches(must_not or {}) or None)
-
-
-def _search_filter(where: SearchFilter | None) -> qe.Filter | None:
-    if where is None:
-        return None
-    must = _matches(where.conditions())
-    if where.positions_between is not None:
-        low, high = where.positions_between
+    must = _matches(selector.must)
+    if selector.positions_between is not None:
+        low, high = selector.positions_between
         must.append(qe.FieldCondition("position", range=qe.RangeFloat(gt=float(low), lt=float(high))))
-    return qe.Filter(must=must) if must else None
+    return qe.Filter(must=must or None, must_not=_matches(selector.must_not) or None)
 
 
-class EdgeStore:
+def _vector(query: QueryVector) -> list[float] | qe.SparseVector:
+    if isinstance(query, SparseVector):
+        return qe.SparseVector(list(query.indices), list(query.values))
+    return query
+
+
+class EdgeStore(QdrantStoreBase):
     """``VectorStore`` on Qdrant Edge shards under ``root`` (``settings.qdrant_path``).
 
     ``hnsw_ef`` is the HNSW search breadth once ``optimize()`` has built the graph (Qdrant uses at
@@ -137,14 +124,10 @@ class EdgeStore:
         sparse_encoder: Bm25Encoder = DEFAULT_ENCODER,
     ) -> None:
         self.root = Path(root)
-        self.alias = check_alias(alias)
-        self.sparse_signature = sparse_encoder.signature
+        super().__init__(alias, sparse_encoder, place=f"under {self.root}", serialize_writes=True)
         self._search_params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self._search_threads = search_threads
-        self._lock = threading.RLock()
         self._shard: qe.EdgeShard | None = None
-        self._name: str | None = None
-        self._meta: dict = {}
 
     # -- collections and the alias --------------------------------------------------------------
     @property
@@ -169,62 +152,29 @@ class EdgeStore:
     def _alias_target(self) -> str | None:
         return _read_json(self.root / "aliases.json").get(self.alias)
 
-    def open(self, model_name: str, dim: int, *, activate: bool = True) -> None:
-        dim = check_dim_arg(dim)
-        name = collection_name(self.alias, model_name)
-        with self._lock:
-            self._close_shard()
-            self._name, self._meta = None, {}
-            directory = self._collection_dir(name)
-            meta_path = directory / "meta.json"
-            meta = _read_json(meta_path)
-            if meta:
-                check_dim(name, meta, model_name, dim)
-            else:
-                # Metadata first: a crash before the shard exists leaves a collection that opens fine.
-                meta = new_metadata(model_name, dim, self.sparse_signature)
-                directory.mkdir(parents=True, exist_ok=True)
-                _write_json_atomically(meta_path, meta)
-            self._shard = self._load_or_create(directory / "shard", dim)
-            self._name, self._meta = name, meta
-            if meta.get("sparse") is None:
-                # Unsigned (made by hand or by other tooling): evorag has only ever had one BM25 encoder,
-                # so refusing would lock a sound index; recording makes any later change detectable.
-                self._record_sparse()
-            if activate:
-                self.activate()
+    def _point_alias(self, name: str) -> None:
+        with self._aliases() as aliases:
+            aliases[self.alias] = name
 
-    def open_current(self) -> None:
-        target = self._alias_target()
-        if target is None:
-            raise NotFoundError(
-                f"no index yet under {self.root} (alias {self.alias!r})", hint="index a source first"
-            )
-        meta = _read_json(self._collection_dir(target) / "meta.json")
-        if not meta:
-            raise StoreError(
-                f"alias {self.alias!r} points at {target}, which has no metadata under {self.root}",
-                hint="re-index, or restore the collection from a snapshot",
-            )
-        self.open(meta["model"], meta["dim"])
+    def _open_collection(self, name: str, model_name: str, dim: int) -> dict:
+        # The shard in use is released first: only one handle per collection can hold its WAL.
+        self._release()
+        self._name, self._meta = None, {}
+        directory = self._collection_dir(name)
+        meta_path = directory / "meta.json"
+        meta = _read_json(meta_path)
+        if meta:
+            check_dim(name, meta, model_name, dim)
+        else:
+            # Metadata first: a crash before the shard exists leaves a collection that opens fine.
+            meta = new_metadata(model_name, dim, self.sparse_signature)
+            directory.mkdir(parents=True, exist_ok=True)
+            _write_json_atomically(meta_path, meta)
+        self._shard = self._load_or_create(directory / "shard", dim)
+        return meta
 
-    def activate(self) -> None:
-        with self._lock:
-            name = self._require_name()
-            with self._aliases() as aliases:
-                aliases[self.alias] = name
-
-    def check_sparse(self) -> None:
-        with self._lock:
-            name = self._require_name()
-            recorded = self._meta.get("sparse")
-            if sparse_signature_to_record(name, recorded, self.sparse_signature, lambda: self.count() == 0):
-                self._record_sparse()
-
-    def _record_sparse(self) -> None:
-        meta = {**self._meta, "sparse": self.sparse_signature}
-        _write_json_atomically(self._collection_dir(self._require_name()) / "meta.json", meta)
-        self._meta = meta
+    def _write_sparse_signature(self, name: str, signature: str) -> None:
+        _write_json_atomically(self._collection_dir(name) / "meta.json", {**self._meta, "sparse": signature})
 
     def _load_or_create(self, shard_dir: Path, dim: int) -> qe.EdgeShard:
         config = qe.EdgeConfig(
@@ -250,8 +200,10 @@ class EdgeStore:
             raise StoreError(f"cannot open the index at {shard_dir}: {exc}") from None
         try:
             indexed = set(shard.info().payload_schema)
-            wanted = {**dict.fromkeys(KEYWORD_FIELDS, qe.PayloadSchemaType.Keyword),
-                      **dict.fromkeys(INTEGER_FIELDS, qe.PayloadSchemaType.Integer)}
+            wanted = {
+                **dict.fromkeys(KEYWORD_FIELDS, qe.PayloadSchemaType.Keyword),
+                **dict.fromkeys(INTEGER_FIELDS, qe.PayloadSchemaType.Integer),
+            }
             for field, schema in wanted.items():
                 if field not in indexed:
                     shard.update(qe.UpdateOperation.create_field_index(field, schema))
@@ -260,46 +212,29 @@ class EdgeStore:
             raise StoreError(f"cannot create payload indexes in {shard_dir}: {exc}") from None
         return shard
 
-    def info(self) -> dict:
-        name = self._require_name()
-        return {
-            "backend": self.backend,
-            "collection": name,
-            "alias": self.alias,
-            "active": self._alias_target() == name,
-            "model": self._meta.get("model"),
-            "dim": self._meta.get("dim"),
-            "sparse": self._meta.get("sparse"),
-            "points": self.count(),
-            "path": str(self._collection_dir(name)),
-        }
+    def _where_it_lives(self, name: str) -> dict:
+        return {"path": str(self._collection_dir(name))}
 
-    def collections(self) -> list[dict]:
+    def _collection_names(self) -> list[str]:
         if not self._collections_dir.is_dir():
             return []
-        active = self._alias_target()
-        found = []
-        for directory in sorted(self._collections_dir.iterdir()):
-            if not directory.name.startswith(f"{self.alias}-"):
-                continue
-            meta = _read_json(directory / "meta.json")
-            found.append(
-                {
-                    "collection": directory.name,
-                    "model": meta.get("model"),
-                    "dim": meta.get("dim"),
-                    "points": self.count() if directory.name == self._name else self._count_closed(directory),
-                    "active": directory.name == active,
-                }
-            )
-        return found
+        return [directory.name for directory in self._collections_dir.iterdir()]
 
-    def _count_closed(self, directory: Path) -> int | None:
-        """Points of a collection that is not open, or None if another process holds it."""
-        if not (directory / "shard" / "edge_config.json").exists():
+    def _collection_meta(self, name: str) -> dict:
+        return _read_json(self._collection_dir(name) / "meta.json")
+
+    def _collection_exists(self, name: str) -> bool:
+        return self._collection_dir(name).is_dir()
+
+    def _count_collection(self, name: str) -> int | None:
+        if name == self._name:
+            return self.count()
+        # Not open here: read its shard briefly, unless another process holds it (unknown, None).
+        shard_dir = self._collection_dir(name) / "shard"
+        if not (shard_dir / "edge_config.json").exists():
             return 0
         try:
-            shard = qe.EdgeShard.load(str(directory / "shard"))
+            shard = qe.EdgeShard.load(str(shard_dir))
         except Exception:  # noqa: BLE001 - held by another process, or unreadable: unknown
             return None
         try:
@@ -307,192 +242,101 @@ class EdgeStore:
         finally:
             shard.close()
 
-    def drop_collection(self, name: str) -> None:
-        with self._lock:
-            if name in (self._name, self._alias_target()):
-                raise UserError(
-                    f"collection {name} is in use", hint="open or activate another model's collection first"
-                )
-            directory = self._collection_dir(name)
-            if not name.startswith(f"{self.alias}-") or not directory.is_dir():
-                raise NotFoundError(f"no collection {name} under {self.root}")
-            shutil.rmtree(directory)
+    def _drop(self, name: str) -> None:
+        shutil.rmtree(self._collection_dir(name))
 
     # -- writes ---------------------------------------------------------------------------------
-    def upsert(self, chunks: Sequence[Chunk], dense: np.ndarray, sparse: Sequence[SparseVector]) -> None:
-        self._require()
-        matrix = check_upsert(chunks, dense, sparse, int(self._meta["dim"]))
-        ids = [canonical_id(chunk.id) for chunk in chunks]
-        with self._lock:
-            self.check_sparse()
-            shard = self._require()
-            for start in range(0, len(chunks), UPSERT_BATCH):
-                end = start + UPSERT_BATCH
-                # Rows become Python lists one batch at a time: 100k x 384 at once is ~1 GB of floats.
-                points = [
-                    qe.Point(
-                        point_id,
-                        {DENSE: row, SPARSE: qe.SparseVector(list(vector.indices), list(vector.values))},
-                        chunk.payload(),
-                    )
-                    for point_id, chunk, row, vector in zip(
-                        ids[start:end],
-                        chunks[start:end],
-                        matrix[start:end].tolist(),
-                        sparse[start:end],
-                        strict=True,
-                    )
-                ]
-                operation = qe.UpdateOperation.upsert_points(points)
-                self._call(lambda op=operation: shard.update(op), "upsert")
+    def _upsert_points(
+        self, ids: list[str], chunks: Sequence[Chunk], rows: list[list[float]], sparse: Sequence[SparseVector]
+    ) -> None:
+        shard = self._require()
+        points = [
+            qe.Point(point_id, {DENSE: row, SPARSE: _vector(vector)}, chunk.payload())
+            for point_id, chunk, row, vector in zip(ids, chunks, rows, sparse, strict=True)
+        ]
+        self._call(lambda: shard.update(qe.UpdateOperation.upsert_points(points)), "upsert")
 
-    def delete(self, ids: Sequence[str]) -> None:
-        if not ids:
-            return
-        point_ids = [canonical_id(chunk_id) for chunk_id in ids]
-        with self._lock:
-            shard = self._require()
-            self._call(lambda: shard.update(qe.UpdateOperation.delete_points(point_ids)), "delete")
+    def _delete_points(self, point_ids: list[str]) -> None:
+        shard = self._require()
+        self._call(lambda: shard.update(qe.UpdateOperation.delete_points(point_ids)), "delete")
 
-    def delete_where(
-        self, *, url: str | None = None, source: str | None = None, content_hash_not: str | None = None
-    ) -> int:
-        must, must_not = delete_conditions(url, source, content_hash_not)
-        selector = _match_filter(must, must_not)
-        with self._lock:
-            shard = self._require()
-            doomed = self._call(lambda: shard.count(qe.CountRequest(exact=True, filter=selector)), "count")
-            if doomed:
-                self._call(
-                    lambda: shard.update(qe.UpdateOperation.delete_points_by_filter(selector)), "delete"
-                )
-            return doomed
+    def _delete_matching(self, selector: Conditions) -> None:
+        shard = self._require()
+        operation = qe.UpdateOperation.delete_points_by_filter(_filter(selector))
+        self._call(lambda: shard.update(operation), "delete")
 
     # -- reads ----------------------------------------------------------------------------------
-    def dense_search(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        return hits_from_points(self._nearest(self._dense_query(vector), limit, where, with_payload=True))
-
-    def sparse_search(self, vector: SparseVector, limit: int, where: SearchFilter | None = None) -> list[Hit]:
-        return hits_from_points(self._nearest(self._sparse_query(vector), limit, where, with_payload=True))
-
-    def dense_candidates(self, vector: np.ndarray, limit: int, where: SearchFilter | None = None) -> list[Scored]:
-        return scored_from_points(self._nearest(self._dense_query(vector), limit, where, with_payload=False))
-
-    def sparse_candidates(
-        self, vector: SparseVector, limit: int, where: SearchFilter | None = None
-    ) -> list[Scored]:
-        return scored_from_points(self._nearest(self._sparse_query(vector), limit, where, with_payload=False))
-
-    def get_chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
+    def _count(self, selector: Conditions) -> int:
         shard = self._require()
-        if not ids:
-            return {}
-        point_ids = [canonical_id(chunk_id) for chunk_id in ids]
-        records = self._call(lambda: shard.retrieve(point_ids, True, False), "retrieve")
-        return chunks_by_id(records)
+        return self._call(lambda: shard.count(qe.CountRequest(exact=True, filter=_filter(selector))), "count")
 
-    def _dense_query(self, vector: np.ndarray) -> qe.Query:
-        self._require()
-        return qe.Query.Nearest(query_vector(vector, int(self._meta["dim"])), using=DENSE)
-
-    def _sparse_query(self, vector: SparseVector) -> qe.Query | None:
-        if not vector.indices:
-            return None  # no known term: nothing can match
-        self.check_sparse()
-        return qe.Query.Nearest(qe.SparseVector(list(vector.indices), list(vector.values)), using=SPARSE)
-
-    def hybrid_search(
-        self,
-        dense: np.ndarray,
-        sparse: SparseVector,
-        limit: int,
-        where: SearchFilter | None = None,
-        *,
-        candidates: int = 100,
-        k: int = 60,
-        weights: tuple[float, float] = (1.0, 1.0),
-    ) -> list[Hit]:
+    def _retrieve(self, point_ids: list[str]) -> list:
         shard = self._require()
-        selector = _search_filter(where)
-        prefetches, fused_weights = [], []
-        if weights[0] > 0:
-            prefetches.append(qe.Prefetch(
-                limit=candidates, query=self._dense_query(dense), params=self._search_params, filter=selector
-            ))
-            fused_weights.append(float(weights[0]))
-        sparse_query = self._sparse_query(sparse) if weights[1] > 0 else None
-        if sparse_query is not None:
-            prefetches.append(qe.Prefetch(limit=candidates, query=sparse_query, filter=selector))
-            fused_weights.append(float(weights[1]))
-        if limit <= 0 or candidates <= 0 or not prefetches:
-            return []
-        request = qe.QueryRequest(
-            limit=limit,
-            prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=k, weights=fused_weights),
-            filter=selector,
-            with_payload=True,
-        )
-        return hits_from_points(self._call(lambda: shard.query(request), "hybrid search"))
+        return self._call(lambda: shard.retrieve(point_ids, True, False), "retrieve")
 
     def _nearest(
-        self, query: qe.Query | None, limit: int, where: SearchFilter | None, *, with_payload: bool
+        self, using: str, query: QueryVector, limit: int, selector: Conditions, *, with_payload: bool
     ) -> list:
         shard = self._require()
-        if query is None or limit <= 0:
-            return []
         request = qe.QueryRequest(
             limit=limit,
-            query=query,
-            filter=_search_filter(where),
+            query=qe.Query.Nearest(_vector(query), using=using),
+            filter=_filter(selector),
             params=self._search_params,
             with_payload=with_payload,
         )
         return self._call(lambda: shard.query(request), "search")
 
-    def _scroll(self, shard: qe.EdgeShard, selector: qe.Filter | None, page: int) -> Iterator[Chunk]:
-        offset = None
-        while True:
-            request = qe.ScrollRequest(
-                offset=offset, limit=page, filter=selector, with_payload=True, with_vector=False
-            )
-            records, offset = self._call(lambda req=request: shard.scroll(req), "scroll")
-            for record in records:
-                yield chunk_from_payload(record.id, record.payload or {})
-            if offset is None:
-                return
-
-    def get_page_chunks(self, url: str) -> list[Chunk]:
+    def _fused(self, fused: FusedQuery) -> list:
         shard = self._require()
-        chunks = list(self._scroll(shard, _match_filter({"url": url}), _SCROLL_PAGE))
-        return sorted(chunks, key=lambda chunk: chunk.position)
+        native = _filter(fused.selector)
+        request = qe.QueryRequest(
+            limit=fused.limit,
+            prefetches=[
+                qe.Prefetch(
+                    limit=fused.candidates,
+                    query=qe.Query.Nearest(_vector(query), using=using),
+                    # hnsw_ef only means something to the dense HNSW graph.
+                    params=self._search_params if using == DENSE else None,
+                    filter=native,
+                )
+                for using, query in fused.prefetches
+            ],
+            query=qe.Fusion.Rrf(k=fused.k, weights=fused.weights),
+            filter=native,
+            with_payload=True,
+        )
+        return self._call(lambda: shard.query(request), "hybrid search")
 
-    def iter_chunks(self, collection: str | None = None, batch_size: int = 256) -> Iterator[Chunk]:
+    @contextmanager
+    def _reading(self, collection: str | None) -> Iterator[qe.EdgeShard]:
         if collection is None or collection == self._name:
-            yield from self._scroll(self._require(), None, batch_size)
+            yield self._require()
             return
         shard_dir = self._collection_dir(collection) / "shard"
         if not (shard_dir / "edge_config.json").exists():
-            raise NotFoundError(f"no collection {collection} under {self.root}")
+            raise NotFoundError(f"no collection {collection} {self.place}")
         shard = self._call(lambda: qe.EdgeShard.load(str(shard_dir)), f"opening {collection}")
         try:
-            yield from self._scroll(shard, None, batch_size)
+            yield shard
         finally:
             shard.close()
 
-    def count(self, where: SearchFilter | None = None) -> int:
-        shard = self._require()
-        return self._call(
-            lambda: shard.count(qe.CountRequest(exact=True, filter=_search_filter(where))), "count"
+    def _scroll_page(
+        self, target: object, selector: Conditions, limit: int, offset: object
+    ) -> tuple[list, object]:
+        assert isinstance(target, qe.EdgeShard)
+        request = qe.ScrollRequest(
+            offset=offset, limit=limit, filter=_filter(selector), with_payload=True, with_vector=False
         )
+        return self._call(lambda: target.scroll(request), "scroll")
 
-    def sources(self) -> dict[str, int]:
+    def _source_counts(self) -> Iterable[tuple[object, int]]:
         shard = self._require()
         response = self._call(
             lambda: shard.facet(qe.FacetRequest("source", limit=_FACET_LIMIT, exact=True)), "facet"
         )
-        # Deleted values linger in the keyword index with a zero count.
-        return {str(hit.value): int(hit.count) for hit in response if hit.count > 0}
+        return [(hit.value, hit.count) for hit in response]
 
     # -- maintenance ----------------------------------------------------------------------------
     def optimize(self) -> None:
@@ -522,12 +366,7 @@ class EdgeStore:
             _write_json_atomically(dest / "aliases.json", {self.alias: name})
         return dest
 
-    def close(self) -> None:
-        with self._lock:
-            self._close_shard()
-            self._name, self._meta = None, {}
-
-    def _close_shard(self) -> None:
+    def _release(self) -> None:
         if self._shard is not None:
             shard, self._shard = self._shard, None
             try:
@@ -535,23 +374,13 @@ class EdgeStore:
             finally:
                 shard.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- helpers --------------------------------------------------------------------------------
     def _require(self) -> qe.EdgeShard:
+        """The open shard, taken once per operation: ``open``/``close`` may swap it meanwhile."""
         shard = self._shard
         if shard is None:
             raise InternalError("the vector store is not open: call open(model_name, dim) first")
         return shard
-
-    def _require_name(self) -> str:
-        self._require()
-        assert self._name is not None
-        return self._name
 
     def _call(self, operation: Callable[[], T], what: str) -> T:
         try:

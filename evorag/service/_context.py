@@ -1,0 +1,37 @@
+"""What every use case module gets: the settings, the parts, the writer slot, and who acts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from evorag.principals import Principal, acting_as, acting_principal, require
+from evorag.service._components import Components
+from evorag.service._writer import WriterSlot
+from evorag.settings import Settings
+
+
+@dataclass(slots=True)
+class ServiceContext:
+    """Shared by the use cases of one service.
+
+    Who acts: the ``principal=`` a method was given, else the principal the current call already acts for (a
+    crawl started by an evolution belongs to whoever started the evolution), else ``principal`` (by default
+    the local OS user as admin: whoever calls the Python API owns EVORAG_HOME).
+    """
+
+    settings: Settings
+    parts: Components
+    writer: WriterSlot
+    principal: Principal
+
+    def check(self, principal: Principal | None, operation: str) -> Principal:
+        """The principal acting now, if its role allows ``operation`` (evorag.principals.OPERATIONS)."""
+        return require(principal or acting_principal() or self.principal, operation)
+
+    @contextlib.contextmanager
+    def acting(self, principal: Principal | None, operation: str) -> Iterator[Principal]:
+        """Check the role, and record the principal as the one acting (the audit log names it)."""
+        with acting_as(self.check(principal, operation)) as who:
+            yield who

@@ -1,0 +1,279 @@
+"""Knowledge use cases: crawl (as jobs), search, ask, the sources, and repairing the index.
+
+This is also the ``Knowledge`` port the teams use (``acrawl``, ``search``, ``aask``) and their ``IndexHealth``
+port (``half_written_pages``, ``repair_index``): a team crawls and asks through the same checks as anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from dataclasses import dataclass
+
+from evorag.errors import NotFoundError, UserError
+from evorag.principals import Principal
+from evorag.service._context import ServiceContext
+from evorag.service._inputs import default_source_name, require_text, validate_source_name
+from evorag.service._jobs import CrawlJob, CrawlJobs
+from evorag.tools.answering import Answer, assemble_context
+from evorag.tools.catalog import SourceRecord
+from evorag.tools.crawl_job import CrawlReport, ProgressCallback, run_crawl
+from evorag.tools.crawling import CrawlOptions
+from evorag.tools.indexer import Indexer
+from evorag.tools.search import SearchOptions
+from evorag.tools.types import Chunk, CrawlRequest, Hit
+from evorag.tools.url_guard import check_url
+
+MAX_SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlPlan:
+    """A crawl request checked and completed from the settings: what a job runs."""
+
+    start_url: str
+    source: str
+    selector: str | None
+    options: CrawlOptions
+
+
+class KnowledgeService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self.jobs = CrawlJobs(ctx.settings.home / "crawl_jobs.sqlite3", ctx.writer)
+
+    # Crawling
+    async def start_crawl(self, request: CrawlRequest, *, on_progress: ProgressCallback | None = None,
+                          principal: Principal | None = None) -> CrawlJob:
+        """Check ``request`` and start crawling it as a job (operator role); returns the queued job at once.
+
+        Raises here, before a job exists, for what no crawl could get past: BlockedURLError for a refused URL,
+        UserError for a malformed one, a bad source name or option, or a source that holds another site.
+        """
+        with self._ctx.acting(principal, "crawl"):
+            plan = await asyncio.to_thread(self.plan_crawl, request)  # the URL guard may ask DNS
+            return await self.jobs.start(url=plan.start_url, source=plan.source,
+                                         work=functools.partial(self._run_crawl, plan), on_progress=on_progress)
+
+    async def acrawl(self, request: CrawlRequest, on_progress: ProgressCallback | None = None, *,
+                     principal: Principal | None = None) -> CrawlReport:
+        """Crawl ``request.url`` into a source and wait for the report; re-crawls are incremental and resume
+        interrupted ones.
+
+        Raises what ``start_crawl`` raises, then CrawlError when the site cannot be reached and ConfigError
+        when the index was built by another BM25 encoder. A failure leaves the index as it was before the failed
+        pages. Cancelling the caller cancels the crawl (pages indexed so far are kept).
+        """
+        job = await self.start_crawl(request, on_progress=on_progress, principal=principal)
+        return await self.jobs.result(job.id)
+
+    def crawl(self, request: CrawlRequest, on_progress: ProgressCallback | None = None, *,
+              principal: Principal | None = None) -> CrawlReport:
+        """``acrawl`` for callers without an event loop."""
+        return asyncio.run(self.acrawl(request, on_progress, principal=principal))
+
+    def check_url(self, url: str) -> str:
+        """``url`` normalised, if the URL guard lets a crawl of it through (blocking: the guard may ask DNS)."""
+        return check_url(url, allow_private=self._ctx.settings.allow_private)
+
+    def plan_crawl(self, request: CrawlRequest) -> CrawlPlan:
+        """Every check of a crawl request, in one place; the options come from the settings (blocking: DNS)."""
+        settings = self._ctx.settings
+        allow_private = settings.allow_private if request.allow_private is None else request.allow_private
+        start_url = check_url(request.url, allow_private=allow_private)
+        source = validate_source_name(request.source or default_source_name(start_url))
+        existing = self._check_source_holds(source, start_url)
+        selector = request.selector or (existing.options.get("selector") if existing else None)
+        limits = {name: value for name, value in (("max_pages", request.max_pages), ("max_depth", request.max_depth))
+                  if value is not None}
+        options = CrawlOptions.from_settings(
+            settings, source=source, include=list(request.include), exclude=list(request.exclude),
+            allow_private=allow_private, browser=request.browser, selector=selector, **limits)
+        return CrawlPlan(start_url, source, selector, options)
+
+    def _check_source_holds(self, source: str, start_url: str) -> SourceRecord | None:
+        existing = self._ctx.parts.catalog.get_source(source)
+        if existing and existing.start_url and existing.start_url != start_url:
+            raise UserError(
+                f"source {source!r} already holds {existing.start_url}",
+                hint="choose another --source name or remove it first with `evorag sources remove`",
+            )
+        return existing
+
+    async def _run_crawl(self, plan: CrawlPlan, on_progress: ProgressCallback) -> CrawlReport:
+        """The crawl itself; its job holds the writer slot."""
+        indexer = await asyncio.to_thread(self._prepare_crawl, plan)
+        return await run_crawl(source=plan.source, start_url=plan.start_url, options=plan.options,
+                               catalog=self._ctx.parts.catalog, indexer=indexer, on_progress=on_progress)
+
+    def _prepare_crawl(self, plan: CrawlPlan) -> Indexer:
+        # Checked again now that this crawl writes: one queued before it may have claimed the name.
+        self._check_source_holds(plan.source, plan.start_url)
+        indexer = self._ctx.parts.indexer()  # opens the store: loads the embedding model
+        # Refuse before fetching a page or recording the source: the crawl could not index anything.
+        indexer.store.check_sparse()
+        self._ctx.parts.catalog.upsert_source(plan.source, plan.start_url,
+                                              {"selector": plan.selector} if plan.selector else {})
+        return indexer
+
+    # Crawl jobs
+    def crawl_job(self, job_id: str, *, principal: Principal | None = None) -> CrawlJob:
+        self._ctx.check(principal, "job_status")
+        return self.jobs.get(job_id)
+
+    def crawl_jobs(self, *, principal: Principal | None = None) -> list[CrawlJob]:
+        self._ctx.check(principal, "job_status")
+        return self.jobs.all()
+
+    async def wait_crawl_job(self, job_id: str, timeout: float, *, on_change=None,
+                             principal: Principal | None = None) -> CrawlJob:
+        """Wait up to ``timeout`` s for a job to finish; awaits ``on_change(job)`` after every update."""
+        self._ctx.check(principal, "job_status")
+        return await self.jobs.wait(job_id, timeout, on_change)
+
+    def cancel_crawl_job(self, job_id: str, *, principal: Principal | None = None) -> CrawlJob:
+        self._ctx.check(principal, "cancel_job")
+        return self.jobs.cancel(job_id)
+
+    async def acancel_crawl_jobs(self) -> None:
+        """Cancel every crawl job this process runs (a server shutting down); each is recorded as cancelled."""
+        await self.jobs.aclose()
+
+    # Searching and answering
+    def search(self, query: str, *, source: str | None = None, limit: int = 10, code: bool = False,
+               principal: Principal | None = None) -> list[Hit]:
+        """Hybrid dense + BM25 search over page sections; ``code=True`` searches code examples instead.
+
+        Code blocks live in both kinds of chunk (inside their section, and on their own), so each search looks
+        at one kind to avoid returning the same block twice.
+        """
+        self._ctx.check(principal, "search")
+        if not query or not query.strip():
+            raise UserError("the query is empty", hint="pass some words to search for")
+        require_text(query, "query")
+        if not 1 <= limit <= MAX_SEARCH_LIMIT:
+            raise UserError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}")
+        if source is not None:
+            self.require_source(source)
+        settings = self._ctx.settings
+        options = SearchOptions.from_settings(settings, limit=limit, source=source, kind="code" if code else "text",
+                                              candidates=max(settings.candidates, limit))
+        return self._ctx.parts.searcher().search(query, options)
+
+    def ask(self, question: str, *, source: str | None = None, evaluate: bool = True, reference: str | None = None,
+            relevance: dict | None = None, principal: Principal | None = None) -> Answer:
+        """``aask`` for callers without an event loop."""
+        return asyncio.run(self.aask(question, source=source, evaluate=evaluate, reference=reference,
+                                     relevance=relevance, principal=principal))
+
+    async def aask(self, question: str, *, source: str | None = None, evaluate: bool = True,
+                   reference: str | None = None, relevance: dict | None = None,
+                   principal: Principal | None = None) -> Answer:
+        """Retrieve, assemble the context, answer (LLM, or extractive when it is down) and score.
+
+        The report is stored in the metrics history. Raises UserError for an empty question or an unknown
+        source; model failures never raise, they produce an extractive answer with a note.
+        """
+        with self._ctx.acting(principal, "ask"):
+            require_text(question, "question")
+            if reference is not None:
+                require_text(reference, "reference answer")
+            return await self._answer(question, source=source, evaluate=evaluate, reference=reference,
+                                      relevance=relevance)
+
+    async def _answer(self, question: str, *, source: str | None, evaluate: bool, reference: str | None,
+                      relevance: dict | None) -> Answer:
+        settings, parts = self._ctx.settings, self._ctx.parts
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        def retrieve():
+            hits = self.search(question, source=source, limit=settings.answer_passages * 2)
+            timings["retrieve"] = round((time.perf_counter() - started) * 1000, 1)
+            mark = time.perf_counter()
+            passages = assemble_context(hits, self._chunks_between, token_budget=settings.context_tokens,
+                                        max_passages=settings.answer_passages)
+            timings["context"] = round((time.perf_counter() - mark) * 1000, 1)
+            return passages, parts.answerer
+
+        # Embedding, search, context assembly and building the answerer in one trip off the event loop: other
+        # clients keep being served meanwhile, and each hand-off between threads costs a wait for the GIL.
+        passages, answerer = await asyncio.to_thread(retrieve)
+        answer = await answerer.answer(question, passages)
+        timings.update(answer.timings_ms)
+        if evaluate:
+            mark = time.perf_counter()
+            await asyncio.to_thread(self._score, answer, passages, reference=reference, relevance=relevance,
+                                    source=source, timings=timings, mark=mark)
+        timings["total"] = round((time.perf_counter() - started) * 1000, 1)
+        answer.timings_ms = timings
+        return answer
+
+    def _score(self, answer: Answer, passages, *, reference, relevance, source, timings, mark) -> None:
+        """The correctness report, the grounding gate, and the record in the metrics history (blocking)."""
+        parts, settings = self._ctx.parts, self._ctx.settings
+        if not passages:
+            # Nothing retrieved is the weakest answer there is: keep it, it is a knowledge gap.
+            answer.metrics = {"grounding": None, "ndcg": 0.0, "overall": 0.0, "note": "no sources matched"}
+            answer.report_id = parts.metrics.record(answer.metrics, query=answer.question, source_filter=source,
+                                                    model=answer.model, timings=timings)
+            return
+        contexts = [p.to_dict() for p in passages]
+        report = parts.evaluator.evaluate(answer.question, answer.answer, contexts, reference=reference,
+                                          relevance=relevance)
+        grounding = report.grounding
+        if not answer.fallback and grounding is not None and grounding < settings.min_grounding:
+            # The correctness report is the gate: an answer its sources do not support is not shown.
+            answer.replace_with_extractive(
+                passages, f"the {answer.model} answer was not supported by the sources (grounding {grounding:.2f})")
+            report = parts.evaluator.evaluate(answer.question, answer.answer, contexts, reference=reference,
+                                              relevance=relevance)
+        timings["evaluate"] = round((time.perf_counter() - mark) * 1000, 1)
+        answer.metrics = report.to_dict()
+        answer.report_id = parts.metrics.record(report, query=answer.question, source_filter=source,
+                                                model=answer.model, timings=timings, tokens=answer.tokens)
+
+    def _chunks_between(self, first: Chunk, second: Chunk) -> int:
+        """Chunks of the same page and kind strictly between two chunks (context assembly merges neighbours)."""
+        # Loaded with the store itself (see Components.store), which is open by now.
+        from evorag.tools.stores import SearchFilter
+
+        return self._ctx.parts.store.count(
+            SearchFilter(url=first.url, kind=first.kind, positions_between=(first.position, second.position)))
+
+    # Sources
+    def require_source(self, name: str) -> SourceRecord:
+        record = self._ctx.parts.catalog.get_source(name)
+        if record is None:
+            known = ", ".join(s.name for s in self._ctx.parts.catalog.sources()) or "none yet"
+            raise NotFoundError(f"unknown source {name!r}", hint=f"known sources: {known}")
+        return record
+
+    def sources(self, *, principal: Principal | None = None) -> list[SourceRecord]:
+        self._ctx.check(principal, "list_sources")
+        return self._ctx.parts.catalog.sources()
+
+    def source_pages(self, name: str, *, principal: Principal | None = None) -> list[str]:
+        """The URLs of a source's indexed pages, sorted."""
+        self._ctx.check(principal, "list_sources")
+        self.require_source(validate_source_name(name))
+        pages = self._ctx.parts.catalog.pages(name)
+        return sorted(url for url, record in pages.items() if record.indexed_hash is not None)
+
+    def remove_source(self, name: str, *, principal: Principal | None = None) -> None:
+        """Remove a source from the index; needs the approver role (it deletes what a crawl built)."""
+        with self._ctx.acting(principal, "remove_source"):
+            self.require_source(name)
+            with self._ctx.writer:
+                self._ctx.parts.indexer().remove_source(name)
+
+    # The teams' IndexHealth port
+    def half_written_pages(self) -> int:
+        """Pages a killed crawl left half-written (the index is consistent again after ``repair_index``)."""
+        return len(self._ctx.parts.catalog.pending_pages())
+
+    def repair_index(self) -> int:
+        """Remove what killed crawls left half-written; returns how many pages it fixed (holds the writer slot)."""
+        with self._ctx.writer:
+            return self._ctx.parts.indexer().recover()
