@@ -18,12 +18,15 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import site
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -556,7 +559,7 @@ def _system_python() -> str | None:
 
 
 @pytest.mark.parametrize("mode", ["userns", "direct"])
-def test_non_root_modes_map_to_the_invoking_user(mode, tmp_path):
+def test_non_root_modes_map_to_the_invoking_user(mode, tmp_path, request):
     _sandbox("bubblewrap")
     if os.geteuid() != 0:
         pytest.skip("starts an ordinary user's process, which needs root (as CI runs)")
@@ -565,10 +568,29 @@ def test_non_root_modes_map_to_the_invoking_user(mode, tmp_path):
         pytest.skip(
             f"no /usr/bin/python{sys.version_info.major}.{sys.version_info.minor} to run as another user"
         )
-    site = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    # Site directories by what site reports (Debian's interpreters call them dist-packages). Under
+    # pyenv they sit below /root (0700), which the ordinary user cannot traverse: each is bind-mounted
+    # at a world-reachable directory inside a private mount namespace, so the host's mounts never change.
+    site_dirs = [p for p in {*site.getsitepackages(), site.getusersitepackages()} if Path(p).is_dir()]
+    views = [Path(tempfile.mkdtemp(prefix="evorag-site-", dir="/tmp")) for _ in site_dirs]
+    for view in views:
+        view.chmod(0o755)
+    request.addfinalizer(lambda: [view.rmdir() for view in views])
+    binds = "; ".join(
+        f"mount --bind {shlex.quote(source)} {shlex.quote(str(view))}"
+        for source, view in zip(site_dirs, views)
+    )
     marker = f"evorag-nonroot-{uuid.uuid4().hex}"
     root = Path(__file__).resolve().parent.parent
     command = [
+        shutil.which("unshare"),
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-ec",
+        f'{binds}; exec "$@"',
+        "sh",
         shutil.which("setpriv"),
         f"--reuid={ORDINARY_UID}",
         f"--regid={ORDINARY_UID}",
@@ -578,7 +600,7 @@ def test_non_root_modes_map_to_the_invoking_user(mode, tmp_path):
         "PATH=/usr/bin:/bin",
         "HOME=/tmp",
         f"PYTHONPATH={root}",
-        f"EVORAG_TEST_SITE={':'.join(site)}",
+        f"EVORAG_TEST_SITE={':'.join(str(view) for view in views)}",
         python,
         "-c",
         NON_ROOT_DRIVER,
