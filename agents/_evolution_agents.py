@@ -8,6 +8,7 @@ import json
 from evorag.agents import _prompts
 from evorag.agents._base import StepAgent, last_text
 from evorag.agents._parsing import extract_files, extract_json, slug
+from evorag.agents._verdicts import verdict_of
 from evorag.tools.code_checks import max_risk
 
 
@@ -82,7 +83,8 @@ class ToolGenerator(StepAgent):
 
 
 class CodeDebugger(StepAgent):
-    """Repairs code after a failed test run, then runs the static gates (dependencies, code checks)."""
+    """Repairs code after a failed check (the tests, or a plugin's review that sends the candidate back), then
+    runs the static gates (dependencies, code checks)."""
 
     def __init__(self, *, state, model_client) -> None:
         super().__init__("code_debugger", "Checks and repairs the generated code.", state=state,
@@ -91,15 +93,19 @@ class CodeDebugger(StepAgent):
     async def step(self, messages, cancellation_token) -> str:
         state = self.state
         incoming = last_text(messages)
-        if incoming.startswith("TESTS: FAIL"):
+        # Its own FAIL goes to the generator, never back here: an incoming FAIL is a later check's.
+        if verdict_of(incoming) == "FAIL":
             state.attempts += 1
             files = {p.name: p.read_text() for p in sorted(state.workdir.glob("*.py"))}
             prompt = "\n\n".join(f"```python {name}\n{text}```" for name, text in files.items())
             prompt += f"\n\nFailure:\n{incoming[:3000]}"
             for name, text in extract_files(await self.ask_model(prompt, cancellation_token)).items():
                 (state.workdir / name).write_text(text)
-        for check in (self._check_code, state.pipeline.check_dependencies):
-            verdict = await asyncio.to_thread(check, state.workdir)
+        # The code checks and the dependency check at once (pipeline.check_static), judged in that order.
+        verdicts, result = await asyncio.to_thread(state.pipeline.check_static, state.workdir)
+        if verdicts[0].ok:
+            state.signature = result.function
+        for verdict in verdicts:
             state.record(verdict)
             if not verdict.ok:
                 if state.attempts_left:
@@ -107,12 +113,6 @@ class CodeDebugger(StepAgent):
                 return f"STOP: {verdict.gate} gate failed after {state.attempts} attempts: {verdict.reason}"
         risk = max_risk(*(v.risk for v in state.verdicts[-2:]))
         return f"DEBUG: PASS (function {state.signature.name}, risk {risk})"
-
-    def _check_code(self, path):
-        verdict, result = self.state.pipeline.check_code(path)
-        if verdict.ok:
-            self.state.signature = result.function
-        return verdict
 
 
 class IntegrationTester(StepAgent):
@@ -146,6 +146,8 @@ class Deployer(StepAgent):
 
     async def step(self, messages, cancellation_token) -> str:
         state = self.state
+        if state.approval_id is None:  # reached without the approval step: a team graph must not allow it
+            return "STOP: deploy refused: nothing was approved"
         # In a thread: deploying commits to git and waits for the application's writer slot, which a crawl
         # running on this very event loop may hold.
         state.outcome = await asyncio.to_thread(state.pipeline.deploy, state.approval_id, state.verdicts,

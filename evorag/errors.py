@@ -57,6 +57,11 @@ class ModelError(ExternalError):
     """An embedding or language model provider failed or is unreachable."""
 
 
+class ModelUnavailableError(ModelError):
+    """An agent step needed the language model and it failed (unreachable, timed out, refused): the run ended
+    there, recorded as ``model_unavailable``. One line (no hint): the message names the setting to fix."""
+
+
 class StoreError(ExternalError):
     """The vector store failed or is unreachable."""
 

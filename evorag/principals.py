@@ -71,11 +71,19 @@ OPERATIONS: dict[str, Role] = {
     "crawl": Role.OPERATOR,
     "eval": Role.OPERATOR,
     "evolve": Role.OPERATOR,
+    "converse": Role.OPERATOR,  # talk to the agent team; a tool it proposes goes through the gates and approval
     "add_tool": Role.OPERATOR,
     "heal": Role.OPERATOR,
+    "doctor": Role.OPERATOR,  # evorag's environment and the tools' environments, checked (reads only)
     "gaps": Role.OPERATOR,
     "call_tool": Role.OPERATOR,
     "cancel_job": Role.OPERATOR,
+    "costs": Role.OPERATOR,  # model usage and cost, per principal and operation
+    # a source's versions and its share file: exporting dumps a whole index in bulk to a file (readers only
+    # query it), importing writes one; replacing a source on import also needs "remove_source"
+    "mark_latest": Role.OPERATOR,
+    "export_source": Role.OPERATOR,
+    "import_source": Role.OPERATOR,
     # approver: decide what is deployed, and undo it
     "approve": Role.APPROVER,
     "reject": Role.APPROVER,
@@ -86,6 +94,7 @@ OPERATIONS: dict[str, Role] = {
     "settings": Role.ADMIN,
     "backup": Role.ADMIN,
     "restore": Role.ADMIN,
+    "webhooks": Role.ADMIN,  # where events are sent (and their signing secrets)
 }
 
 

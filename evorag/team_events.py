@@ -29,6 +29,16 @@ def event_text(event: object) -> tuple[str, str] | None:
     return str(source), content
 
 
+def event_record(event: object) -> dict | None:
+    """A transcript entry ``{"source", "content"}`` for any event with a speaker and something said (content
+    that is not text, e.g. tool calls, as its ``str``); None for the rest (the final TaskResult, a request for
+    input with nothing in it)."""
+    source, content = event_parts(event)
+    if source is None or content is None or content == "":
+        return None
+    return {"source": str(source), "content": content if isinstance(content, str) else str(content)}
+
+
 def first_line(text: str, limit: int = 160) -> str:
     stripped = text.strip()
     return stripped.splitlines()[0][:limit] if stripped else ""

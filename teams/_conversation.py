@@ -1,35 +1,64 @@
-"""The open conversation team (SelectorGroupChat) for free-form requests.
+"""Chat teams, assembled from team specs: the conversation team (a SelectorGroupChat: the model picks who speaks
+next among the agents and the person) and chat graphs (a GraphFlow of chat agents, e.g. a plugin's). `evorag
+team chat`, the UI and MCP reach them through the service (``aconverse``, ``atalk``).
 
-The model picks who speaks next among the Evolution Orchestrator, the Dependency Validator, the Code
-Debugger, the Integration Tester and the human. Their tools are the same deterministic capabilities
-the flows use: documentation search, dependency and code checks, sandboxed test runs. Tools are given
-only to models that can call functions (the tiny local model cannot); the human answers through the
-interface's input function.
+The built-in chat agents are the Evolution Orchestrator, the Dependency Validator, the Code Debugger and the
+Integration Tester, whose tools are the deterministic capabilities the flows use (documentation search,
+dependency and code checks, sandboxed test runs; given only to models that can call functions, which the tiny
+local model cannot), the human proxy (``ConversationHuman``: the person at the interface) and the deployer
+(``ConversationDeployer``: ships the newest tool written in the chat through every gate and the approval).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import tempfile
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from autogen_agentchat.agents import AssistantAgent, UserProxyAgent
-from autogen_agentchat.base import ChatAgent
+from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import TaskResult
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
 from autogen_agentchat.teams import SelectorGroupChat
-from evorag.agents import prompts
+from evorag.agents import AgentBuilder, AgentContext, ConversationDeployer, ConversationHuman, prompts
+from evorag.teams._assemble import build_agents, build_graph_flow
 from evorag.teams._distributed import run_on, team_runtime, wait_for_stop
-from evorag.teams._ports import Knowledge, TeamPorts
+from evorag.teams._ports import TeamPorts
+from evorag.teams._registry import PluginRegistry
 from evorag.teams._remote import RemoteAgent, agent_type, serve_agent
-from evorag.tools.evolution import EvolutionPipeline
+from evorag.teams._team_spec import ResolvedTeam
+from evorag.tools.approvals import PolicyApprover
 
-from evorag.errors import ConfigError, ExternalError, UserError
+from evorag.errors import ConfigError, ExternalError, NotFoundError, UserError
+from evorag.team_events import event_record
+
+CHAT_FLOWS = ("conversation", "graph")
 
 
-def _conversation_tools(knowledge: Knowledge, pipeline: EvolutionPipeline) -> dict[str, list]:
+@dataclass(slots=True)
+class ConversationRun:
+    """What a chat run said (``messages``: source, content), the team's state to continue from (None when its
+    agents ran through an agent runtime host, whose agents' state cannot be saved), whether it stopped to wait
+    for the person (``question``: what they were asked), why it stopped, and the outcome of every tool the
+    deployer submitted."""
+
+    messages: list[dict]
+    state: dict[str, Any] | None = None
+    waiting_for_human: bool = False
+    question: str | None = None
+    stop_reason: str | None = None
+    outcomes: list = field(default_factory=list)
+
+
+def conversation_tools(ctx: AgentContext) -> dict[str, list]:
+    """The built-in chat agents' tools, by agent name, over ``ctx``'s knowledge and gates."""
+    knowledge, pipeline = ctx.knowledge, ctx.pipeline
+
     def search_documentation(query: str, source: str | None = None) -> str:
         """Search the indexed documentation; returns the top passages with their URLs."""
         hits = knowledge.search(query, source=source, limit=4)
@@ -71,56 +100,69 @@ def _conversation_tools(knowledge: Knowledge, pipeline: EvolutionPipeline) -> di
     }
 
 
-# name -> (description, system prompt in agents.prompts); `evorag agents-worker` can serve any of them.
-ROLES = {
-    "orchestrator": ("Plans and coordinates; searches the documentation.", "ORCHESTRATOR_CHAT"),
-    "dependency_validator": ("Checks the packages a change needs.", "DEPENDENCY_VALIDATOR"),
-    "code_debugger": ("Checks and repairs code.", "DEBUGGER"),
-    "integration_tester": ("Runs tests in the sandbox.", "INTEGRATION_TESTER"),
-}
+def chat_assistant(description: str, prompt: str) -> AgentBuilder:
+    """The chat builder of a built-in assistant: system prompt ``prompts.<prompt>``, its tools when the model
+    can call functions."""
+    def build(ctx: AgentContext) -> AssistantAgent:
+        can_call = bool(getattr(ctx.model_client, "model_info", {}).get("function_calling"))
+        tools = conversation_tools(ctx).get(ctx.name) if can_call else None
+        return AssistantAgent(ctx.name, ctx.model_client, tools=tools, description=description,
+                              system_message=getattr(prompts, prompt) + "\nSay TERMINATE when the request is done.")
+
+    return build
 
 
-def conversation_agent(name: str, knowledge: Knowledge, pipeline: EvolutionPipeline, model_client) -> AssistantAgent:
-    """One assistant of the team, with its tools when the model can call functions."""
-    description, prompt = ROLES[name]
-    can_call = bool(getattr(model_client, "model_info", {}).get("function_calling"))
-    tools = _conversation_tools(knowledge, pipeline).get(name) if can_call else None
-    return AssistantAgent(name, model_client, tools=tools, description=description,
-                          system_message=getattr(prompts, prompt) + "\nSay TERMINATE when the request is done.")
+def human_participant(ctx: AgentContext) -> ConversationHuman:
+    """The person at the interface, answering through ``ctx.user_input``; when that gives no answer the run
+    stops and waits (their next message is the answer)."""
+    return ConversationHuman(ctx.user_input)
 
 
-def build_conversation_team(knowledge: Knowledge, pipeline: EvolutionPipeline, model_client, *,
-                            user_input: Callable | None = None, max_messages: int = 20, runtime=None,
-                            stand_ins: Mapping[str, ChatAgent] | None = None) -> SelectorGroupChat:
-    """The team on ``runtime`` (None: in-process); ``stand_ins`` replace roles, e.g. by RemoteAgents."""
-    stand_ins = stand_ins or {}
-    participants = [stand_ins.get(name) or conversation_agent(name, knowledge, pipeline, model_client)
-                    for name in ROLES]
-    participants.append(UserProxyAgent("human", description="The human who asked; answers questions.",
-                                       input_func=user_input or (lambda prompt: "Carry on without me.")))
-    termination = TextMentionTermination("TERMINATE") | MaxMessageTermination(max_messages)
-    return SelectorGroupChat(participants, model_client, termination_condition=termination, runtime=runtime)
+def chat_deployer(ctx: AgentContext) -> ConversationDeployer:
+    """Ships the newest tool of the chat through the gates and ``ctx.approver`` (default: the policy, which
+    leaves anything that needs a person pending)."""
+    return ConversationDeployer(pipeline=ctx.pipeline, approver=ctx.approver or PolicyApprover(assume_yes=False),
+                                limiter=ctx.limiter, on_outcome=ctx.on_outcome)
 
 
-def _check_remote_names(settings, names: Collection[str], *, from_settings: bool) -> None:
-    unknown = ", ".join(sorted(set(names) - set(ROLES)))
-    if unknown and from_settings:
-        raise ConfigError(f"invalid setting agent_runtime_remote_agents: no conversation agent named {unknown}",
-                          hint=f"EVORAG_AGENT_RUNTIME_REMOTE_AGENTS may list {', '.join(ROLES)}")
-    if unknown:
-        raise UserError(f"no conversation agent named {unknown}", hint=f"choose among {', '.join(ROLES)}")
-    if names and not settings.agent_runtime_host:
-        raise ConfigError("agents served by other processes need an agent runtime host",
-                          hint="start `evorag agents-host` and set EVORAG_AGENT_RUNTIME_HOST to its host:port")
+async def _call(function: Callable, *args: object) -> object:
+    """Call an interface's callback: a coroutine function on the loop, a plain one in a thread (it may block
+    on a terminal)."""
+    if inspect.iscoroutinefunction(function):
+        return await function(*args)
+    result = await asyncio.to_thread(function, *args)
+    return await result if inspect.isawaitable(result) else result
 
 
-async def run_conversation(ports: TeamPorts, task: str, *, user_input: Callable | None = None,
-                           on_event: Callable[[object], None] | None = None, max_messages: int = 20) -> list[dict]:
-    """Run the conversation team on ``task``; returns the transcript (source, content)."""
+def chat_team(registry: PluginRegistry, name: str) -> ResolvedTeam:
+    """The chat team ``name`` (conversation or graph), resolved and checked."""
+    team = registry.resolve(name)
+    if team.flow not in CHAT_FLOWS:
+        raise UserError(f"team {name} is a {team.flow} team, not one to chat with",
+                        hint="`evorag teams list` shows each team's flow; chat with a conversation or graph team")
+    return team
+
+
+async def run_conversation(ports: TeamPorts, task: str, *, team: str = "conversation",
+                           user_input: Callable | None = None, follow_up: Callable | None = None, approver=None,
+                           on_event: Callable[[object], None] | None = None, max_messages: int | None = None,
+                           state: Mapping[str, Any] | None = None) -> ConversationRun:
+    """Run the chat team ``team`` on ``task``, continuing from ``state`` (a ``ConversationRun.state``) if given.
+
+    ``user_input(question)`` answers when the team asks the person; when it is missing or returns None the run
+    stops, waiting for them (``waiting_for_human``). ``follow_up()`` gives the person's next message once a run
+    stops, and the same team (with what it has heard so far) goes on, until it returns None or an empty
+    message. Both may be coroutine functions; plain ones run in a thread (they may block on a terminal).
+    ``approver`` decides what the deployer submits (default: the policy, which leaves it pending).
+    ``max_messages`` bounds each run (default: the team spec's)."""
+    if not task or not task.strip():
+        raise UserError("the message to the team is empty", hint="say what you need")
     settings = ports.settings
+    resolved = await asyncio.to_thread(chat_team, ports.registry, team)
     remote = list(settings.agent_runtime_remote_agents)
-    _check_remote_names(settings, remote, from_settings=True)
-    transcript = []
+    await asyncio.to_thread(_check_remote_names, settings, ports.registry, remote, from_settings=True)
+    remote = [name for name in remote if name in resolved.nodes]
+    run = ConversationRun(messages=[])
     async with team_runtime(settings) as runtime:
         for name in remote:
             if not await runtime.serves(agent_type(name)):
@@ -128,42 +170,119 @@ async def run_conversation(ports: TeamPorts, task: str, *, user_input: Callable 
                                     hint=f"start `evorag agents-worker {name}` with the same host, or remove "
                                          "it from EVORAG_AGENT_RUNTIME_REMOTE_AGENTS")
         session = uuid.uuid4().hex
-        remotes = {name: RemoteAgent(name, ROLES[name][0], runtime, session=session) for name in remote}
-        team = build_conversation_team(ports.knowledge, ports.pipeline, ports.model_client(), user_input=user_input,
-                                       max_messages=max_messages, runtime=runtime, stand_ins=remotes)
+        remotes = {name: RemoteAgent(name, ports.registry.agent(name).description, runtime, session=session)
+                   for name in remote}
+        client = ports.model_client()
+
+        def context(name: str) -> AgentContext:
+            return AgentContext(name=name, team=resolved.name, model_client=client, knowledge=ports.knowledge,
+                                pipeline=ports.pipeline, memory=ports.pipeline.memory, approver=approver,
+                                user_input=user_input, limiter=ports.limiter, on_outcome=run.outcomes.append)
+
+        agents = build_agents(resolved, ports.registry, context, stand_ins=remotes)
+        humans = [agent for agent in agents.values() if isinstance(agent, ConversationHuman)]
+        termination = TextMentionTermination("TERMINATE") | MaxMessageTermination(max_messages or resolved.max_messages)
+        for human in humans:
+            termination |= human.stop
+        if resolved.flow == "conversation":
+            chat = SelectorGroupChat(list(agents.values()), client, termination_condition=termination,
+                                     runtime=runtime)
+        else:
+            chat = build_graph_flow(resolved, agents, termination=termination, runtime=runtime)
+        if state:
+            try:
+                await chat.load_state(state)
+            except (ValueError, KeyError) as exc:
+                raise UserError(f"the saved conversation does not fit team {resolved.name}: {exc}",
+                                hint="start a new conversation") from None
+        message: str | None = task
         try:
-            async for event in run_on(runtime, team.run_stream(task=task)):
-                if on_event is not None:
-                    on_event(event)
-                source, content = getattr(event, "source", None), getattr(event, "content", None)
-                if source is not None and content is not None:
-                    transcript.append({"source": source,
-                                       "content": content if isinstance(content, str) else str(content)})
-                    ports.pipeline.audit.write("conversation", agent=source, content=str(content)[:2000])
+            while message is not None:
+                for human in humans:
+                    human.waiting = False
+                async for event in run_on(runtime, chat.run_stream(task=message)):
+                    if on_event is not None:
+                        on_event(event)
+                    if isinstance(event, TaskResult):
+                        run.stop_reason = event.stop_reason
+                        continue
+                    record = event_record(event)
+                    if record is not None:
+                        run.messages.append(record)
+                        ports.pipeline.audit.write("conversation", team=resolved.name, agent=record["source"],
+                                                   content=record["content"][:2000])
+                waiting = next((human for human in humans if human.waiting), None)
+                run.waiting_for_human = waiting is not None
+                run.question = waiting.question if waiting is not None else None
+                message = await _next_message(follow_up)
+            # The agents of a runtime host keep their state in their own processes: it cannot be saved here.
+            run.state = await chat.save_state() if runtime is None else None
         finally:
             # Best effort, and not through a runtime that failed: a worker that is gone has nothing to release.
             for agent in remotes.values() if remotes and not runtime.failed.done() else ():
                 with contextlib.suppress(Exception, TimeoutError):
                     await asyncio.wait_for(agent.release(), 5)
     await asyncio.sleep(0)
-    return transcript
+    return run
+
+
+async def _next_message(follow_up: Callable | None) -> str | None:
+    if follow_up is None:
+        return None
+    reply = await _call(follow_up)
+    return str(reply) if reply is not None and str(reply).strip() else None
+
+
+def _servable_names(registry: PluginRegistry) -> list[str]:
+    names = []
+    for info in registry.agents():
+        if info.status == "ok" and "conversation" in info.flows and registry.agent(info.name).serve_remotely:
+            names.append(info.name)
+    return names
+
+
+def _check_remote_names(settings, registry: PluginRegistry, names: Collection[str], *, from_settings: bool) -> None:
+    unknown = []
+    for name in names:
+        try:
+            agent = registry.agent(name)
+        except NotFoundError:
+            unknown.append(name)
+            continue
+        if agent.chat is None or not agent.serve_remotely:
+            unknown.append(name)
+    if unknown and from_settings:
+        raise ConfigError("invalid setting agent_runtime_remote_agents: no chat agent another process can serve "
+                          f"named {', '.join(sorted(unknown))}",
+                          hint=f"EVORAG_AGENT_RUNTIME_REMOTE_AGENTS may list {', '.join(_servable_names(registry))}")
+    if unknown:
+        raise UserError(f"no chat agent another process can serve named {', '.join(sorted(unknown))}",
+                        hint=f"choose among {', '.join(_servable_names(registry))}")
+    if names and not settings.agent_runtime_host:
+        raise ConfigError("agents served by other processes need an agent runtime host",
+                          hint="start `evorag agents-host` and set EVORAG_AGENT_RUNTIME_HOST to its host:port")
 
 
 async def serve_conversation_agents(ports: TeamPorts, names: Sequence[str], *,
                                     on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve ``names`` to the teams of the agent runtime host until SIGINT/SIGTERM or until the host goes away.
+    """Serve the chat agents ``names`` (built-in or plugins') to the teams of the agent runtime host until
+    SIGINT/SIGTERM or until the host goes away.
 
-    The agents use this process's settings: its model, and tools over its own index and sandbox.
+    The agents use this process's settings: its model, and tools over its own index and sandbox; approvals
+    their tools ask for stay pending for an approver (nobody is at this process's interface).
     """
     if not names:
-        raise UserError("name at least one agent to serve", hint=f"choose among {', '.join(ROLES)}")
+        raise UserError("name at least one agent to serve",
+                        hint=f"choose among {', '.join(await asyncio.to_thread(_servable_names, ports.registry))}")
     settings = ports.settings
-    _check_remote_names(settings, names, from_settings=False)
+    await asyncio.to_thread(_check_remote_names, settings, ports.registry, names, from_settings=False)
     client = ports.model_client()
     async with team_runtime(settings) as runtime:
         for name in dict.fromkeys(names):
-            await serve_agent(runtime, name,
-                              lambda name=name: conversation_agent(name, ports.knowledge, ports.pipeline, client))
+            builder = ports.registry.agent(name).chat
+            context = AgentContext(name=name, team="served", model_client=client, knowledge=ports.knowledge,
+                                   pipeline=ports.pipeline, memory=ports.pipeline.memory, limiter=ports.limiter)
+            await serve_agent(runtime, name, lambda builder=builder, context=context: builder(context))
         if on_ready is not None:
             on_ready(settings.agent_runtime_host)
         await wait_for_stop(runtime)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autogen_core.models import ChatCompletionClient
+from evorag.teams._registry import PluginRegistry
 from evorag.tools.answering import Answer
 from evorag.tools.crawl_job import CrawlReport
 from evorag.tools.evolution import EvolutionPipeline
@@ -40,13 +41,15 @@ class IndexHealth(Protocol):
 
 
 class RateLimit(Protocol):
-    def acquire(self, name: str) -> None: ...
+    def acquire(self, name: str) -> int: ...
+
+    def release(self, slot: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class TeamPorts:
     """Everything a team flow may use. ``model_client`` builds the agents' model client on first need (a flow
-    that needs no model never builds one)."""
+    that needs no model never builds one); ``registry`` has the agents and teams, evorag's and the plugins'."""
 
     settings: Settings
     knowledge: Knowledge
@@ -54,3 +57,4 @@ class TeamPorts:
     pipeline: EvolutionPipeline
     limiter: RateLimit
     model_client: Callable[[], ChatCompletionClient]
+    registry: PluginRegistry

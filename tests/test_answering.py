@@ -108,7 +108,7 @@ def test_a_hanging_llm_times_out_into_the_fallback_and_opens_the_breaker(demo_ra
             for _ in range(2):
                 started = time.monotonic()
                 answer = rag.ask(QUESTION, evaluate=False)
-                assert time.monotonic() - started < 2.0
+                assert time.monotonic() - started < 5.0  # the 1 s timeout, then the extractive fallback
                 assert answer.fallback and "within 1s" in answer.note
             assert rag.answerer.breaker.state == "open"
             started = time.monotonic()

@@ -227,8 +227,14 @@ def test_cli_backup_and_restore(tmp_path, monkeypatch, capsys):
 
 def test_same_home_round_trip_keeps_tools_deployed_and_verified(tool_home, good_archive):
     before = _evorag(tool_home, "versions", "--json")
+    # Users belong to the home: one added after the backup survives the forced restore, token and all.
+    added = _evorag(tool_home, "users", "add", "carol", "--role", "approver", "--json")
+    assert added.returncode == 0, added.stderr
+    users_before = json.loads(_evorag(tool_home, "users", "list", "--json").stdout)
     result = _evorag(tool_home, "restore", str(good_archive), "--force", "--json")
     assert result.returncode == 0, result.stderr
+    assert json.loads(_evorag(tool_home, "users", "list", "--json").stdout) == users_before
+    assert "carol" in {user["name"] for user in users_before}
     plugins = json.loads(result.stdout)["plugins"]
     assert plugins == {"verified": ["line_count", "word_count"], "quarantined": [], "key": "home",
                        "chain": "verified"}

@@ -20,8 +20,9 @@ def torch_embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_torch_query_vector_equals_the_document_vector(torch_embedder, query: str) -> None:
-    fast = torch_embedder.embed_query(query)
+@pytest.mark.parametrize("path", ["embed_query", "_embed_query_with_torch"])  # numpy, and its torch fallback
+def test_torch_query_vector_equals_the_document_vector(torch_embedder, query: str, path: str) -> None:
+    fast = getattr(torch_embedder, path)(query)
     batch = torch_embedder.embed_documents([query])[0]
     assert fast.dtype == np.float32 and fast.shape == (torch_embedder.dim,)
     assert np.allclose(fast, batch, atol=1e-5), float(np.abs(fast - batch).max())

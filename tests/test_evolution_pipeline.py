@@ -76,7 +76,8 @@ def test_good_candidate_deploys_is_callable_and_rolls_back(rag):
     before = rag.evolution.repository.current()
     outcome = rag.add_tool(CANDIDATES / "good_word_count", approver=PolicyApprover(assume_yes=True))
     assert outcome.status == "deployed" and outcome.tool == "word_count"
-    assert [v.gate for v in outcome.verdicts] == ["code", "dependencies", "tests", "approval"]
+    assert [v.gate for v in outcome.verdicts] == ["code", "dependencies", "tests", "compatibility", "approval",
+                                                  "deployed_tests", "examples", "smoke"]
     assert rag.registry.call("word_count", {"text": "one two  three"}) == 3
     with pytest.raises(Exception, match="invalid arguments"):
         rag.registry.call("word_count", {"text": 5})

@@ -359,7 +359,7 @@ def test_a_high_risk_candidate_runs_nothing_before_a_human_approves(recorded, tm
     path = candidate(tmp_path / "c", {"test_count.py": CANARY_TEST.format(fail=False)}, tool=HIGH_TOOL)
     outcome = rag.add_tool(path, approver=PolicyApprover(assume_yes=True))
     assert (outcome.status, outcome.risk) == ("pending", "HIGH")
-    assert [v.gate for v in outcome.verdicts] == ["code", "dependencies"]
+    assert [v.gate for v in outcome.verdicts] == ["code", "dependencies", "compatibility"]
     assert sandbox.runs == []  # not a single sandbox run before the approval
     approval = rag.evolution.approvals.get(outcome.approval_id)
     assert "Tests not run yet" in approval.tests and "tests not run yet" in approval.summary
@@ -367,7 +367,9 @@ def test_a_high_risk_candidate_runs_nothing_before_a_human_approves(recorded, tm
 
     deployed = rag.decide_approval(outcome.approval_id, approve=True, principal=PERSON)
     assert deployed.status == "deployed", deployed.reason
-    assert len(sandbox.runs) == 1 and "test_count.py" in sandbox.runs[0]["files"]
+    # After the approval: its tests, then the call that records its example (tool.py alone).
+    assert len(sandbox.runs) == 2 and "test_count.py" in sandbox.runs[0]["files"]
+    assert "tool.py" in sandbox.runs[1]["files"] and "test_count.py" not in sandbox.runs[1]["files"]
     tests = next(v for v in deployed.verdicts if v.gate == "tests")
     assert tests.ok and tests.details["passed"] >= 2
 

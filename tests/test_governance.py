@@ -117,6 +117,11 @@ def test_audit_log_never_holds_secrets(tmp_path, monkeypatch):
     with (tmp_path / "audit.jsonl").open("a") as handle:
         handle.write('{"ts": 1, "event": "to')
     assert [e["event"] for e in log.entries()] == ["step"]
+    # Nor does a line nested past the JSON parser's depth (written by hand into the file).
+    with (tmp_path / "audit.jsonl").open("a") as handle:
+        handle.write("\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    log.write("after")
+    assert [e["event"] for e in log.entries()] == ["step", "after"]
 
 
 def test_rate_limit_holds_across_instances(tmp_path):

@@ -73,6 +73,7 @@ def test_cli_heal_reports_json(monkeypatch, capsys):
     assert main(["heal", "routine", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["healed"] is True and {c["name"] for c in data["before"]} >= {"catalog_database", "sandbox"}
+    assert data["about"] == [] and {c["name"] for c in data["before"]} >= {"index_alias", "answer_quality"}
 
 
 def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo_home, tmp_path, monkeypatch):
@@ -98,3 +99,30 @@ def test_weak_answers_become_crawl_proposals_and_are_crawled_after_approval(demo
         query = proposals[0].queries[0]
         assert report.after[query]["grounding"] is not None
         assert rag.search("Qdrant server URL", limit=1)[0].chunk.url.startswith(other_site)
+
+
+def test_heal_listens_to_the_description_and_checks_the_tool_through_its_recorded_example(rag, tmp_path):
+    """A change its tests do not catch: the recorded example shows it, and the description names the tool."""
+    with_example = GOOD_TOOL.replace("_WORD = re.compile", 'EXAMPLES = [{"text": "well-known tools"}]\n\n_WORD = '
+                                     "re.compile", 1)
+    candidate = tmp_path / "word_count"
+    candidate.mkdir()
+    (candidate / "tool.py").write_text(with_example)
+    (candidate / "test_word_count.py").write_text((CANDIDATES / "good_word_count" / "test_word_count.py").read_text())
+    assert rag.add_tool(candidate, approver=PolicyApprover(assume_yes=True)).status == "deployed"
+    assert rag.registry.get("word_count").examples[0]["result"] == 2
+    repository = rag.evolution.repository
+    (repository.tools_dir / "word_count" / "tool.py").write_text(with_example.replace("['’-]", "['’]"))
+    repository.repo.git.add("-A")
+    repository.repo.index.commit("manual edit: hyphenated words split")
+    rag.registry.refresh()
+
+    fix = f"Hyphens no longer join words.\n\n```python tool.py\n{with_example}```"
+    report = asyncio.run(rag.aheal("word_count splits well-known into two words",
+                                   approver=PolicyApprover(assume_yes=True), model_client=replay_client([fix])))
+    assert [t.label() for t in report.about][:1] == ["tool word_count"]
+    [failing] = [c for c in report.before if not c.ok]
+    assert failing.name == "tool:word_count" and "returned 3, recorded 2" in failing.detail
+    assert report.healed and report.actions[0]["status"] == "deployed", report.to_dict()
+    assert rag.registry.call("word_count", {"text": "well-known tools"}) == 2
+

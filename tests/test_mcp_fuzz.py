@@ -3,8 +3,9 @@
 Every call must come back as a result or a clean tool error (isError with a one-line reason; never an
 "internal error", which would be an unexpected exception), within a timeout, and the server must keep
 answering afterwards. The service is set up so that no case reaches the network or a language model:
-crawl URLs are drawn from addresses the URL guard refuses, the answerer has no model (extractive), and
-the evolution rate limit is already used up.
+crawl URLs are drawn from addresses the URL guard refuses, the answerer has no model (extractive), the agent
+team has none either (talk_to_team fails with a clear error before any agent speaks), and the evolution rate limit
+is already used up.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ TOOLS_AND_CASES = [
     ("perform_rag_query_with_metrics", 90),
     ("search_code_examples", 90),
     ("get_available_sources", 50),
+    ("get_source_changes", 60),
     ("crawl_and_index_documentation", 120),
     ("get_job_status", 80),
     ("cancel_job", 80),
@@ -231,6 +233,9 @@ TOOLS_AND_CASES = [
     ("list_pending_approvals", 40),
     ("approve", 90),
     ("reject", 80),
+    ("talk_to_team", 60),
+    ("list_queue_requests", 40),
+    ("cancel_queue_request", 60),
 ]
 
 

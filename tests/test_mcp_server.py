@@ -56,7 +56,12 @@ CORE_TOOLS = {
     "list_pending_approvals",
     "approve",
     "reject",
+    "talk_to_team",
 }
+# What a stdio client (an operator: EVORAG_MCP_LOCAL_ROLE) is shown: the tools that decide what is deployed
+# need an approver, so they are not listed to it.
+APPROVER_TOOLS = {"approve", "reject", "rollback"}
+OPERATOR_TOOLS = CORE_TOOLS - APPROVER_TOOLS
 
 
 @pytest.fixture
@@ -179,15 +184,20 @@ async def test_bad_arguments_are_tool_errors_with_clear_messages(server):
             await client.call_tool("search_code_examples", {"query": "x", "limit": 0})
         )
         assert "query: Field required" in _error(await client.call_tool("perform_rag_query_with_metrics", {}))
-        assert "unknown source '../../etc'" in _error(
+        # A filter that cannot be a source name (NAME or NAME@VERSION) is refused before any index lookup.
+        assert "invalid source name '../../etc'" in _error(
             await client.call_tool("search_code_examples", {"query": "x", "source_filter": "../../etc"})
+        )
+        assert "unknown source 'nothing-here'" in _error(
+            await client.call_tool("search_code_examples", {"query": "x", "source_filter": "nothing-here"})
         )
         assert "invalid source name" in _error(
             await client.call_tool(
                 "crawl_and_index_documentation", {"url": "https://example.com/", "source": "../../etc"}
             )
         )
-        assert "only http and https" in _error(
+        # A path on the server's own disk is never read for a remote caller (folders are CLI-only).
+        assert "crawl takes http(s) URLs, not files" in _error(
             await client.call_tool("crawl_and_index_documentation", {"url": "file:///etc/passwd"})
         )
         assert "loopback" in _error(
@@ -270,7 +280,7 @@ def _approval_test_server(store: ApprovalStore, principal: Principal = APPROVER)
 
     @app.tool()
     async def decide(approval_id: str, ctx: Context) -> dict[str, object]:
-        decision = await McpApprover(ctx, store, principal=principal, timeout=10)(store.get(approval_id))
+        decision = await McpApprover(ctx, store.apply, principal=principal, timeout=10)(store.get(approval_id))
         return {
             "approved": decision.approved,
             "by": decision.by,
@@ -566,6 +576,112 @@ async def test_self_heal_reports_healthy_checks(server):
     assert {check["name"] for check in report["before"]} >= {"catalog_database", "plugin_repository"}
 
 
+# The group chat over MCP: talk_to_team runs one turn of the conversation team.
+
+
+def _chat_service(tmp_path, script: list[str]):
+    from evorag.agents.model_clients import replay_client
+
+    from evorag.service import Evorag
+
+    return Evorag(home=tmp_path / "home", model_client=replay_client(script), evolutions_per_hour=100,
+                  resolve_dependencies=False)
+
+
+@pytest.mark.anyio
+async def test_talk_to_team_waits_for_the_human_without_elicitation_and_continues(tmp_path):
+    script = ["orchestrator", "Which tool do you want?", "human", "code_debugger", "A slugifier, then. TERMINATE"]
+    with _chat_service(tmp_path, script) as rag:
+        server = build_server(rag, principal=Principal("otto", Role.OPERATOR, via="mcp"))
+        progress: list[str | None] = []
+
+        async def on_progress(value, total, message):
+            progress.append(message)
+
+        try:
+            async with create_connected_server_and_client_session(server) as client:
+                with anyio.fail_after(120):
+                    first = _payload(await client.call_tool("talk_to_team", {"message": "I need a tool"},
+                                                            progress_callback=on_progress))
+                    assert first["waiting_for_human"] is True and first["question"] == "Which tool do you want?"
+                    assert first["messages"][1] == {"source": "orchestrator", "content": "Which tool do you want?"}
+                    assert "orchestrator: Which tool do you want?" in progress
+                    second = _payload(await client.call_tool("talk_to_team", {
+                        "message": "one that slugifies titles", "conversation_id": first["conversation_id"]}))
+                assert second["conversation_id"] == first["conversation_id"]
+                assert second["waiting_for_human"] is False and second["outcomes"] == []
+                assert second["messages"][-1] == {"source": "code_debugger", "content": "A slugifier, then. TERMINATE"}
+                assert "no conversation" in _error(await client.call_tool(
+                    "talk_to_team", {"message": "hi", "conversation_id": "0" * 32}))
+                assert "conversation_id: String should match pattern" in _error(await client.call_tool(
+                    "talk_to_team", {"message": "hi", "conversation_id": "../x"}))
+        finally:
+            await server.aclose()
+        # Another principal cannot continue it (the in-memory session acts for the server's principal).
+        other = build_server(rag, principal=Principal("ada", Role.APPROVER, via="mcp"))
+        try:
+            async with create_connected_server_and_client_session(other) as client:
+                assert "no conversation" in _error(await client.call_tool(
+                    "talk_to_team", {"message": "hi", "conversation_id": first["conversation_id"]}))
+        finally:
+            await other.aclose()
+        reader = build_server(rag, principal=Principal("rita", Role.READER, via="mcp"))
+        try:
+            async with create_connected_server_and_client_session(reader) as client:
+                assert _error(await client.call_tool("talk_to_team", {"message": "hi"})).startswith(
+                    "talk_to_team needs the operator role; rita has the reader role")
+        finally:
+            await reader.aclose()
+
+
+@needs_sandbox
+@pytest.mark.anyio
+async def test_talk_to_team_asks_the_human_and_the_approval_through_elicitation_and_deploys(tmp_path):
+    script = ["orchestrator", GENERATED, "deployer", "human", "orchestrator", "Deployed as you wished. TERMINATE"]
+    asked: list[types.ElicitRequestParams] = []
+
+    async def person(context, params):
+        asked.append(params)
+        if "approve" in params.requestedSchema["properties"]:
+            return types.ElicitResult(action="accept", content={"approve": True})
+        return types.ElicitResult(action="accept", content={"answer": "Thanks, that is all."})
+
+    with _chat_service(tmp_path, script) as rag:
+        server = build_server(rag, principal=Principal("otto", Role.OPERATOR, via="mcp"))
+        notifications = Notifications()
+        try:
+            async with create_connected_server_and_client_session(
+                server, message_handler=notifications, elicitation_callback=person
+            ) as client:
+                with anyio.fail_after(180):
+                    turn = _payload(await client.call_tool("talk_to_team", {"message": "a slug tool, please"}))
+                [outcome] = turn["outcomes"]
+                assert outcome["status"] == "deployed", outcome["reason"]
+                assert turn["waiting_for_human"] is False
+                assert {"source": "human", "content": "Thanks, that is all."} in turn["messages"]
+                assert "slugify_title" in asked[0].message and "LOW" in asked[0].message  # the approval first
+                assert asked[1].message.startswith("The agent team asks you:")
+                await notifications.wait_tool_list_change()
+                assert _payload(await client.call_tool("slugify_title", {"title": "Crawl & Index"})) == {
+                    "result": "crawl-index"}
+        finally:
+            await server.aclose()
+
+
+def test_the_private_fastmcp_parts_this_server_relies_on_are_still_there(tmp_path):
+    """EvoragMCP._lowlevel is its one reach into FastMCP's private parts: if the SDK renames them, this fails
+    (rather than the server quietly advertising no tools.listChanged)."""
+    from mcp.server.lowlevel import Server
+
+    from evorag.service import Evorag
+
+    with Evorag(home=tmp_path / "home") as rag:
+        server = build_server(rag)
+        lowlevel = server._lowlevel()
+        assert isinstance(lowlevel, Server)
+        assert lowlevel.create_initialization_options().capabilities.tools.listChanged is True
+
+
 # Over stdio: `evorag mcp` as a subprocess, as a desktop client starts it.
 
 
@@ -583,9 +699,32 @@ async def test_stdio_server_lists_tools_and_answers(tmp_path):
             names = {tool.name for tool in (await client.list_tools()).tools}
             sources = _payload(await client.call_tool("get_available_sources", {}))
             bad = await client.call_tool("get_metrics_report", {"last": -1})
-    assert CORE_TOOLS <= names
+    assert OPERATOR_TOOLS <= names and not APPROVER_TOOLS & names
     assert sources == {"sources": []}
     assert bad.isError
+
+
+@pytest.mark.anyio
+async def test_stdio_talk_to_team_leaves_the_question_pending_for_the_next_call(tmp_path):
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["orchestrator", "Which tool do you want?", "human"]))
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "evorag.cli", "mcp"],
+        cwd=str(REPO),
+        env=_evorag_env(tmp_path / "home", EVORAG_LLM_PROVIDER="replay", EVORAG_REPLAY_FILE=str(replies)),
+    )
+    with anyio.fail_after(120):
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            first = _payload(await client.call_tool("talk_to_team", {"message": "I need a tool"}))
+            second = _payload(await client.call_tool(
+                "talk_to_team", {"message": "a word counter", "conversation_id": first["conversation_id"]}))
+    assert first["waiting_for_human"] and first["question"] == "Which tool do you want?"
+    assert second["conversation_id"] == first["conversation_id"]
+    assert second["messages"][0] == {"source": "user", "content": "a word counter"}
+    stored = json.loads((tmp_path / "home" / "conversations" / f"{first['conversation_id']}.json").read_text())
+    assert stored["turns"] == 2 and stored["owner"]
 
 
 @pytest.mark.anyio
@@ -604,7 +743,7 @@ async def test_autogen_mcp_workbench_uses_the_server(tmp_path):
             tools = {tool["name"]: tool for tool in await workbench.list_tools()}
             result = await workbench.call_tool("get_available_sources", {})
             bad = await workbench.call_tool("search_code_examples", {"query": "x", "limit": 500})
-    assert CORE_TOOLS <= set(tools)
+    assert OPERATOR_TOOLS <= set(tools)
     assert tools["search_code_examples"]["parameters"]["properties"]["limit"]["maximum"] == 50
     assert not result.is_error and json.loads(result.result[0].content) == {"sources": []}
     assert bad.is_error and "limit" in bad.result[0].content
@@ -718,7 +857,9 @@ def test_http_needs_the_bearer_token_and_an_allowed_origin(http_server):
     url = http_server["url"]
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(url + "/livez").json() == {"status": "ok"}
+    health = httpx.get(url + "/healthz", timeout=30).json()  # open too, and checks the parts
+    assert health["status"] == "ok" and [c["name"] for c in health["checks"]] == ["catalog", "store", "model"]
     missing = httpx.post(url + "/mcp", json=body, headers=headers)
     assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
     assert MCP_TOKEN not in missing.text
@@ -930,15 +1071,17 @@ def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
 
 
-# Crawl jobs across a server crash: the journal under EVORAG_HOME keeps their ids valid.
+# Crawl jobs across a server crash: they are requests in the queue under EVORAG_HOME, whose ids stay valid and
+# whose runs are leased: a crawl whose server was killed runs again once its lease expires.
 
 
 @pytest.mark.anyio
-async def test_crawl_jobs_survive_a_killed_server_as_interrupted_with_how_to_resume(tmp_path, demo_site):
+async def test_a_crawl_of_a_killed_server_resumes_in_the_next_one_once_its_lease_expires(tmp_path, demo_site):
     site, requested, release = _slow_site()
     home = tmp_path / "home"
     home.mkdir()
-    env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true", EVORAG_EMBEDDER="onnx")
+    env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true", EVORAG_EMBEDDER="onnx",
+                      EVORAG_QUEUE_LEASE_SECONDS="3")
     with site:
         port = _free_port()
         server = {"url": f"http://127.0.0.1:{port}"}
@@ -962,16 +1105,14 @@ async def test_crawl_jobs_survive_a_killed_server_as_interrupted_with_how_to_res
             async with _mcp_session(server) as client:
                 before = _payload(await client.call_tool("get_job_status", {"job_id": done["job_id"]}))
                 assert before["status"] == "done" and before["report"] == done["report"]
-                lost = _payload(await client.call_tool("get_job_status", {"job_id": running["job_id"]}))
-                assert lost["status"] == "interrupted" and lost["url"] == site.url("/slow/")
-                assert "resume" in lost["error"] and lost["source"] == "slow"
-                assert "already interrupted" in _error(
+                with anyio.fail_after(120):
+                    resumed = await _finish(client, running)
+                assert resumed["status"] == "done" and resumed["attempts"] == 2, resumed
+                assert "lease" in resumed["note"] and resumed["url"] == site.url("/slow/")
+                assert resumed["source"] == "slow" and resumed["report"]["pages_indexed"] == 1
+                assert "already done" in _error(
                     await client.call_tool("cancel_job", {"job_id": running["job_id"]}))
                 unknown = _error(await client.call_tool("get_job_status", {"job_id": "feedfacecafe"}))
                 assert "no crawl job" in unknown
-                # Resuming is the same call again; the demo source is still indexed.
-                again = await _finish(client, _payload(await client.call_tool(
-                    "crawl_and_index_documentation", {"url": site.url("/slow/"), "source": "slow"})))
-                assert again["status"] == "done"
                 sources = {s["name"] for s in _payload(await client.call_tool("get_available_sources", {}))["sources"]}
                 assert {"demo", "slow"} <= sources

@@ -77,6 +77,16 @@ def test_the_wheel_holds_no_other_top_level_package(wheel):
     for expected in ("evorag/tools/search.py", "evorag/tools/gate_runner.py", "evorag/agents/model_clients/__init__.py",
                      "evorag/teams/__init__.py", "evorag/golden/demo.jsonl", "evorag/demo_site/index.html"):
         assert expected in names
+    # Every data file of the package folders ships (a team spec left out breaks `evorag evolve` after a
+    # plain `pip install`, while an editable install hides it).
+    folders = {"evorag": ROOT / "evorag", "evorag/tools": ROOT / "tools", "evorag/agents": ROOT / "agents",
+               "evorag/teams": ROOT / "teams"}
+    for prefix, folder in folders.items():
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+                if prefix == "evorag" and path.relative_to(folder).parts[0] in ("tools", "agents", "teams"):
+                    continue
+                assert f"{prefix}/{path.relative_to(folder).as_posix()}" in names, path
 
 
 def _fake_agents_wheel(folder: Path) -> Path:

@@ -25,9 +25,8 @@ from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from evorag.approval_token import DIGEST_ENV
-from evorag.mcp_server import build_server
+from evorag.mcp_server import TOOL_OPERATIONS, build_server, tool_role
 from evorag.mcp_server._auth import BearerAuthenticator
-from evorag.mcp_server._server import TOOL_OPERATIONS, tool_role
 from evorag.principals import Principal, PrincipalStore, Role, sha256_hex
 from evorag.service import Evorag
 
@@ -87,10 +86,21 @@ def test_every_core_tool_has_a_role_and_deployed_tools_need_an_operator():
     assert tool_role("list_pending_approvals", generated=False) == Role.READER
     assert tool_role("crawl_and_index_documentation", generated=False) == Role.OPERATOR
     assert tool_role("cancel_job", generated=False) == Role.OPERATOR
+    assert tool_role("talk_to_team", generated=False) == Role.OPERATOR
     assert {tool_role(name, generated=False) for name in ("approve", "reject", "rollback")} == {Role.APPROVER}
     assert tool_role("word_count", generated=True) == Role.OPERATOR
     with pytest.raises(KeyError):  # a core tool without an entry is a bug, never a default
         tool_role("something_new", generated=False)
+
+
+def test_a_tool_cannot_be_declared_without_an_operation_that_has_a_role():
+    from evorag.mcp_server._registration import ToolGroup
+
+    tools = ToolGroup()
+    with pytest.raises(KeyError, match="not in evorag.principals.OPERATIONS"):
+        tools.tool("do_anything")
+    with pytest.raises(TypeError):
+        tools.tool()  # the operation is required
 
 
 @pytest.mark.anyio
@@ -100,7 +110,10 @@ async def test_in_memory_sessions_act_for_the_servers_principal(tmp_path):
         try:
             async with create_connected_server_and_client_session(server) as client:
                 listed = {t.name for t in (await client.list_tools()).tools}
-                assert set(TOOL_OPERATIONS) <= listed
+                # Listed: every core tool an operator may call, and none it may not.
+                assert listed == {name for name in TOOL_OPERATIONS
+                                  if tool_role(name, generated=False) <= Role.OPERATOR}
+                assert "crawl_and_index_documentation" in listed and "rollback" not in listed
                 assert _payload(await client.call_tool("list_pending_approvals", {})) == {"approvals": []}
                 refused = _error(await client.call_tool("rollback", {"version_id": "abcd"}))
                 assert refused.startswith("rollback needs the approver role; ") and "has the operator role" in refused
@@ -239,6 +252,11 @@ def test_the_single_token_is_retired_once_users_exist(roles):
 @pytest.mark.anyio
 async def test_readers_look_and_operators_start_work_but_neither_decides(roles):
     async with _session(roles, "rita") as reader:
+        # A reader's listing holds only what it may call; an operator's adds the tools that start work.
+        listed = {tool.name for tool in (await reader.list_tools()).tools}
+        assert {"get_available_sources", "list_pending_approvals"} <= listed
+        assert listed == {name for name in TOOL_OPERATIONS if tool_role(name, generated=False) <= Role.READER}
+        assert not {"crawl_and_index_documentation", "approve", "reject", "rollback"} & listed
         assert _payload(await reader.call_tool("get_available_sources", {})) == {"sources": []}
         pending = _payload(await reader.call_tool("list_pending_approvals", {}))["approvals"]
         assert {p["id"] for p in pending} == {roles["low"], roles["high"]}
@@ -247,6 +265,8 @@ async def test_readers_look_and_operators_start_work_but_neither_decides(roles):
         assert "approve needs the approver role; rita has the reader role" in _error(
             await reader.call_tool("approve", {"approval_id": roles["low"]}))
     async with _session(roles, "otto") as operator:
+        listed = {tool.name for tool in (await operator.list_tools()).tools}
+        assert "crawl_and_index_documentation" in listed and not {"approve", "reject", "rollback"} & listed
         assert "no crawl job" in _error(await operator.call_tool("cancel_job", {"job_id": "0123456789ab"}))
         for tool, arguments in (("approve", {"approval_id": roles["low"]}),
                                 ("reject", {"approval_id": roles["low"]}),
@@ -284,6 +304,7 @@ async def test_an_approver_approves_and_high_risk_also_needs_the_token(roles):
 @pytest.mark.anyio
 async def test_deployed_tools_need_an_operator_and_cannot_see_the_token(roles):
     async with _session(roles, "rita") as reader:
+        assert "word_count" not in {tool.name for tool in (await reader.list_tools()).tools}
         refused = _error(await reader.call_tool("word_count", {"text": "a b"}))
         assert refused.startswith("word_count needs the operator role; rita has the reader role")
     async with _session(roles, "otto") as operator:

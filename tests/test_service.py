@@ -19,7 +19,7 @@ from sitefixtures import serve
 
 from evorag.errors import InternalError, UserError
 from evorag.service import CrawlRequest, Evorag, WriterSlot
-from evorag.service._jobs import INTERRUPTED, CrawlJob, JobJournal, process_identity
+from evorag.service._queue import RequestQueue
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,22 +74,29 @@ def test_the_writer_slot_refuses_to_wait_for_itself():
 # Crawl jobs
 
 
-def test_a_job_whose_process_is_gone_reads_as_interrupted_and_a_live_foreign_one_cannot_be_cancelled(tmp_path):
-    journal = JobJournal(tmp_path / "crawl_jobs.sqlite3")
-    dead = CrawlJob(id="aaaaaaaaaaaa", url="https://docs.example.org/", source="x", status="running")
-    journal.save(dead, "999999999:gone")
-    live = CrawlJob(id="bbbbbbbbbbbb", url="https://docs.example.org/", source="y", status="running")
-    journal.save(live, process_identity(os.getppid()))  # the process that started this test: alive
-    journal.close()
+def test_crawl_jobs_are_queue_requests_that_any_process_reads_and_cancels_and_a_dead_workers_is_queued_again(
+        tmp_path):
+    queue = RequestQueue(tmp_path / "queue.sqlite3")
+    asker = {"name": "someone", "role": "operator", "via": "cli"}
+    submitted = [queue.submit(kind="crawl", payload={"url": "https://docs.example.org/", "source": name},
+                              principal=asker, priority=2100, origin="user", now=time.time(), writes=True,
+                              submitter="999999999:gone")[0] for name in ("x", "y")]
+    waiting, running = submitted
+    # Another process took the second one and died: its lease ran out long ago.
+    claimed = queue.claim("999999999:gone/w0", kinds=["crawl"], now=time.time() - 100, lease_s=1, max_attempts=3,
+                          request_id=running.id)
+    assert claimed is not None and claimed.status == "running"
+    queue.close()
     with Evorag(home=tmp_path) as rag:
-        job = rag.crawl_job("aaaaaaaaaaaa")
-        assert job.status == "interrupted" and job.error == INTERRUPTED
-        assert rag.crawl_job("bbbbbbbbbbbb").status == "running"
-        with pytest.raises(UserError, match="runs in another evorag process"):
-            rag.cancel_crawl_job("bbbbbbbbbbbb")
-        with pytest.raises(UserError, match="already interrupted"):
-            rag.cancel_crawl_job("aaaaaaaaaaaa")
-        assert {j.id for j in rag.crawl_jobs()} == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
+        again = rag.crawl_job(running.id)
+        assert again.status == "queued" and again.attempts == 1 and "stopped renewing its lease" in again.note
+        assert (rag.crawl_job(waiting.id).position, again.position) == (1, 2)
+        cancelled = rag.cancel_crawl_job(waiting.id)
+        assert cancelled.status == "cancelled" and "resume" in cancelled.error and cancelled.started_at is None
+        with pytest.raises(UserError, match="already cancelled"):
+            rag.cancel_crawl_job(waiting.id)
+        assert rag.crawl_job(running.id).position == 1
+        assert [j.id for j in rag.crawl_jobs()] == [waiting.id, running.id]
 
 
 def test_every_crawl_is_a_journaled_job_and_the_defaults_come_from_the_settings(tmp_path):

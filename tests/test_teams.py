@@ -70,7 +70,8 @@ def test_a_failing_static_check_sends_the_code_back_to_the_generator(rag):
     outcome = _run(rag, [PLAN, BROKEN, GOOD])
     assert outcome.status == "deployed"
     gates = [(v.gate, v.ok) for v in outcome.verdicts]
-    assert ("code", False) in gates and gates[-1] == ("approval", True)
+    assert ("code", False) in gates and gates[-4:] == [("approval", True), ("deployed_tests", True),
+                                                        ("examples", True), ("smoke", True)]
 
 
 def test_failing_tests_send_the_code_to_the_debugger(rag):
@@ -118,3 +119,97 @@ def test_the_conversation_team_selects_speakers_and_calls_real_tools(rag):
     assert "code_debugger" in speakers and speakers[-1] == "orchestrator"
     tool_results = [t["content"] for t in transcript if "PASS (risk LOW)" in t["content"]]
     assert tool_results, transcript  # the real code gate ran
+
+
+# The conversation team as a product surface: turns of a stored conversation, the human, the deployer.
+
+
+def recording_client(script):
+    """A scripted model that also keeps every prompt it was sent (to see what the agents heard)."""
+
+    class Recording(type(replay_client(script))):
+        async def create(self, messages, **kwargs):
+            self.prompts.append("\n".join(str(getattr(m, "content", "")) for m in messages))
+            return await super().create(messages, **kwargs)
+
+    client = Recording(script)
+    client.prompts = []
+    return client
+
+
+def test_a_conversation_waits_for_the_human_and_the_next_turn_continues_it(rag):
+    from evorag.errors import NotFoundError
+    from evorag.principals import Principal, Role
+
+    client = recording_client(["orchestrator", "Which tool do you want?", "human",
+                              "code_debugger", "A word counter needs no packages. TERMINATE"])
+    with rag.override(model_client=client):
+        first = asyncio.run(rag.atalk("I need a tool"))
+        assert first.waiting_for_human and first.question == "Which tool do you want?"
+        assert [m["source"] for m in first.messages][:2] == ["user", "orchestrator"]
+        second = asyncio.run(rag.atalk("a word counter", conversation_id=first.conversation_id))
+    assert second.conversation_id == first.conversation_id and not second.waiting_for_human
+    assert second.messages[0] == {"source": "user", "content": "a word counter"}
+    assert second.messages[-1]["source"] == "code_debugger" and "TERMINATE" in second.stop_reason
+    # The code debugger, who first spoke in the second turn, heard the first turn: the state was continued.
+    assert "Which tool do you want?" in client.prompts[-1] and "a word counter" in client.prompts[-1]
+    stored = rag.settings.home / "conversations" / f"{first.conversation_id}.json"
+    assert oct(stored.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(stored.read_text())["turns"] == 2
+    # Someone else cannot continue it, nor learn that it exists.
+    with pytest.raises(NotFoundError, match="no conversation"):
+        asyncio.run(rag.atalk("hi", conversation_id=first.conversation_id,
+                              principal=Principal("mallory", Role.ADMIN, via="test")))
+
+
+def test_the_human_answers_through_the_interface_within_the_turn(rag):
+    asked = []
+
+    async def answer(question: str) -> str:
+        asked.append(question)
+        return "a word counter, please"
+
+    client = replay_client(["orchestrator", "Which tool do you want?", "human", "orchestrator", "Noted. TERMINATE"])
+    turn = asyncio.run(rag.atalk("I need a tool", user_input=answer, model_client=client))
+    assert asked == ["Which tool do you want?"]
+    assert {"source": "human", "content": "a word counter, please"} in turn.messages
+    assert not turn.waiting_for_human and turn.messages[-1]["content"] == "Noted. TERMINATE"
+
+
+@pytest.mark.parametrize("conversation_id", ["../../etc/passwd", "0" * 31, "Z" * 32])
+def test_a_bad_conversation_id_is_a_clear_error(rag, conversation_id):
+    from evorag.errors import UserError
+
+    with pytest.raises(UserError, match="invalid conversation id"):
+        asyncio.run(rag.atalk("hi", conversation_id=conversation_id, model_client=replay_client(["human"])))
+
+
+def test_the_deployer_ships_the_newest_tool_through_the_gates_and_the_approver(rag):
+    script = ["orchestrator", GOOD, "deployer", "orchestrator", "The tool is deployed. TERMINATE"]
+    turn = asyncio.run(rag.atalk("a tool that turns page titles into URL slugs", model_client=replay_client(script),
+                                 approver=PolicyApprover(assume_yes=True)))
+    [outcome] = turn.outcomes
+    assert outcome.status == "deployed", outcome.reason
+    said = {m["source"]: m["content"] for m in turn.messages}
+    assert said["deployer"].startswith("DEPLOYED: slugify_title (version ")
+    assert rag.registry.call("slugify_title", {"title": "Crawl & Index"}) == "crawl-index"
+    # Without an approver that may decide, the change waits for a person.
+    pending = asyncio.run(rag.atalk("the same again", model_client=replay_client(["deployer", "human"]),
+                                    conversation_id=turn.conversation_id))
+    assert pending.outcomes[0].status == "pending" and pending.outcomes[0].approval_id
+    assert pending.messages[1]["content"].startswith("PENDING: slugify_title waits for approval ")
+
+
+def test_the_deployer_says_so_when_there_is_nothing_to_submit(rag):
+    turn = asyncio.run(rag.atalk("ship it", model_client=replay_client(["deployer", "human"])))
+    assert turn.outcomes == [] and turn.messages[1]["content"].startswith("NOTHING to submit")
+
+
+def test_a_conversation_spec_runs_with_the_replies_it_names(rag, tmp_path):
+    spec = tmp_path / "chat.json"
+    spec.write_text(json.dumps({"team": "conversation", "task": "I need a tool", "replies": ["a slug tool"]}))
+    script = ["orchestrator", "Which tool?", "human", "orchestrator", "On it. TERMINATE"]
+    with rag.override(model_client=replay_client(script)):
+        result = asyncio.run(rag.arun_spec(spec))
+    assert {"source": "human", "content": "a slug tool"} in result["messages"]
+    assert result["conversation_id"] and result["waiting_for_human"] is False

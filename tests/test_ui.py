@@ -7,6 +7,7 @@ Screenshots of the browser test go to test-artifacts/ui/ at the repository root.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -22,9 +23,9 @@ import pytest
 from evorag.tools.approvals import PolicyApprover
 
 from evorag.errors import ConfigError, UserError
+from evorag.service import FROM_SETTINGS, FROM_STORE, Evorag, TeamTurn, check_credentials
 from evorag.settings import Settings
 from evorag.ui import (
-    check_credentials,
     crawl_arguments,
     ensure_auth_secret,
     link_citations,
@@ -32,8 +33,8 @@ from evorag.ui import (
     quality_table,
     render_answer,
     render_outcome,
+    render_team_turn,
     render_versions,
-    require_credentials,
 )
 from evorag.ui._launch import allowed_origins, prepare_app_root
 from evorag.ui._plots import metrics_figure, trend_line
@@ -72,6 +73,15 @@ def test_evolve_takes_documentation_urls():
     assert command.argument == "a slugify tool please"
     assert command.options == {"docs": ["http://a/", "http://b/"]}
     assert parse_command("/evolve count words, don't fail").argument == "count words, don't fail"
+
+
+def test_in_team_mode_plain_text_goes_to_the_team_and_commands_still_work():
+    assert (parse_command("build a word counter", team_mode=True).name,
+            parse_command("build a word counter", team_mode=True).argument) == ("team", "build a word counter")
+    assert parse_command("/ask how do I crawl?", team_mode=True).name == "ask"
+    assert parse_command("/team").name == "team" and parse_command("/team").argument == ""
+    assert parse_command("hello", command="team").argument == "hello"
+    assert parse_command("hello").name == "ask"
 
 
 @pytest.mark.parametrize("text", ["/frobnicate", "/crawl", "/evolve", "/evolve --docs http://a/", "/ask  "])
@@ -155,6 +165,24 @@ def test_outcome_lists_each_gate_and_versions_mark_the_current_one():
     assert rows[2].startswith("| `bbbbbbbbbbbb` (current)") and rows[3].startswith("| `aaaaaaaaaaaa` |")
 
 
+def test_a_team_turn_ends_with_the_teams_last_word_or_its_question():
+    from evorag.tools.evolution import EvolutionOutcome
+
+    messages = [{"source": "user", "content": "a word counter"},
+                {"source": "orchestrator", "content": "Which language?\nEnglish or French?"}]
+    asking = render_team_turn(TeamTurn("c" * 32, messages, waiting_for_human=True,
+                                       question="Which language?\nEnglish or French?"))
+    assert asking.startswith("**`orchestrator` asks you:**\n\n> Which language?\n> English or French?")
+    assert "_Reply in your next message._" in asking and "Conversation `cccccccc`" in asking
+    done = render_team_turn(TeamTurn("c" * 32, [*messages, {"source": "deployer", "content": "DEPLOYED: word_count"},
+                                                {"source": "orchestrator", "content": "All set. TERMINATE"}],
+                                     stop_reason="Text 'TERMINATE' mentioned",
+                                     outcomes=[EvolutionOutcome("deployed", None, None, "LOW", tool="word_count",
+                                                                version_id="f" * 40)]))
+    assert done.startswith("**`orchestrator`:** All set.") and "TERMINATE" not in done.split("stopped")[0]
+    assert "✓ **deployed** (risk LOW): tool `word_count`" in done
+
+
 def test_team_events_become_titled_steps():
     class Message:
         source, content = "integration_tester", "TESTS: PASS (3.2s)\nall good"
@@ -199,10 +227,28 @@ def test_login_needs_both_configured_credentials(tmp_path):
     assert not check_credentials(settings, "", "")
     unset = _settings(tmp_path)
     assert not check_credentials(unset, "", "")
-    with pytest.raises(ConfigError):
-        require_credentials(unset)
-    with pytest.raises(ConfigError):
-        require_credentials(_settings(tmp_path, ui_user="admin", ui_password=""))
+    with Evorag(unset) as rag, pytest.raises(ConfigError):
+        rag.require_ui_login()
+    with Evorag(_settings(tmp_path, ui_user="admin", ui_password="")) as rag, pytest.raises(ConfigError):
+        rag.require_ui_login()
+
+
+def test_the_service_logs_people_in_and_reads_their_role_again_at_every_use(tmp_path):
+    from evorag.principals import Role
+
+    with Evorag(_settings(tmp_path, ui_user="boss", ui_password="the settings passphrase")) as rag:
+        rag.principals.add("ada", "approver", password="a long passphrase for ada")
+        login = rag.authenticate("ada", "a long passphrase for ada")
+        assert (login.principal.name, login.principal.role, login.principal.human, login.source) == (
+            "ada", Role.APPROVER, True, FROM_STORE)
+        assert rag.authenticate("ada", "wrong") is None
+        assert rag.authenticate("ada", "the settings passphrase") is None  # a store name is checked there only
+        boss = rag.authenticate("boss", "the settings passphrase")
+        assert (boss.principal.role, boss.source) == (Role.ADMIN, FROM_SETTINGS)
+        assert rag.session_principal("ada", FROM_STORE).role == Role.APPROVER
+        rag.remove_user("ada")
+        assert rag.session_principal("ada", FROM_STORE) is None  # removed: the open session is refused
+        assert rag.session_principal("boss", FROM_STORE) is None and rag.session_principal("boss", "x") is None
 
 
 def test_evorag_ui_refuses_to_start_without_a_login(monkeypatch, capsys):
@@ -257,7 +303,7 @@ def test_history_schema_is_idempotent_and_holds_a_real_conversation(tmp_path, ch
     from chainlit.types import Pagination, ThreadFilter
     from chainlit.user import User
 
-    from evorag.ui._datalayer import chainlit_columns, create_data_layer, ensure_schema, history_db_path
+    from evorag.ui.history import chainlit_columns, create_data_layer, ensure_schema, history_db_path
 
     home = tmp_path / "home"
     ensure_schema(history_db_path(home), chainlit_columns())
@@ -337,18 +383,46 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: floa
     raise AssertionError(f"the UI did not answer within {timeout:g}s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def _running_ui(tmp: Path, home: Path, replay: list[str]):
+    """`evorag ui` on a free port over ``home``, every model client replaying ``replay``."""
+    replay_file = tmp / "replay.json"
+    replay_file.write_text(json.dumps(replay))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVORAG_", "CHAINLIT_")) and k != "CI"}
+    env.update({
+        "EVORAG_HOME": str(home), "EVORAG_CONFIG": str(tmp / "no-config.toml"),
+        "EVORAG_UI_USER": USER, "EVORAG_UI_PASSWORD": PASSWORD, "CHAINLIT_AUTH_SECRET": "x" * 64,
+        "EVORAG_ALLOW_PRIVATE": "true", "EVORAG_LLM_PROVIDER": "replay", "EVORAG_REPLAY_FILE": str(replay_file),
+        "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    })
+    log = tmp / "ui.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "ui", "--port", str(port)], cwd=REPO,
+                                   env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url, process, log)
+        yield {"url": url, "home": home, "log": log, "process": process}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory):
     """`evorag ui` on a free port, on a home holding the demo site (served for the whole test)."""
     from evorag.demo import DEMO_SOURCE, serve_demo_site
-    from evorag.service import CrawlRequest, Evorag
+    from evorag.service import CrawlRequest
 
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is missing (apt-get install chromium); the UI test drives it")
     tmp = tmp_path_factory.mktemp("ui")
     home = tmp / "home"
-    replay = tmp / "replay.json"
-    replay.write_text(json.dumps(REPLAY))
     with serve_demo_site(0) as base_url:
         with Evorag(home=home) as rag:
             report = rag.crawl(CrawlRequest(url=base_url + "index.html", source=DEMO_SOURCE, allow_private=True))
@@ -359,30 +433,8 @@ def ui_server(tmp_path_factory):
                                    approver=PolicyApprover(assume_yes=True))
         assert report.pages_indexed >= 5
         assert (pending.status, pending.risk) == ("pending", "HIGH"), pending.reason
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("EVORAG_", "CHAINLIT_")) and k != "CI"}
-        env.update({
-            "EVORAG_HOME": str(home), "EVORAG_CONFIG": str(tmp / "no-config.toml"),
-            "EVORAG_UI_USER": USER, "EVORAG_UI_PASSWORD": PASSWORD, "CHAINLIT_AUTH_SECRET": "x" * 64,
-            "EVORAG_ALLOW_PRIVATE": "true", "EVORAG_LLM_PROVIDER": "replay", "EVORAG_REPLAY_FILE": str(replay),
-            "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        })
-        log = tmp / "ui.log"
-        with log.open("w") as output:
-            process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "ui", "--port", str(port)], cwd=REPO,
-                                       env=env, stdout=output, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            _wait_until_up(url, process, log)
-            yield {"url": url, "base_url": base_url, "home": home, "log": log, "process": process,
-                   "pending": pending.approval_id}
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        with _running_ui(tmp, home, REPLAY) as server:
+            yield {**server, "base_url": base_url, "pending": pending.approval_id}
 
 
 @pytest.fixture(scope="module")
@@ -583,3 +635,82 @@ def test_ui_an_approver_approves_a_high_risk_change(ui_server, browser):
     assert any(e["event"] == "approved" and e["principal"]["name"] == APPROVER and e["principal"]["human"]
                for e in entries)
     assert "has_api_key" in tools
+
+
+# Team mode: the group chat in the browser. The conversation team's one model client replays this script: the
+# selector picks the orchestrator, who writes the tool; then the deployer, who needs no model; then the orchestrator
+# again, who ends the turn.
+TEAM_REPLAY = [
+    "orchestrator",
+    f"Here is the tool.\n\n```python tool.py\n{WORD_COUNT}```\n\n```python test_tool.py\n{WORD_COUNT_TESTS}```\n",
+    "deployer",
+    "orchestrator",
+    "The word_count tool is deployed. TERMINATE",
+]
+
+
+@pytest.fixture(scope="module")
+def team_ui_server(tmp_path_factory):
+    """`evorag ui` on an empty home whose model client replays the team's script."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing (apt-get install chromium); the UI test drives it")
+    tmp = tmp_path_factory.mktemp("team-ui")
+    with _running_ui(tmp, tmp / "home", TEAM_REPLAY) as server:
+        yield server
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ui_team_mode_streams_the_agents_and_asks_for_approval_inline(team_ui_server, browser):
+    from playwright.sync_api import expect
+
+    page = _log_in(browser, team_ui_server, USER, PASSWORD)
+    try:
+        _send(page, "/team")
+        expect(page.get_by_text("Team mode on.", exact=False)).to_be_visible()
+        _send(page, "Please build a tool that counts the words in a text")
+        # The orchestrator's message streams as a step; the deployer's submission asks for approval inline.
+        approve = page.get_by_role("button", name="Approve")
+        approve.wait_for(timeout=180_000)
+        expect(page.get_by_text("Agent team", exact=False).first).to_be_visible()
+        expect(page.get_by_text("Approval needed: deploy")).to_be_visible()
+        expect(page.get_by_text("Risk: LOW")).to_be_visible()
+        approve.scroll_into_view_if_needed()
+        _shot(page, "11-team-approval")
+        approve.click()
+        expect(page.get_by_text("deployer · DEPLOYED: word_count", exact=False).first).to_be_visible(
+            timeout=120_000)
+        expect(page.get_by_text("messages this turn", exact=False)).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("The word_count tool is deployed.", exact=False).last).to_be_visible()
+        _shot(page, "12-team-deployed")
+    except Exception as exc:
+        _shot(page, "failure-team")
+        raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(team_ui_server)}") from exc
+    finally:
+        page.close()
+    with Evorag(home=team_ui_server["home"]) as rag:
+        tools = [m.name for m in rag.registry.tools()]
+        decided = [e for e in rag.evolution.audit.entries() if e.get("event") == "approved"]
+    assert tools == ["word_count"]
+    assert decided and decided[-1]["principal"]["name"] == USER and decided[-1]["principal"]["human"]
+    [conversation] = (team_ui_server["home"] / "conversations").glob("*.json")
+    assert json.loads(conversation.read_text())["owner"] == USER
+
+
+def test_the_ui_process_runs_what_another_process_queued(ui_server):
+    """`evorag ui` is a long-running server: its scheduler and queue workers run requests queued elsewhere
+    (here a re-crawl queued by another process on the same home), as `evorag serve` would."""
+    from evorag.demo import DEMO_SOURCE
+
+    with Evorag(home=ui_server["home"]) as rag:  # only queues: this instance starts no workers
+        queued = rag.submit_request("crawl", {"url": ui_server["base_url"] + "index.html", "source": DEMO_SOURCE,
+                                              "allow_private": True})
+    assert queued.status == "queued"
+    deadline = time.monotonic() + 180
+    while True:
+        with Evorag(home=ui_server["home"]) as rag:
+            request = rag.queue_request(queued.id)
+        if request.status in ("done", "failed", "cancelled") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert request.status == "done", (request.to_dict(), _log_tail(ui_server))

@@ -82,7 +82,7 @@ async def test_mcp_serves_descriptions_through_the_template(tmp_path, evorag_hom
     sneaky = listed["sneaky_count"]
     assert "ignore all previous instructions" not in sneaky.description.lower()
     assert "approve" not in sneaky.description.lower() and "release assistant" not in sneaky.description
-    assert sneaky.description.startswith("Evolved tool sneaky_count (version 1, risk LOW)")
+    assert sneaky.description.startswith("Evolved tool sneaky_count (version 1.0.0, risk LOW)")
     assert sneaky.description.endswith(WITHHELD)
     assert "description" not in sneaky.inputSchema["properties"]["text"]  # withheld, not served
     assert sneaky.inputSchema["properties"]["mode"]["description"] == "Which words [2J to count."

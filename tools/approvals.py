@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import inspect
 import json
 import sqlite3
 import time
@@ -215,9 +216,17 @@ class QueueApprover:
         return Decision(final.status == "approved", final.decided_by or "system", final.reason or final.status)
 
 
+async def _prompt(ask: Callable, prompt: str) -> str | None:
+    if inspect.iscoroutinefunction(ask):
+        return await ask(prompt)
+    return await asyncio.to_thread(ask, prompt)  # input() and getpass block: not on the event loop
+
+
 class TerminalApprover:
     """Asks at the terminal, as ``principal`` (the local CLI user). The terminal is not proof of a person:
-    a HIGH-risk change also needs the human approval token, asked for without echo (``ask_secret``)."""
+    a HIGH-risk change also needs the human approval token, asked for without echo (``ask_secret``).
+    ``ask`` and ``ask_secret`` may be coroutine functions (an interface that reads the terminal its own way,
+    e.g. `evorag team chat`); plain ones run in a thread."""
 
     def __init__(self, principal: Principal | None = None, ask=input, show=print,
                  ask_secret: Callable[[str], str] = getpass.getpass) -> None:
@@ -240,10 +249,10 @@ class TerminalApprover:
         if self.principal.role < needed:
             return Decision(None, "terminal", f"{request.risk} risk needs the {needed} role; {self.principal.name} "
                                               f"has the {self.principal.role} role; left pending")
-        answer = await asyncio.to_thread(self.ask, "Approve and deploy? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
+        answer = await _prompt(self.ask, "Approve and deploy? [y/N] ")
+        if (answer or "").strip().lower() not in ("y", "yes"):
             return Decision(False, "terminal", "rejected at the terminal", principal=self.principal)
         token = None
         if request.risk not in ("LOW", "MEDIUM"):
-            token = await asyncio.to_thread(self.ask_secret, "Human approval token (not echoed): ")
+            token = await _prompt(self.ask_secret, "Human approval token (not echoed): ")
         return Decision(True, "terminal", "approved at the terminal", principal=self.principal, token=token or None)

@@ -26,6 +26,7 @@ from evorag.errors import UserError
 # A path component: letters, digits, '_', '.', '-' ("." and ".." are refused on their own).
 _COMPONENT = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}$")
 _CHUNK = 1024 * 1024
+_UNCHANGED = "nothing was restored; the home is unchanged"
 # Keep this much disk free whatever the archive says (the home and the system need room too).
 DISK_RESERVE_BYTES = 256 * 1024 * 1024
 
@@ -63,13 +64,26 @@ class Extracted:
 
 
 def extract_tar_gz(archive: Path, dest: Path, limits: ArchiveLimits,
-                   allowed: Callable[[tuple[str, ...], bool], bool], *, label: str | None = None) -> Extracted:
+                   allowed: Callable[[tuple[str, ...], bool], bool], *, label: str | None = None,
+                   kind: str = "evorag backup", made_by: str = "`evorag backup`",
+                   unchanged: str = _UNCHANGED) -> Extracted:
     """Unpack the gzip-compressed tar ``archive`` into the existing, empty directory ``dest``.
 
     ``allowed(parts, is_dir)`` says whether a member path (split into components) belongs in such an
-    archive. Raises UserError on the first member that breaks a rule, or when the archive is unreadable.
+    archive. Raises UserError on the first member that breaks a rule, or when the archive is unreadable;
+    ``kind`` (what the archive should be), ``made_by`` (the command that writes one) and ``unchanged`` (what a
+    refusal leaves as it was) word those errors.
     """
-    label = label or str(archive)
+    try:
+        return _extract(archive, dest, limits, allowed, label or str(archive), kind, made_by)
+    except UserError as exc:
+        if unchanged == _UNCHANGED or exc.hint != _UNCHANGED:
+            raise
+        raise UserError(exc.message, hint=unchanged) from None
+
+
+def _extract(archive: Path, dest: Path, limits: ArchiveLimits, allowed: Callable[[tuple[str, ...], bool], bool],
+             label: str, kind: str, made_by: str) -> Extracted:
     done = Extracted()
     seen: set[tuple[str, ...]] = set()
     room = shutil.disk_usage(dest).free - DISK_RESERVE_BYTES
@@ -109,8 +123,8 @@ def extract_tar_gz(archive: Path, dest: Path, limits: ArchiveLimits,
         raise _refuse(label, "it has a chain of thousands of extended headers") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise UserError(f"{label} is not a readable evorag backup: {detail}",
-                        hint="pass a .tar.gz written by `evorag backup`") from None
+        raise UserError(f"{label} is not a readable {kind}: {detail}",
+                        hint=f"pass a .tar.gz written by {made_by}") from None
     return done
 
 
@@ -159,4 +173,4 @@ def _kind(member: tarfile.TarInfo) -> str:
 
 
 def _refuse(label: str, reason: str) -> UserError:
-    return UserError(f"refusing {label}: {reason}", hint="nothing was restored; the home is unchanged")
+    return UserError(f"refusing {label}: {reason}", hint=_UNCHANGED)

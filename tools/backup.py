@@ -49,6 +49,10 @@ FORMAT = 1
 ROOT = "evorag-backup"
 _DATABASES = ("catalog.sqlite3", "metrics.sqlite3", "approvals.sqlite3", "rate_limit.sqlite3")
 _PLAIN_FILES = ("audit.jsonl",)
+# Who may act on this machine, and where its events go (with their signing secrets), belong to the home, not to
+# the backup: a forced restore keeps the replaced home's, so it neither revives a removed user's token nor drops
+# the users who are there now. Backups never carry them.
+_KEPT_FROM_HOME = ("principals.sqlite3", "webhooks.sqlite3")
 _PARTS = frozenset({*_DATABASES, *_PLAIN_FILES, "qdrant", "plugins", KEY_FILE})
 _TOP_FILES = frozenset({"manifest.json", *_DATABASES, *_PLAIN_FILES, "plugins.bundle", KEY_FILE})
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -174,6 +178,10 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
                 os.rename(stage / name, new_home / name)
         if (stage / "qdrant").is_dir():
             os.rename(stage / "qdrant", new_home / "qdrant")
+        for name in _KEPT_FROM_HOME:
+            if (home / name).is_file():
+                _copy_sqlite(home / name, new_home / name)
+                (new_home / name).chmod(0o600)
         write_key(new_home / KEY_FILE, new_key)
         plugins = None
         if (stage / "plugins.bundle").is_file():

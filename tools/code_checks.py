@@ -78,6 +78,9 @@ class ToolSignature:
     json_schema: dict[str, Any]
     is_async: bool = False
     line: int = 0
+    # The return annotation as JSON schema ({} when it is Any or a type the schema cannot express): compared on
+    # redeploy (evorag.tools.tool_compat) and served in the OpenAPI document.
+    return_schema: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -335,9 +338,17 @@ def _read_signature(tree: ast.Module, names: NameResolver) -> tuple[ToolSignatur
             json_schema=json_schema,
             is_async=isinstance(fn, ast.AsyncFunctionDef),
             line=fn.lineno,
+            return_schema=_return_schema(fn.returns, names),
         ),
         problems,
     )
+
+
+def _return_schema(node: ast.AST | None, names: NameResolver) -> dict[str, Any]:
+    try:
+        return _annotation_schema(node, names) if node is not None else {}
+    except _UnsupportedAnnotation:
+        return {}
 
 
 _SCALARS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "None": "null"}

@@ -8,6 +8,7 @@ finished its whole frontier without hitting a limit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,9 @@ class CrawlReport:
     external_links: int = 0
     recovered_pages: int = 0
     elapsed_s: float = 0.0
+    version: str | None = None
+    # The change report this crawl closed: its id and how many pages were added, changed, removed.
+    changes: dict | None = None
 
     @property
     def reembedded_pages(self) -> int:
@@ -97,12 +101,14 @@ async def run_crawl(
     catalog: Catalog,
     indexer: Indexer,
     on_progress: ProgressCallback | None = None,
+    version: str | None = None,
 ) -> CrawlReport:
+    """Crawl ``start_url`` into ``source`` (documentation ``version``: None for an unversioned source)."""
     started = time.monotonic()
-    report = CrawlReport(source=source, start_url=start_url)
+    report = CrawlReport(source=source, start_url=start_url, version=version)
     # SQLite and the store block: they run in threads, so the loop keeps fetching and serving meanwhile.
     report.recovered_pages = await asyncio.to_thread(indexer.recover)
-    known_records = await asyncio.to_thread(catalog.pages, source)
+    known_records = await asyncio.to_thread(catalog.pages, source, version)
     known = {
         url: KnownPage(etag=rec.etag, last_modified=rec.last_modified, content_hash=rec.indexed_hash)
         for url, rec in known_records.items()
@@ -129,7 +135,7 @@ async def run_crawl(
             writer = asyncio.create_task(asyncio.to_thread(_write, pages))
 
     def _write(pages: list[Page]) -> None:
-        result = indexer.index_pages(source, pages)
+        result = indexer.index_pages(source, pages, version=version)
         report.pages_indexed += result.pages
         report.chunks_indexed += result.chunks
         progress.indexed += result.pages
@@ -150,9 +156,11 @@ async def run_crawl(
                 progress.unchanged += 1
                 progress.last_url = event.url
             elif isinstance(event, PageGone):
+                seen.add(event.url)  # removed here: not again among the vanished pages at the end
                 await flush()
                 report.pages_removed += await asyncio.to_thread(
-                    indexer.remove_pages, source, [event.url] if event.url in known else [])
+                    functools.partial(indexer.remove_pages, source, [event.url] if event.url in known else [],
+                                      version=version))
             elif isinstance(event, PageFailed):
                 # A known page that fails transiently keeps its indexed version.
                 seen.add(event.url)
@@ -190,8 +198,13 @@ async def run_crawl(
         report.external_links = len(summary.external_links)
         if report.complete:
             vanished = sorted(set(known) - seen)
-            report.pages_removed += await asyncio.to_thread(indexer.remove_pages, source, vanished)
-        await asyncio.to_thread(catalog.finish_crawl, source, report.to_dict(), summary.external_links)
+            report.pages_removed += await asyncio.to_thread(
+                functools.partial(indexer.remove_pages, source, vanished, version=version))
+        closed = await asyncio.to_thread(functools.partial(
+            catalog.finish_crawl, source, report.to_dict(), summary.external_links, version=version))
+        if closed is not None:
+            report.changes = {"report_id": closed.id, **{change: closed.count(change)
+                                                         for change in ("added", "changed", "removed")}}
     if report.chunks_indexed >= OPTIMIZE_AFTER_CHUNKS:
         # Build the HNSW and sparse indexes once after a bulk ingest (it blocks for a while: not per page).
         await asyncio.to_thread(indexer.store.optimize)

@@ -22,12 +22,12 @@ installed distribution blocks the gate. The pinned resolution becomes ``docker_l
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.metadata
 import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -37,6 +37,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evorag.tools.code_checks import Risk
+from evorag.tools.dependency_proposals import (
+    declared_specifier,
+    installed_conflict,
+    locked_conflict,
+    nearest_release,
+)
+from evorag.tools.pip_runner import PipTimeout, last_error, run_pip
+from evorag.tools.tool_envs import LockedDistribution, format_lock, locked_versions
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier
@@ -97,8 +105,9 @@ class DependencyReport:
     """Verdict of the dependency gate. ``reason`` is the first blocking problem, ``problems`` all of them.
 
     ``new_requirements`` are the requirement lines the tool adds to the environment; ``resolved`` is what
-    pip would install for them (name, version, requested); ``docker_lines`` record that addition for the
-    Docker configuration (pinned to the resolution when there was one).
+    pip would install for them (name, version, requested, sha256, url); ``lock`` pins that resolution with
+    hashes (committed with the tool, installed into its environment); ``docker_lines`` record that addition
+    for the Docker configuration (pinned to the resolution when there was one).
     """
 
     ok: bool
@@ -113,6 +122,10 @@ class DependencyReport:
     resolved: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     gate: Literal["dependencies"] = "dependencies"
+    # The lock of the new requirements (see ``evorag.tools.tool_envs``): "" when there are none or pip did
+    # not run. ``proposal``: what would resolve a version conflict (also appended to ``reason``).
+    lock: str = ""
+    proposal: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,17 +145,23 @@ def check_dependencies(
     allowlist: Iterable[str] | None = None,
     resolve: bool = True,
     index_timeout: float = 60,
+    deployed: Path | None = None,
+    replacing: str | None = None,
 ) -> DependencyReport:
     """Check a tool directory's imports and requirements against this environment.
 
     ``allowlist`` names the distributions a tool may add (default :data:`DEFAULT_ALLOWLIST`).
-    ``resolve=False`` skips pip (no index access) but keeps every other check. Never raises for a bad
-    tool directory: every problem ends up in the report.
+    ``resolve=False`` skips pip (no index access) but keeps every other check. ``deployed`` is the plugins
+    repository's ``tools`` folder: the versions its tools lock bind this tool too (but the lock of
+    ``replacing``, the tool this candidate would replace). Never raises for a bad tool directory: every
+    problem ends up in the report, with a proposal when the problem is a version conflict.
     """
     tool_dir = Path(tool_dir)
     allowed = {canonicalize_name(name) for name in (DEFAULT_ALLOWLIST if allowlist is None else allowlist)}
     problems: list[str] = []
+    proposals: list[str] = []
     env = installed_environment()
+    locked = locked_versions(deployed, exclude=replacing) if deployed is not None else {}
 
     if not (tool_dir / "tool.py").is_file():
         return _report(False, [f"no tool.py in {tool_dir}"], imports=[], stdlib=[], installed=[])
@@ -178,6 +197,7 @@ def check_dependencies(
             name, version = env.distributions[key]
             if not _satisfied(req, version):
                 problems.append(f"requirement {str(req)!r} conflicts with installed {name} {version}")
+                proposals.append(_installed_proposal(req, name, version, resolve=resolve, timeout=index_timeout))
                 continue
             installed[key] = {"name": name, "version": version}
             if req.extras:
@@ -192,6 +212,12 @@ def check_dependencies(
                 )
                 continue
             not_allowed.append(req.name)
+        elif key in locked and not _satisfied(req, locked[key][0]):
+            version, tool = locked[key]
+            problems.append(f"requirement {str(req)!r} conflicts with {req.name} {version} locked by tool {tool}")
+            proposals.append(_locked_proposal(req, version, tool, deployed, locked, env,
+                                              resolve=resolve, timeout=index_timeout))
+            continue
         new.append(req)
 
     # Refused names are refused before pip runs: asking the index about a name already tells whoever
@@ -202,11 +228,20 @@ def check_dependencies(
         for name in not_allowed
     ]
     resolved: list[dict[str, Any]] = []
+    lock = ""
     if resolve and new and not problems:
+        constraints = [*environment_pins(env), *(f"{name}=={version}" for name, (version, _) in locked.items())]
         resolved, resolve_problems = resolve_requirements(
-            [str(req) for req in new], env, timeout=index_timeout
+            [str(req) for req in new], env, timeout=index_timeout, constraints=constraints
         )
         problems += resolve_problems
+        if resolve_problems and resolve_problems[0].startswith("the requirements cannot be installed together"):
+            proposal = _resolution_proposal(new, constraints, env, timeout=index_timeout)
+            if proposal:
+                proposals.append(proposal)
+        if not problems:
+            lock, lock_problems = lock_from_resolution(resolved, timeout=index_timeout)
+            problems += lock_problems
 
     report = _report(
         not problems,
@@ -215,8 +250,13 @@ def check_dependencies(
         stdlib=stdlib,
         installed=sorted(installed.values(), key=lambda d: d["name"].lower()),
     )
+    proposals = [p for p in proposals if p]
+    if proposals:
+        report.proposal = " | ".join(proposals)
+        report.reason = f"{report.reason}; proposal: {proposals[0]}"
     report.new_requirements = [str(req) for req in new]
     report.resolved = resolved
+    report.lock = lock
     if new:
         report.risk = "HIGH"
         report.risk_reasons = [f"adds new dependency {req}" for req in new]
@@ -230,6 +270,38 @@ def check_dependencies(
             pins = [f"{item['name']}=={item['version']}" for item in resolved] or report.new_requirements
             report.docker_lines = ["RUN pip install --no-cache-dir " + " ".join(shlex.quote(p) for p in pins)]
     return report
+
+
+def _installed_proposal(req: Requirement, name: str, version: str, *, resolve: bool, timeout: float) -> str:
+    declared = declared_specifier(declared_requirements(), name)
+    versions = available_versions(name, timeout=timeout) if resolve else []
+    return installed_conflict(req, name, version, declared=declared, versions=versions)
+
+
+def _locked_proposal(req: Requirement, version: str, tool: str, deployed: Path | None,
+                     locked: dict[str, tuple[str, str]], env: _Environment, *, resolve: bool, timeout: float) -> str:
+    """Also resolves this requirement together with ``tool``'s own requirements (pip dry run, without
+    ``tool``'s lock): the versions that satisfy both tools."""
+    both = None
+    if resolve and deployed is not None:
+        theirs, _ = _read_requirements(deployed / tool / "requirements.txt")
+        constraints = [*environment_pins(env),
+                       *(f"{name}=={v}" for name, (v, holder) in locked.items() if holder != tool)]
+        resolved, problems = resolve_requirements([str(r) for r in theirs] + [str(req)], env, timeout=timeout,
+                                                  constraints=constraints)
+        if not problems:
+            key = canonicalize_name(req.name)
+            both = [item for item in resolved if canonicalize_name(item["name"]) == key] or resolved
+    return locked_conflict(req, version, tool, both=both)
+
+
+def _resolution_proposal(new: list[Requirement], constraints: list[str], env: _Environment, *,
+                         timeout: float) -> str | None:
+    def resolve(lines: list[str], extra: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        return resolve_requirements(lines, env, timeout=timeout, constraints=[*constraints, *extra])
+
+    return nearest_release(new, [str(req) for req in new], resolve,
+                           lambda name: available_versions(name, timeout=timeout))
 
 
 def _report(
@@ -461,45 +533,35 @@ def damerau_levenshtein(a: str, b: str, limit: int | None = None) -> int:
 
 
 def resolve_requirements(
-    requirements: list[str], env: _Environment | None = None, *, timeout: float = 60
+    requirements: list[str],
+    env: _Environment | None = None,
+    *,
+    timeout: float = 60,
+    constraints: Iterable[str] = (),
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """What ``pip install`` would add for ``requirements``: (distributions, problems). Installs nothing."""
+    """What ``pip install`` would add for ``requirements``: (distributions, problems). Installs nothing.
+
+    Each distribution is ``{"name", "version", "requested", "sha256", "url"}`` (the SHA-256 of the wheel pip
+    chose, as the index or pip reported it). ``constraints`` (``name==version`` lines) bind the resolution: the
+    pins of evorag's environment and of the deployed tools' locks, so that pip backtracks to versions that
+    fit them instead of proposing to replace them.
+    """
     env = env or installed_environment()
-    with tempfile.TemporaryDirectory(prefix="evorag-pip-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="evorag-resolve-") as scratch:
         report_path = Path(scratch) / "report.json"
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--dry-run",
-            "--quiet",
-            "--no-input",
-            "--disable-pip-version-check",
-            "--only-binary=:all:",
-            "--report",
-            str(report_path),
-            *requirements,
-        ]
-        child_env = {**os.environ, "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-        child_env.pop("PIP_REQUIRE_VIRTUALENV", None)
+        # Not --quiet: on a conflict pip explains its cause ("X 0.6 depends on Y<20") at the info level.
+        options = ["--dry-run", "--no-input", "--only-binary=:all:", "--report", str(report_path)]
+        constraint_lines = list(constraints)
+        if constraint_lines:
+            constraints_path = Path(scratch) / "constraints.txt"
+            constraints_path.write_text("\n".join(constraint_lines) + "\n", encoding="utf-8")
+            options += ["--constraint", str(constraints_path)]
         try:
-            done = subprocess.run(
-                command,
-                check=False,
-                cwd=scratch,
-                env=child_env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            return [], [
-                f"dependency resolution timed out after {timeout:g} s (is the package index reachable?)"
-            ]
-        if done.returncode != 0:
-            return [], [_pip_failure(done.stderr)]
+            done = run_pip(["install", *options, *requirements], timeout=timeout)
+        except PipTimeout:
+            return [], [f"dependency resolution timed out after {timeout:g} s (is the package index reachable?)"]
+        if done.returncode != 0:  # pip explains a conflict on stdout, errors on stderr
+            return [], [_pip_failure(f"{done.stdout}\n{done.stderr}", timeout=timeout)]
         try:
             report = json.loads(report_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -510,7 +572,10 @@ def resolve_requirements(
     for item in report.get("install", []):
         metadata = item.get("metadata", {})
         name, version = metadata.get("name", "?"), metadata.get("version", "?")
-        resolved.append({"name": name, "version": version, "requested": bool(item.get("requested"))})
+        download = item.get("download_info") or {}
+        hashes = (download.get("archive_info") or {}).get("hashes") or {}
+        resolved.append({"name": name, "version": version, "requested": bool(item.get("requested")),
+                         "sha256": hashes.get("sha256"), "url": download.get("url", "")})
         current = env.distributions.get(canonicalize_name(name))
         if current is not None and current[1] != version:
             problems.append(
@@ -520,16 +585,105 @@ def resolve_requirements(
     return resolved, problems
 
 
+def environment_pins(env: _Environment | None = None) -> list[str]:
+    """``name==version`` of every installed distribution with a PEP 440 version: constraints that keep a
+    resolution from replacing anything evorag runs on."""
+    env = env or installed_environment()
+    pins = []
+    for name, version in sorted(env.distributions.values()):
+        try:
+            Version(version)
+        except InvalidVersion:
+            continue
+        pins.append(f"{name}=={version}")
+    return pins
+
+
+def declared_requirements(distribution: str = "evorag") -> list[Requirement]:
+    """The requirements ``distribution`` declares (its metadata), without optional extras, for this platform."""
+    try:
+        lines = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    declared = []
+    for line in lines:
+        try:
+            req = Requirement(line)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+        except (InvalidRequirement, InvalidSpecifier, UndefinedEnvironmentName):
+            continue
+        declared.append(req)
+    return declared
+
+
+def available_versions(name: str, *, binary_only: bool = True, timeout: float = 60) -> list[str]:
+    """The versions the package index offers for ``name``, newest first (``pip index versions``, which reads
+    the index's file list and builds nothing); [] when it has none or cannot be asked."""
+    options = ["--only-binary=:all:"] if binary_only else []
+    try:
+        done = run_pip(["index", "versions", "--json", "--no-input", *options, name], timeout=timeout)
+    except PipTimeout:
+        return []
+    if done.returncode != 0:
+        return []
+    try:
+        versions = json.loads(done.stdout).get("versions", [])
+    except (ValueError, AttributeError):
+        return []
+    return [str(v) for v in versions if isinstance(v, str)]
+
+
+def lock_from_resolution(resolved: list[dict[str, Any]], *, timeout: float = 60) -> tuple[str, list[str]]:
+    """The lock text for a resolution (see ``evorag.tools.tool_envs``), and the problems that prevent one.
+
+    A distribution whose hash the index did not report is downloaded (wheel only, no dependencies) and
+    hashed here, so that every line of the lock carries one."""
+    items: list[LockedDistribution] = []
+    problems: list[str] = []
+    for entry in resolved:
+        digest = entry.get("sha256")
+        if not digest:
+            digest, problem = _hash_by_download(entry["name"], entry["version"], timeout=timeout)
+            if problem:
+                problems.append(problem)
+                continue
+        items.append(LockedDistribution(entry["name"], entry["version"], (digest,)))
+    return (format_lock(items) if items and not problems else ""), problems
+
+
+def _hash_by_download(name: str, version: str, *, timeout: float) -> tuple[str | None, str | None]:
+    with tempfile.TemporaryDirectory(prefix="evorag-hash-") as scratch:
+        try:
+            done = run_pip(["download", "--no-deps", "--only-binary=:all:", "--no-input", "--quiet", "--dest",
+                            scratch, f"{name}=={version}"], timeout=timeout)
+        except PipTimeout:
+            return None, f"downloading {name} {version} to hash it timed out"
+        wheels = sorted(Path(scratch).glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
+            return None, f"cannot hash {name} {version}: {last_error(done.stderr)}"
+        return hashlib.sha256(wheels[0].read_bytes()).hexdigest(), None
+
+
 _NO_VERSIONS = re.compile(
     r"Could not find a version that satisfies the requirement (\S+) \(from versions: ([^)]*)\)"
 )
 
 
-def _pip_failure(stderr: str) -> str:
+def _pip_failure(stderr: str, *, timeout: float = 60) -> str:
     match = _NO_VERSIONS.search(stderr)
     if match:
         requirement, versions = match.group(1), match.group(2).strip()
         if versions == "none":
+            name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+            # Listing the index's files builds nothing: safe to ask whether sdists are all there is.
+            sources = available_versions(name, binary_only=False, timeout=timeout) if name else []
+            if sources:
+                return (
+                    f"{requirement} has no binary wheel for this platform, only source distributions "
+                    f"({', '.join(sources[:5])}): refused, since building one runs its setup.py on the host; "
+                    "pick a package that publishes wheels"
+                )
             return (
                 f"unknown package {requirement}: the package index has no release of it "
                 "(or none with a wheel for this platform)"
@@ -538,12 +692,10 @@ def _pip_failure(stderr: str) -> str:
         return f"no release of {requirement} satisfies the requirement (available: {shown})"
     if "ResolutionImpossible" in stderr or "conflict is caused by" in stderr:
         causes = [
-            line.strip() for line in stderr.splitlines() if " depends on " in line or "requested " in line
+            line.strip().replace("The user requested (constraint) ", "fixed by evorag's environment or a tool's "
+                                 "lock: ")
+            for line in stderr.splitlines() if " depends on " in line or "requested " in line
         ]
         detail = "; ".join(causes[:4]) or "conflicting dependencies"
         return f"the requirements cannot be installed together: {detail}"
-    errors = [
-        line.removeprefix("ERROR:").strip() for line in stderr.splitlines() if line.startswith("ERROR:")
-    ]
-    last = errors[-1] if errors else (stderr.strip().splitlines() or ["pip failed"])[-1]
-    return f"dependency resolution failed: {last}"
+    return f"dependency resolution failed: {last_error(stderr)}"

@@ -8,6 +8,14 @@ Gates, in order (the first failure stops the candidate, with its gate and reason
 The risk is known after the two static gates (the maximum over every file of the candidate, tests included),
 so a HIGH-risk candidate's code never runs, even in the sandbox, before a human has approved it. The tests gate
 judges the JUnit results of every expected test, not pytest's exit status (see ``evorag.tools.tests_gate``).
+A redeploy also goes through the compatibility gate (before the retrieval gate; ``evorag.tools.compat_gate``):
+it sets the next semantic version, and a breaking change is HIGH; after its approval the previous version's tests
+that still apply run against the new code (gate ``previous_tests``) before the previous major version is kept as
+``NAME_vMAJOR`` and the new one deployed with its migration guide.
+Every deploy, after its approval: the plugin regression suite (every other deployed tool's tests, gate
+``deployed_tests``), then the tool's examples recorded in the sandbox (gate ``examples``), the deploy, and one
+call per example through the live registry (gate ``smoke``): a failure there rolls the deploy back at once.
+The tests gate runs the candidate's own tests under coverage.py and fails below ``min_coverage``.
 The agents propose and repair candidates; only these gates decide. Every step goes to the audit log.
 """
 
@@ -24,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,11 +41,15 @@ from evorag.tools.approvals import ApprovalStore, Approver
 from evorag.tools.audit import AuditLog
 from evorag.tools.candidate_dir import read_candidate
 from evorag.tools.code_checks import CodeCheckResult, check_candidate, max_risk
+from evorag.tools.compat_gate import applicable_previous_tests, check_compatibility
 from evorag.tools.dependencies import check_dependencies
 from evorag.tools.plugins import PluginRepository, ToolManifest, ToolRegistry
+from evorag.tools.plugins._registry import call_in_sandbox
 from evorag.tools.sandbox import Limits
+from evorag.tools.tool_envs import LOCK_FILE, ToolEnvironments, parse_lock
+from evorag.tools.tool_examples import example_inputs, normalized
 
-from evorag.errors import UserError
+from evorag.errors import EvoragError, UserError
 
 RESERVED_TOOL_NAMES = frozenset({
     "perform_rag_query_with_metrics", "search_code_examples", "get_available_sources",
@@ -63,7 +76,7 @@ class GateVerdict:
 
 @dataclass(slots=True)
 class EvolutionOutcome:
-    status: str  # deployed | rejected | pending
+    status: str  # deployed | rejected | pending | model_unavailable (an agent team's model failed)
     gate: str | None  # the gate that decided (failed, or "approval"/"deploy")
     reason: str | None
     risk: str
@@ -170,9 +183,11 @@ class EvolutionPipeline:
         resolve_dependencies: bool = True,
         retrieval_gate: Callable[[], GateVerdict] | None = None,
         test_timeout: float = 120.0,
+        min_coverage: float = 80.0,
         approval_ttl: float = 3600.0,
         memory=None,
         writer: contextlib.AbstractContextManager | None = None,
+        environments: ToolEnvironments | None = None,
     ) -> None:
         self.approval_ttl = approval_ttl
         self.repository = repository
@@ -185,18 +200,30 @@ class EvolutionPipeline:
         self.resolve_dependencies = resolve_dependencies
         self.retrieval_gate = retrieval_gate
         self.test_timeout = test_timeout
+        self.min_coverage = min_coverage  # percent of tool.py's statements its own tests must run
         self.memory = memory
         # Held around every change of the deployed tool set (deploy, rollback): the application's one writer
         # slot, so a deploy never interleaves with a crawl or another deploy. A thread lock: both run in threads.
         self.writer = writer if writer is not None else contextlib.nullcontext()
+        # Where the tools' locked dependencies are installed (EVORAG_HOME/envs, next to the plugins repository).
+        self.environments = environments or ToolEnvironments(repository.root.parent / "envs")
 
     # Individual gates (the agents call these as tools too)
-    def check_dependencies(self, path: Path) -> GateVerdict:
+    def check_dependencies(self, path: Path, *, replacing: str | None = None) -> GateVerdict:
+        """The dependency gate; the deployed tools' locks bind the resolution (but ``replacing``'s own). A new
+        dependency must come out of it locked (pinned and hashed): only a lock can be installed for the tests
+        and calls. A version conflict's verdict carries a ``proposal`` (also at the end of its reason)."""
         started = time.monotonic()
-        report = check_dependencies(path, allowlist=self.dependency_allowlist, resolve=self.resolve_dependencies)
-        return GateVerdict("dependencies", report.ok, report.reason, report.risk,
+        report = check_dependencies(path, allowlist=self.dependency_allowlist, resolve=self.resolve_dependencies,
+                                    deployed=self.repository.tools_dir, replacing=replacing)
+        ok, reason = report.ok, report.reason
+        if ok and report.new_requirements and not report.lock:
+            ok, reason = False, (f"new dependency {report.new_requirements[0]} cannot be locked: dependency "
+                                 "resolution is off (set resolve_dependencies=true so that pip pins and hashes it)")
+        return GateVerdict("dependencies", ok, reason, report.risk,
                            {"risk_reasons": report.risk_reasons, "new_requirements": report.new_requirements,
-                            "docker_lines": report.docker_lines}, round(time.monotonic() - started, 3))
+                            "docker_lines": report.docker_lines, "lock": report.lock, "proposal": report.proposal,
+                            "resolved": report.resolved}, round(time.monotonic() - started, 3))
 
     def check_code(self, path: Path) -> tuple[GateVerdict, object]:
         """The code gate over every file of the candidate: tool.py's signature and lint, and the risk, the
@@ -214,14 +241,38 @@ class EvolutionPipeline:
                    "lint": [str(f) for f in result.lint], "security": [str(f) for f in result.security]}
         return GateVerdict("code", ok, reason, result.risk, details, round(time.monotonic() - started, 3)), result
 
+    def check_static(self, path: Path) -> tuple[list[GateVerdict], object]:
+        """The code gate and the dependency gate run at once, judged as if one after the other: the verdicts up
+        to the first failure (code, then dependencies) and the code gate's result. They read the same files and
+        neither needs the other's verdict; the dependency check runs pip, the code checks parse in this thread.
+        After a failed code gate the dependency verdict (or error) is dropped, as the sequential order never
+        reached it, but it is waited for: no check outlives the call. Without requirements to resolve the
+        dependency check takes milliseconds and a thread costs more than it saves: they run in order then
+        (bench/bench_gates.py measures both)."""
+        if not _lists_requirements(path):
+            code, result = self.check_code(path)
+            return ([code, self.check_dependencies(path)] if code.ok else [code]), result
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evorag-dependency-gate") as pool:
+            dependencies = pool.submit(self.check_dependencies, path)
+            code, result = self.check_code(path)
+            if not code.ok:
+                return [code], result
+            return [code, dependencies.result()], result
+
     def run_tests(self, path: Path, function: str, schema: dict, *, risk: str | None = None,
-                  approved: bool = False) -> GateVerdict:
+                  approved: bool = False, min_coverage: float | None = None) -> GateVerdict:
         """The generated edge cases, then the candidate's own tests, in the sandbox only; judged from the
         JUnit results the runner carries out (see ``evorag.tools.tests_gate``), never from the exit status.
 
         A HIGH-risk candidate's code runs only after a human approved it: unless ``approved``, a candidate whose
         ``risk`` (default: the code gate's rating of all its files) is HIGH is not run, and the verdict says so
         (``details["deferred"]``); deploying its approval runs the tests then.
+
+        The candidate's own tests run under coverage.py, measuring tool.py only: the figure is in
+        ``details["coverage"]`` (percent; None without own tests) and in the output, and a candidate below
+        ``min_coverage`` (default: the pipeline's, EVORAG_MIN_COVERAGE) fails. A deployed tool's tests (a folder
+        of the plugin repository: the regression suite, healing) are measured, not gated: they passed their
+        own gate when they were deployed.
         """
         started = time.monotonic()
 
@@ -232,7 +283,9 @@ class EvolutionPipeline:
         own_files = {name: text for name, text in files.items() if name.startswith("test_")}
         own_tests = sorted(own_files)
         if not approved:
-            risk = risk or self.check_code(path)[0].risk
+            # A new dependency is HIGH too: it is installed (and the code that imports it runs) only after approval.
+            risk = risk or max_risk(self.check_code(path)[0].risk,
+                                    check_dependencies(path, allowlist=self.dependency_allowlist, resolve=False).risk)
             if risk == "HIGH":
                 return verdict(True, TESTS_DEFERRED, deferred=True, own_tests=own_tests, output=TESTS_DEFERRED)
         problem = tests_gate.check_test_files(own_files)
@@ -245,7 +298,8 @@ class EvolutionPipeline:
         nonce = secrets.token_hex(16)
         plan = {"nonce": nonce, "runs": [
             {"name": "edge cases", "files": [f"/work/{tests_gate.EDGE_CASE_FILE}"]},
-            *([{"name": "own tests", "files": [f"/work/{name}" for name in own_tests]}] if own_tests else []),
+            *([{"name": "own tests", "files": [f"/work/{name}" for name in own_tests], "coverage": "/work/tool.py"}]
+              if own_tests else []),
         ]}
         with tempfile.TemporaryDirectory(prefix="evorag-candidate-") as tmp:
             work = Path(tmp)
@@ -254,9 +308,15 @@ class EvolutionPipeline:
             (work / tests_gate.EDGE_CASE_FILE).write_text(generated_edge_case_test(function, schema))
             (work / tests_gate.RUNNER_FILE).write_text(_GATE_SOURCES["runner"].read_text())
             (work / tests_gate.PLUGIN_FILE).write_text(_GATE_SOURCES["plugin"].read_text())
+            try:
+                python_env = self.tool_environment(path) if approved else None
+            except EvoragError as exc:
+                return verdict(False, f"the tool's locked dependencies could not be installed: {exc}",
+                               own_tests=own_tests, output="")
             result = self.sandbox_factory().run(
                 work, ["python", "-I", f"/work/{tests_gate.RUNNER_FILE}"],
                 limits=Limits(wall_seconds=self.test_timeout), stdin=json.dumps(plan).encode(),
+                python_env=python_env,
             )
         results, output, problem = tests_gate.extract_frame(result.stdout, nonce)
         output = (output + result.stderr)[-4000:]
@@ -273,8 +333,17 @@ class EvolutionPipeline:
         failed = next((j for j in judged if not j.ok), None)
         if failed is None and result.exit_code != 0:
             failed = tests_gate.RunVerdict(False, f"the test runner exited with status {result.exit_code}")
+        percent = None
+        if failed is None and own_tests:
+            if min_coverage is None:
+                deployed = Path(path).resolve().parent == self.repository.tools_dir.resolve()
+                min_coverage = 0.0 if deployed else self.min_coverage
+            percent, problem = _judge_coverage(runs["own tests"].get("coverage"), min_coverage)
+            output += f"\ncoverage of tool.py by its own tests: {problem or f'{percent:.1f}%'}"
+            if problem and min_coverage > 0:
+                failed = tests_gate.RunVerdict(False, problem)
         return verdict(failed is None, failed.reason if failed else None, output=output, own_tests=own_tests,
-                       exit_code=result.exit_code, passed=sum(j.passed for j in judged))
+                       exit_code=result.exit_code, passed=sum(j.passed for j in judged), coverage=percent)
 
     # The whole pipeline
     async def run(self, path: Path, *, request: str, approver: Approver, run_id: str | None = None) -> EvolutionOutcome:
@@ -309,7 +378,7 @@ class EvolutionPipeline:
             return stop(code)
         signature = code_result.function
 
-        dependencies = await asyncio.to_thread(self.check_dependencies, path)  # pip runs here
+        dependencies = await asyncio.to_thread(self.check_dependencies, path, replacing=signature.name)  # pip
         verdicts.append(dependencies)
         self.audit.write("gate", run_id=run_id, **_brief(dependencies))
         if not dependencies.ok:
@@ -324,6 +393,13 @@ class EvolutionPipeline:
             self.audit.write("gate", run_id=run_id, **_brief(tests))
             if not tests.ok:
                 return stop(tests)
+
+        # A redeploy's compatibility with the deployed version: a breaking change is HIGH (a person approves it).
+        compatibility = await asyncio.to_thread(self.check_compatibility, signature)
+        verdicts.append(compatibility)
+        self.audit.write("gate", run_id=run_id, **_brief(compatibility))
+        if not compatibility.ok:
+            return stop(compatibility)
 
         if self.retrieval_gate is not None:
             retrieval = await asyncio.to_thread(self.retrieval_gate)
@@ -345,17 +421,35 @@ class EvolutionPipeline:
         """Stage the candidate and open an approval request carrying its risk, diff and test output."""
         risk = max_risk(*(v.risk for v in verdicts))
         reasons = [r for v in verdicts for r in v.details.get("risk_reasons", [])]
-        dependencies = next((v for v in verdicts if v.gate == "dependencies"), None)
+        # The last dependency verdict: a team may have checked its plan's requirements before the code existed.
+        dependencies = next((v for v in reversed(verdicts) if v.gate == "dependencies"), None)
         tests = next((v for v in verdicts if v.gate == "tests" and not v.details.get("deferred")), None)
         # HIGH risk: nothing of the candidate has run yet; the deploy after the approval runs the tests.
         tests_after_approval = tests is None and risk == "HIGH"
-        staged = self._stage(path, run_id)
+        lock = dependencies.details.get("lock", "") if dependencies else ""
+        staged = self._stage(path, run_id, lock=lock)
+        compatibility = next((v for v in reversed(verdicts) if v.gate == "compatibility"), None)
+        if compatibility is None:  # a team's run: its graph has no compatibility step, so it is checked here
+            compatibility = self.check_compatibility(signature)
+            verdicts.append(compatibility)
+            self.audit.write("gate", run_id=run_id, **_brief(compatibility))
+            risk = max_risk(risk, compatibility.risk)
+            reasons += compatibility.details["risk_reasons"]
+        versioning = compatibility.details
         manifest = ToolManifest(
+            semver=versioning.get("semver", "1.0.0"), returns=signature.returns,
+            return_schema=signature.return_schema,
             name=signature.name, description=signature.docstring, parameters_schema=signature.json_schema,
             risk=risk, request=request,
             requirements=dependencies.details.get("new_requirements", []) if dependencies else [],
         )
         summary = f"Deploy tool '{signature.name}' for: {request}"
+        if lock:
+            pins = ", ".join(item.pin() for item in parse_lock(lock))
+            summary += (f" (adds dependencies {pins}: locked with hashes, installed into the tool's environment "
+                        "after approval)")
+        if versioning.get("level") == "breaking":
+            summary += f" (BREAKING, version {versioning['semver']}: {compatibility.reason})"
         if tests_after_approval:
             summary += f" (tests {TESTS_DEFERRED})"
         approval = self.approvals.create(
@@ -365,7 +459,8 @@ class EvolutionPipeline:
                    else tests.details.get("output", "")[-1500:] if tests else ""),
             risk_reasons=reasons, ttl=self.approval_ttl,
             payload={"staged": str(staged), "manifest": manifest.to_dict(), "run_id": run_id,
-                     "digest": _digest(staged), "tests_after_approval": tests_after_approval},
+                     "digest": _digest(staged), "tests_after_approval": tests_after_approval,
+                     "compatibility": {"ok": compatibility.ok, "reason": compatibility.reason, **versioning}},
         )
         self.audit.write("approval_requested", run_id=run_id, approval_id=approval.id, risk=risk)
         return approval
@@ -398,7 +493,16 @@ class EvolutionPipeline:
         return None
 
     def deploy(self, approval_id: str, verdicts: list[GateVerdict], *, run_id: str) -> EvolutionOutcome:
-        return self._deploy(self.approvals.get(approval_id), verdicts, run_id)
+        """Deploy the candidate of an approved request; any other status is a rejection at the deploy gate
+        (a team graph's edges decide who speaks, never what gets deployed)."""
+        approval = self.approvals.get(approval_id)
+        if approval.status != "approved":
+            reason = f"approval {approval_id} is {approval.status}, not approved"
+            verdicts.append(GateVerdict("deploy", False, reason, approval.risk))
+            self.audit.write("rejected", run_id=run_id, gate="deploy", reason=reason)
+            return EvolutionOutcome("rejected", "deploy", reason, approval.risk, tool=approval.tool,
+                                    approval_id=approval_id, verdicts=verdicts, run_id=run_id)
+        return self._deploy(approval, verdicts, run_id)
 
     def deploy_approved(self, approval_id: str) -> EvolutionOutcome:
         """Deploy a candidate whose pending approval was granted later (UI, CLI, MCP)."""
@@ -428,16 +532,181 @@ class EvolutionPipeline:
                 shutil.rmtree(staged, ignore_errors=True)  # approved code that failed its tests never deploys
                 return EvolutionOutcome("rejected", "tests", reason, approval.risk, tool=manifest.name,
                                         approval_id=approval.id, verdicts=verdicts, run_id=run_id)
+        compatibility = approval.payload.get("compatibility") or {}
+        previous_tests = self._previous_tests_gate(staged, manifest, compatibility)
+        if previous_tests is not None:
+            verdicts.append(previous_tests)
+            self.audit.write("gate", run_id=run_id, **_brief(previous_tests))
+            if not previous_tests.ok:
+                self.audit.write("rejected", run_id=run_id, gate=previous_tests.gate, reason=previous_tests.reason)
+                shutil.rmtree(staged, ignore_errors=True)
+                return EvolutionOutcome("rejected", previous_tests.gate, previous_tests.reason, approval.risk,
+                                        tool=manifest.name, approval_id=approval.id, verdicts=verdicts, run_id=run_id)
+        suite = self.deployed_tests(replacing=manifest.name)
+        verdicts.append(suite)
+        self.audit.write("gate", run_id=run_id, **_brief(suite))
+        if not suite.ok:
+            self.audit.write("rejected", run_id=run_id, gate=suite.gate, reason=suite.reason)
+            shutil.rmtree(staged, ignore_errors=True)
+            return EvolutionOutcome("rejected", suite.gate, suite.reason, approval.risk, tool=manifest.name,
+                                    approval_id=approval.id, verdicts=verdicts, run_id=run_id)
+        examples = self.record_examples(staged, manifest)
+        verdicts.append(examples)
+        self.audit.write("gate", run_id=run_id, **_brief(examples))
+        if not examples.ok:
+            self.audit.write("rejected", run_id=run_id, gate=examples.gate, reason=examples.reason)
+            shutil.rmtree(staged, ignore_errors=True)
+            return EvolutionOutcome("rejected", examples.gate, examples.reason, approval.risk, tool=manifest.name,
+                                    approval_id=approval.id, verdicts=verdicts, run_id=run_id)
+        manifest.examples = examples.details["examples"]
         with self.writer:
-            version = self.repository.deploy(staged, manifest, message=manifest.request or "deployed")
+            previous = self.repository.current()
+            version = self.repository.deploy(staged, manifest, message=manifest.request or "deployed",
+                                             pin_previous=compatibility.get("pinned"),
+                                             migration=compatibility.get("migration", ""))
             change = self.registry.refresh()
-        self.audit.write("deployed", run_id=run_id, tool=manifest.name, version=version.id,
-                         added=change.added, updated=change.updated)
-        shutil.rmtree(staged, ignore_errors=True)
+            self.audit.write("deployed", run_id=run_id, tool=manifest.name, version=version.id,
+                             added=change.added, updated=change.updated)
+            shutil.rmtree(staged, ignore_errors=True)
+            # Still holding the writer slot: no other deploy can come between this one and its rollback.
+            smoke = self.smoke_call(manifest)
+            verdicts.append(smoke)
+            self.audit.write("gate", run_id=run_id, **_brief(smoke))
+            if not smoke.ok:
+                restored = self.repository.rollback(previous.id)
+                self.registry.refresh()
+                reason = f"rolled back: {smoke.reason}; the tool set is back at {previous.id}"
+                self.audit.write("rolled_back", run_id=run_id, tool=manifest.name, version=version.id,
+                                 restored=previous.id, new_checkpoint=restored.id, reason=smoke.reason)
+                outcome = EvolutionOutcome("rejected", "smoke", reason, approval.risk, tool=manifest.name,
+                                           approval_id=approval.id, verdicts=verdicts, run_id=run_id)
+                self.remember(manifest.request, outcome)
+                return outcome
         outcome = EvolutionOutcome("deployed", "deploy", None, approval.risk, tool=manifest.name,
                                    version_id=version.id, approval_id=approval.id, verdicts=verdicts, run_id=run_id)
         self.remember(manifest.request, outcome)
         return outcome
+
+    def record_examples(self, staged: Path, manifest: ToolManifest) -> GateVerdict:
+        """Gate ``examples``: call the approved, tested candidate in the sandbox with its example inputs and
+        record the outputs (for its manifest). Which inputs: ``evorag.tools.tool_examples``. An author's example
+        that breaks the schema or fails refuses the deploy; a generated one the tool refuses is not recorded."""
+        import jsonschema  # as the registry validates a live call's arguments
+
+        started = time.monotonic()
+        function = manifest.pinned_of or manifest.name
+        schema = manifest.parameters_schema
+
+        def verdict(ok: bool, reason: str | None, recorded: list[dict], source: str = "") -> GateVerdict:
+            return GateVerdict("examples", ok, reason, details={"examples": recorded, "source": source},
+                               seconds=round(time.monotonic() - started, 3))
+
+        try:
+            inputs, source = example_inputs((staged / "tool.py").read_text(encoding="utf-8"), function, schema)
+            python_env = self.tool_environment(staged)
+        except (ValueError, SyntaxError, EvoragError) as exc:
+            return verdict(False, f"the tool's examples cannot be recorded: {exc}"[:400], [])
+        recorded = []
+        for arguments in inputs:
+            shown = normalized(arguments)[:200]
+            try:
+                jsonschema.validate(arguments, schema)
+                result = call_in_sandbox(self.sandbox_factory(), staged, function, arguments,
+                                         timeout=self.test_timeout, python_env=python_env)
+            except (jsonschema.ValidationError, EvoragError) as exc:
+                if source == "generated":
+                    continue  # the tool refused the generated input: clean validation, no example to record
+                why = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+                return verdict(False, f"the example {shown} ({source}) fails: {why}"[:400], [], source)
+            recorded.append({"arguments": arguments, "result": result, "source": source})
+        return verdict(True, None, recorded, source)
+
+    def smoke_call(self, manifest: ToolManifest) -> GateVerdict:
+        """Gate ``smoke``, right after a deploy: call the tool through the live registry with each recorded
+        example; an exception or an output other than the recorded one fails (the deploy is then rolled back)."""
+        started = time.monotonic()
+        for example in manifest.examples:
+            arguments = example.get("arguments") or {}
+            call = f"{manifest.name}({normalized(arguments)[:200]})"
+            try:
+                result = self.registry.call(manifest.name, arguments, timeout=self.test_timeout)
+            except EvoragError as exc:
+                reason = f"{call} through the live registry failed: {exc}"
+            else:
+                if normalized(result) == normalized(example.get("result")):
+                    continue
+                reason = (f"{call} through the live registry returned {normalized(result)[:200]}, not the output "
+                          f"recorded in the sandbox, {normalized(example.get('result'))[:200]}")
+            return GateVerdict("smoke", False, reason[:600], seconds=round(time.monotonic() - started, 3))
+        return GateVerdict("smoke", True, None, details={"calls": len(manifest.examples)},
+                           seconds=round(time.monotonic() - started, 3))
+
+    def check_compatibility(self, signature) -> GateVerdict:
+        """The compatibility gate: the candidate against the deployed tool of the same name (see
+        ``evorag.tools.compat_gate``); details carry the next semantic version and, when breaking, the guide."""
+        started = time.monotonic()
+        check = check_compatibility(self.repository.tools_dir, signature)
+        details = {**check.details, "risk_reasons": [check.reason] if check.risk == "HIGH" and check.reason else []}
+        return GateVerdict("compatibility", check.ok, check.reason, check.risk, details,
+                           round(time.monotonic() - started, 3))
+
+    def _previous_tests_gate(self, staged: Path, manifest: ToolManifest, compatibility: dict) -> GateVerdict | None:
+        """Before a breaking redeploy (approved): the deployed version's tests that still apply, run against the
+        new code; they must pass. None when the change is not breaking (the candidate's own tests decide)."""
+        if compatibility.get("level") == "refused" or compatibility.get("ok") is False:
+            return GateVerdict("compatibility", False, compatibility.get("reason"), "HIGH")
+        if compatibility.get("level") != "breaking":
+            return None
+        started = time.monotonic()
+        files, skipped = applicable_previous_tests(self.repository.tools_dir / manifest.name, staged)
+        details = {"ran": sorted(files), "skipped": skipped}
+        if not files:
+            return GateVerdict("previous_tests", True, "none of the previous version's tests applies to the new "
+                               "signature", "HIGH", details, round(time.monotonic() - started, 3))
+        with tempfile.TemporaryDirectory(prefix="evorag-previous-tests-") as tmp:
+            work = Path(tmp)
+            for name in ("tool.py", "requirements.txt", LOCK_FILE):
+                if (staged / name).is_file():
+                    shutil.copy2(staged / name, work / name)
+            for name, text in files.items():
+                (work / name).write_text(text, encoding="utf-8")
+            # The previous version's tests were written for other code: they must pass, not cover it.
+            tests = self.run_tests(work, manifest.name, manifest.parameters_schema, approved=True, min_coverage=0)
+        reason = None if tests.ok else f"a test of the previous version that still applies fails: {tests.reason}"
+        return GateVerdict("previous_tests", tests.ok, reason, "HIGH",
+                           {**details, "output": tests.details.get("output", "")},
+                           round(time.monotonic() - started, 3))
+
+    def deployed_tests(self, *, replacing: str | None = None) -> GateVerdict:
+        """The plugin regression suite (gate ``deployed_tests``): every deployed tool's tests (its own and its
+        generated edge cases) run again in the sandbox, each with its own locked environment; one failure
+        refuses the deploy, naming the tool and the test. ``replacing`` (the tool being redeployed) is left
+        out: its previous tests are the compatibility gate's business.
+
+        Tools are isolated from each other: each runs alone with its tool.py, its tests and its own lock's
+        environment, so a deploy cannot change another tool's code. What can change under a deployed tool is
+        what they share: evorag's interpreter and packages (upgraded since it was deployed), its installed
+        environment (damaged, removed and no longer installable) and the sandbox. Since a deploy changes none of
+        these for the other tools, running their tests now is running them against the tool set after the
+        deploy; the suite catches that drift before one more tool is added on top of it."""
+        started = time.monotonic()
+        ran: list[str] = []
+        for manifest in sorted(self.registry.tools(), key=lambda m: m.name):
+            if manifest.name == replacing:
+                continue
+            tool_dir = self.repository.tools_dir / manifest.name
+            # Deployed tools passed their approval (a human's, for HIGH risk): their tests may run.
+            tests = self.run_tests(tool_dir, manifest.pinned_of or manifest.name, manifest.parameters_schema,
+                                   approved=True)
+            if not tests.ok:
+                reason = (f"deployed tool {manifest.name} fails its tests: {tests.reason} (the deploy would add a "
+                          "tool on top of a broken tool set; see `evorag heal`)")
+                return GateVerdict("deployed_tests", False, reason[:600], details={
+                    "ran": ran, "failed": manifest.name, "output": tests.details.get("output", "")},
+                    seconds=round(time.monotonic() - started, 3))
+            ran.append(manifest.name)
+        return GateVerdict("deployed_tests", True, None, details={"ran": ran},
+                           seconds=round(time.monotonic() - started, 3))
 
     def rollback(self, version_id: str):
         with self.writer:
@@ -454,14 +723,34 @@ class EvolutionPipeline:
         old = old_path.read_text().splitlines(keepends=True) if old_path.exists() else []
         return "".join(difflib.unified_diff(old, new, f"deployed/{name}/tool.py", f"candidate/{name}/tool.py"))[:20000]
 
-    def _stage(self, path: Path, run_id: str) -> Path:
+    def _stage(self, path: Path, run_id: str, *, lock: str = "") -> Path:
+        """The candidate's files, plus the lock the dependency gate computed (the approval's digest covers it;
+        a lock file the candidate brought is never read)."""
         staged = self.staging_dir / run_id
         if staged.exists():
             shutil.rmtree(staged)
         staged.mkdir(parents=True)
         for name, text in candidate_files(path).items():
             (staged / name).write_text(text)
+        if lock:
+            (staged / LOCK_FILE).write_text(lock, encoding="utf-8")
         return staged
+
+    def tool_environment(self, tool_dir: Path) -> Path | None:
+        """The installed environment of an approved tool directory's lock (a staged candidate or a deployed
+        tool), installing it first if needed; None when it has no lock. Raises EvoragError when pip fails."""
+        lock = Path(tool_dir) / LOCK_FILE
+        if not lock.is_file():
+            return None
+        text = lock.read_text(encoding="utf-8")
+        if self.environments.installed(text):
+            return self.environments.site(text)
+        started = time.monotonic()
+        site = self.environments.for_lock(text)
+        if site is not None:
+            self.audit.write("tool_environment_installed", env=site.parent.name, folder=Path(tool_dir).name,
+                             seconds=round(time.monotonic() - started, 3))
+        return site
 
     def remember(self, request: str, outcome: EvolutionOutcome) -> None:
         """Record a finished run in the long-term memory (advisory: a memory failure is only audited)."""
@@ -471,6 +760,15 @@ class EvolutionPipeline:
             self.memory.record_outcome(request, outcome)
         except Exception as exc:  # noqa: BLE001 - memory is advisory; never fail a run on it
             self.audit.write("memory_error", error=str(exc))
+
+
+def _lists_requirements(path: Path) -> bool:
+    """Whether the candidate's requirements.txt names anything (pip may run for it); a link is not read."""
+    file = Path(path) / "requirements.txt"
+    if not file.is_file() or file.is_symlink():
+        return False
+    lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+    return any(line.strip() and not line.lstrip().startswith("#") for line in lines)
 
 
 def _digest(path: Path) -> str:
@@ -484,6 +782,20 @@ def _digest(path: Path) -> str:
 def _brief(verdict: GateVerdict) -> dict:
     return {"gate": verdict.gate, "ok": verdict.ok, "reason": verdict.reason, "risk": verdict.risk,
             "seconds": verdict.seconds}
+
+
+def _judge_coverage(measured: object, minimum: float) -> tuple[float | None, str | None]:
+    """(percent, why it fails the gate) from the runner's coverage record of the own tests' run."""
+    if not isinstance(measured, dict) or not isinstance(measured.get("percent"), (int, float)):
+        why = measured.get("error") if isinstance(measured, dict) else "no coverage figure"
+        return None, f"the coverage of tool.py could not be measured: {why}"[:300]
+    percent = float(measured["percent"])
+    if percent + 1e-9 >= minimum:
+        return percent, None
+    missing = measured.get("missing") or []
+    lines = ", ".join(str(line) for line in missing[:12]) + (" ..." if len(missing) > 12 else "")
+    return percent, (f"its own tests cover {percent:.1f}% of tool.py's {measured.get('statements')} statements, "
+                     f"below the minimum of {minimum:g}% (EVORAG_MIN_COVERAGE); lines not run: {lines}")
 
 
 def _first_failure(output: str) -> str:

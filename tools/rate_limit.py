@@ -23,8 +23,8 @@ class SlidingWindowLimiter:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS events (name TEXT NOT NULL, at REAL NOT NULL)")
 
-    def acquire(self, name: str = "evolution") -> None:
-        """Record one use, or raise RateLimitedError if the window is full."""
+    def acquire(self, name: str = "evolution") -> int:
+        """Record one use, or raise RateLimitedError if the window is full. Returns the slot, for ``release``."""
         now = self.clock()
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -37,12 +37,18 @@ class SlidingWindowLimiter:
                     f"rate limit reached: {self.limit} {name}s per {self.window / 3600:g} h",
                     hint=f"next one possible in {max(1, round(wait / 60))} min (setting EVORAG_EVOLUTIONS_PER_HOUR)",
                 )
-            self._db.execute("INSERT INTO events(name, at) VALUES (?, ?)", (name, now))
+            slot = self._db.execute("INSERT INTO events(name, at) VALUES (?, ?)", (name, now)).lastrowid
             self._db.execute("DELETE FROM events WHERE at<?", (now - 10 * self.window,))
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        return slot
+
+    def release(self, slot: int) -> None:
+        """Give back a slot ``acquire`` returned: the use it counted did not happen (e.g. a run whose model was
+        unreachable did no work). Release each slot once: SQLite may give a released slot's number to a later use."""
+        self._db.execute("DELETE FROM events WHERE rowid=?", (slot,))
 
     def used(self, name: str = "evolution") -> int:
         return self._db.execute(

@@ -1,4 +1,5 @@
-"""Plain data passed between the knowledge tools: crawl requests, pages, chunks, scored candidates and hits."""
+"""Plain data passed between the knowledge tools: crawl requests, pages, chunks, scored candidates, page
+references and hits."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class CrawlRequest:
     allow_private: bool | None = None
     browser: bool = False
     selector: str | None = None
+    version: str | None = None  # documentation version to index it as (evorag.tools.versions); None: unversioned
 
 
 @dataclass(slots=True)
@@ -54,6 +56,7 @@ class Chunk:
     content_hash: str
     crawled_at: float
     language: str | None = None
+    version: str | None = None  # the documentation version of its source; None: an unversioned source
 
     @property
     def section(self) -> str:
@@ -73,6 +76,14 @@ class Scored(NamedTuple):
     score: float
 
 
+class PageRef(NamedTuple):
+    """Where a chunk sits: its page and section, what page-aware ranking reads of each candidate."""
+
+    url: str
+    title: str
+    section: str = ""
+
+
 @dataclass(slots=True)
 class Hit:
     """A search result with the score of the stage that produced it."""
@@ -90,5 +101,6 @@ class Hit:
             "kind": self.chunk.kind,
             "language": self.chunk.language,
             "source": self.chunk.source,
+            "version": self.chunk.version,
             "score": round(float(self.score), 6),
         }

@@ -1,4 +1,4 @@
-"""Administration: backup, restore, and the effective settings."""
+"""Administration: backup, restore, the effective settings, and the environment doctor."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape as esc
 
 from evorag.cli._app import JsonFlag, app, err, out, print_json, service
 from evorag.service import RestoreResult
@@ -78,6 +79,27 @@ def _print_restore(result: RestoreResult) -> None:
         else:
             line += f"; {after['status']}: {after['reason']} (code in {after['path']})"
         out.print(line, markup=False, highlight=False)  # the console strips control characters
+
+
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check the environments evorag runs on: `pip check`, drift from evorag's declared requirements (missing
+    or out of range), every deployed tool's dependency environment (present, matching its lock, readable by the
+    sandbox) and the tools' union lock. Exits 1 when a check finds a problem."""
+    with service() as rag:
+        report = rag.doctor()
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for check in report.checks:
+            mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+            out.print(f"{mark} {check.name}: {esc(check.detail)}", highlight=False)
+            for problem in check.problems:
+                out.print(f"    problem: {problem}", highlight=False, markup=False)
+            for note in check.notes:
+                out.print(f"    note: {note}", highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

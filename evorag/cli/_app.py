@@ -34,7 +34,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-sources_app = typer.Typer(help="List or remove indexed sources.", invoke_without_command=True)
+sources_app = typer.Typer(help="List, remove, export or import indexed sources and their versions; see what "
+                          "changed.", invoke_without_command=True)
 app.add_typer(sources_app, name="sources")
 tools_app = typer.Typer(help="Deployed (evolved) tools: add through the gates, list, document.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
@@ -53,7 +54,7 @@ users_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(users_app, name="users")
-team_app = typer.Typer(help="Scripted team runs.", no_args_is_help=True)
+team_app = typer.Typer(help="Run a team from a spec file, or talk to one.", no_args_is_help=True)
 app.add_typer(team_app, name="team")
 
 
@@ -71,7 +72,9 @@ out = _TerminalSafeConsole(soft_wrap=True)
 err = _TerminalSafeConsole(stderr=True, soft_wrap=True)  # no wrapping: an error stays one line in a log
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-SourceOpt = Annotated[str | None, typer.Option("--source", "-s", help="Restrict to this source.")]
+SourceOpt = Annotated[str | None, typer.Option(
+    "--source", "-s", help="Restrict to this source: NAME, NAME@VERSION, NAME@latest or a range (NAME@>=2,<3, "
+    "NAME@~=2.2, NAME@^2).")]
 YES_HELP = "Approve LOW risk without asking (policy); MEDIUM and HIGH stay pending for `evorag approvals approve`."
 
 

@@ -35,11 +35,14 @@ def evolve(
     request: Annotated[str, typer.Argument(help="The capability you want, in plain words.")],
     docs: Annotated[list[str], typer.Option("--docs", help="Documentation URL to learn from (repeatable).")] = [],  # noqa: B006
     yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_HELP)] = False,
+    team: Annotated[str | None, typer.Option(
+        "--team", help="An evolution team of `evorag teams list`, e.g. a plugin's that adds a review step "
+        "(default: EVORAG_EVOLUTION_TEAM, evolution).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Let the agent team build a new tool: plan, validate, generate, debug, test, approve, deploy."""
     with service() as rag:
-        outcome = asyncio.run(rag.aevolve(request, docs=docs, approver=approver(yes, as_json),
+        outcome = asyncio.run(rag.aevolve(request, docs=docs, approver=approver(yes, as_json), team=team,
                                           on_event=None if as_json else print_event))
     print_json(outcome.to_dict()) if as_json else outcome_lines(outcome)
     if outcome.status == "rejected":
@@ -78,7 +81,7 @@ def tools_list(as_json: JsonFlag = False) -> None:
     if not manifests:
         out.print("No evolved tools yet. Add one with `evorag tools add PATH` or `evorag evolve REQUEST`.")
     for m in manifests:
-        out.print(f"[bold]{esc(m.name)}[/] v{m.version} ({esc(str(m.risk))}): "
+        out.print(f"[bold]{esc(m.name)}[/] {m.semantic_version()} ({esc(str(m.risk))}): "
                   f"{esc(m.summary())}")  # untrusted text: one safe line
 
 
@@ -103,6 +106,40 @@ def tools_call(
         raise UserError("arguments must be a JSON object", hint='e.g. \'{"text": "hello"}\'')
     with service() as rag:
         print_json(rag.call_tool(name, args))
+
+
+@tools_app.command("retire")
+def tools_retire(
+    selector: Annotated[str, typer.Argument(help="A previous major version kept by a breaking redeploy: NAME@MAJOR.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Retire a previous major version of a tool: callers that pinned it get 'not found' from now on."""
+    with service() as rag:
+        version = rag.retire_tool(selector)
+    if as_json:
+        print_json({"retired": selector, "version": version.to_dict()})
+    else:
+        out.print(f"retired {selector} (new checkpoint {version.id}); tools now: {', '.join(version.tools) or '-'}",
+                  markup=False)
+
+
+@tools_app.command("openapi")
+def tools_openapi(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the document to this file "
+                                                "(default: standard output).")] = None,
+) -> None:
+    """Write an OpenAPI 3.1 document of every deployed tool (one POST operation per tool and kept major)."""
+    with service() as rag:
+        document = rag.tools_openapi()
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror}") from None
+    out.print(f"wrote the OpenAPI document of {len(document['paths'])} tools to {output}", markup=False)
 
 
 @app.command()
@@ -141,20 +178,27 @@ def rollback(
 
 @app.command()
 def heal(
-    description: Annotated[str, typer.Argument(help="What seems wrong (kept in the audit log).")] = "health check",
+    description: Annotated[str, typer.Argument(
+        help="What seems wrong: the tools, sources or metrics it names are checked first (kept in the audit log)."
+    )] = "health check",
     yes: Annotated[bool, typer.Option("--yes", "-y", help=YES_HELP)] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run the health checks; diagnose and fix failures through the same gates as evolutions."""
+    """Find what DESCRIPTION is about (tools, sources, metrics), run every check (those first), and fix failures
+    through the same gates as evolutions; configuration findings propose the setting to change."""
+    from evorag.teams._heal_targets import about_line
+
     with service() as rag:
         report = asyncio.run(rag.aheal(description, approver=approver(yes, as_json),
                                        on_event=None if as_json else print_event))
     if as_json:
         print_json(report.to_dict())
     else:
+        out.print(about_line(report.about), highlight=False, markup=False)
         for check in report.after or report.before:
             mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-            out.print(f"{mark} {esc(check.name)}: {esc(check.detail)}", highlight=False)
+            fix = f" (fix, {check.fix_kind}: {esc(check.fix)})" if not check.ok and check.fix else ""
+            out.print(f"{mark} {esc(check.name)}: {esc(check.detail)}{fix}", highlight=False)
         for line in report.diagnosis:
             out.print(f"diagnosis: {line}", highlight=False, markup=False)
         for action in report.actions:
@@ -197,7 +241,8 @@ def team_run(
     as_json: JsonFlag = False,
 ) -> None:
     """Run a team from a file, e.g. {"team": "evolution", "task": "...", "docs": [...], "approve": "yes"}
-    (approve: yes approves LOW risk only)."""
+    (approve: yes approves LOW risk only). The team may be any of `evorag teams list`, a plugin's included;
+    a chat team takes the task as its message and "replies": [...] as your answers."""
     with service() as rag:
         result = asyncio.run(rag.arun_spec(Path(spec), on_event=None if as_json else print_event))
     print_json(result) if as_json else out.print(result, highlight=False)

@@ -34,7 +34,9 @@ def mcp_serve(
 
     with service() as rag:
         if http:
-            run_http(rag, host=host, port=port, insecure_no_auth=insecure_no_auth)
+            # A long-running server: the scheduler and the request queue's workers run beside it.
+            with rag.serve_in_background():
+                run_http(rag, host=host, port=port, insecure_no_auth=insecure_no_auth)
         else:
             run_stdio(rag)
 

@@ -1,4 +1,5 @@
-"""Approving risky changes over MCP: ask the person through elicitation, or leave the change pending.
+"""Asking the person behind an MCP client: approvals of risky changes (else the change stays pending), and the
+agent team's questions in a conversation (else the team waits for the next message).
 
 An MCP client may be a model acting on its own, so what counts as approval is narrow. The answer is
 given for the principal that made the call, and the risk rules of tools/approvals.py apply to it:
@@ -14,6 +15,7 @@ given for the principal that made the call, and the risk rules of tools/approval
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import anyio
 from pydantic import BaseModel, Field
@@ -60,11 +62,15 @@ def approval_message(request: ApprovalRequest, *, max_diff: int = 4000) -> str:
 
 
 class McpApprover:
-    """The Approver for one tool call: elicits when the client can, else leaves the change pending."""
+    """The Approver for one tool call: elicits when the client can, else leaves the change pending.
 
-    def __init__(self, ctx, approvals, *, principal: Principal, timeout: float = ELICITATION_TIMEOUT_S) -> None:
+    ``record(approval_id, decision)`` records an answer (``Evorag.record_decision``); it raises UserError when the
+    answer cannot decide the request (a wrong token), which then stays pending."""
+
+    def __init__(self, ctx, record: Callable[[str, Decision], object], *, principal: Principal,
+                 timeout: float = ELICITATION_TIMEOUT_S) -> None:
         self._ctx = ctx
-        self._approvals = approvals  # the ApprovalStore the pipeline records decisions in
+        self._record = record
         self._principal = principal  # who called the tool: the answer is theirs
         self._timeout = timeout
 
@@ -100,10 +106,33 @@ class McpApprover:
         decision = Decision(True, BY, f"{request.risk} risk approved {how}", principal=self._principal, token=token)
         try:
             # Recorded here, so that a refused answer (no or a wrong token) leaves the change pending.
-            self._approvals.apply(request.id, decision)
+            self._record(request.id, decision)
         except UserError as exc:
             return Decision(None, "mcp", f"{exc.message}; left pending: {PENDING_HINT}")
         return decision
+
+
+class HumanAnswerForm(BaseModel):
+    answer: str = Field(description="Your answer to the agent team.")
+
+
+class ElicitedAnswers:
+    """The human's answers in a conversation with the team, asked through the client (elicitation). Returns None
+    (the team then waits for the human's next message) when the person declines, dismisses or does not answer."""
+
+    def __init__(self, ctx, *, timeout: float = ELICITATION_TIMEOUT_S) -> None:
+        self._ctx = ctx
+        self._timeout = timeout
+
+    async def __call__(self, question: str) -> str | None:
+        message = "The agent team asks you:\n\n" + (question or "(no question text)")[:4000]
+        try:
+            with anyio.move_on_after(self._timeout):
+                result = await self._ctx.elicit(message, HumanAnswerForm)
+                return result.data.answer if result.action == "accept" and result.data.answer.strip() else None
+        except Exception as exc:  # noqa: BLE001 - no answer now: the conversation waits for the next message
+            logger.warning("elicitation failed for a team question: %s", type(exc).__name__)
+        return None
 
 
 def usable_token(token: str | None) -> str | None:

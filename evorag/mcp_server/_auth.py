@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from evorag.principals import Principal, PrincipalStore, Role
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/livez"})
 PRINCIPAL_KEY = "evorag.principal"  # the ASGI scope key holding the request's Principal
 LEGACY_ADMIN = "admin"
 

@@ -1,7 +1,8 @@
 """Running the server: stdio (one client, stdout is the protocol) or streamable HTTP at ``/mcp``.
 
 Over HTTP, ``/metrics`` (Prometheus text format) needs the same bearer token as ``/mcp``: it reveals
-usage. ``/healthz`` is open.
+usage. ``/livez`` (the process answers) and ``/healthz`` (the store, the catalog and the model client work; 503
+when one does not) are open.
 
 Who the client acts as: over HTTP the principal of its bearer token (``evorag users``; with no users yet,
 ``EVORAG_MCP_TOKEN`` is one admin). Over stdio the client is whatever assistant started ``evorag mcp``, and
@@ -12,6 +13,7 @@ approval token. Both servers first drop the approval token from their environmen
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -25,6 +27,7 @@ from evorag.mcp_server._server import EvoragMCP, build_server
 from evorag.observability import MetricsMiddleware, configure_logging
 
 logger = logging.getLogger("evorag.mcp")
+HEALTH_TIMEOUT = 30.0  # seconds /healthz waits for its checks (the first one may load the embedding model)
 
 TOKEN_HINT = (
     "add users with roles (`evorag users add NAME --role ROLE` prints their token), or set EVORAG_MCP_TOKEN to "
@@ -71,7 +74,7 @@ def run_stdio(service) -> None:
 
 def http_app(server: EvoragMCP, *, authenticate, allowed_origins: list[str], host: str, anonymous=None):
     """The ASGI app: ``/mcp`` (streamable HTTP, stateful sessions) and ``/metrics`` behind the guard, open
-    ``/healthz``; every response is counted in ``server.metrics``. ``authenticate`` maps a bearer token to
+    ``/livez`` and ``/healthz``; every response is counted in ``server.metrics``. ``authenticate`` maps a bearer token to
     a principal; None serves without authentication, every request acting as ``anonymous``."""
     from mcp.server.transport_security import TransportSecuritySettings
     from starlette.requests import Request
@@ -85,9 +88,19 @@ def http_app(server: EvoragMCP, *, authenticate, allowed_origins: list[str], hos
             allowed_origins=list(allowed_origins),
         )
 
+    @server.custom_route("/livez", methods=["GET"], include_in_schema=False)
+    async def livez(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})  # the process answers: nothing else is checked
+
     @server.custom_route("/healthz", methods=["GET"], include_in_schema=False)
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        # The store, the catalog and the model client (off the loop: the first check may load the embedder).
+        try:
+            health = await asyncio.wait_for(asyncio.to_thread(server.service.health), HEALTH_TIMEOUT)
+        except TimeoutError:
+            return JSONResponse({"status": "failing", "checks": [], "error": f"checks took over {HEALTH_TIMEOUT:g}s"},
+                                status_code=503)
+        return JSONResponse(health.to_dict(), status_code=200 if health.ok else 503)
 
     @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from evorag.principals import Principal
 from evorag.service._context import ServiceContext
-from evorag.tools.approvals import ApprovalRequest
+from evorag.tools.approvals import ApprovalRequest, Decision
 from evorag.tools.evolution import EvolutionOutcome
 
 # Risks an approver may approve without proof of a person.
@@ -25,6 +25,12 @@ class ApprovalsService:
         """Changes waiting for a decision (reader role)."""
         with self._ctx.acting(principal, "list_approvals"):
             return self._ctx.parts.pipeline.approvals.pending()
+
+    def record(self, approval_id: str, decision: Decision) -> ApprovalRequest:
+        """Record the answer an interface's approver got (elicitation, a chat button) for the run that asked. The
+        store applies the risk rules to whoever answered (``decision.principal``): an answer that cannot decide it
+        (no role, no proof of a person for HIGH risk) raises UserError and leaves the request pending."""
+        return self._ctx.parts.pipeline.approvals.apply(approval_id, decision)
 
     def decide(self, approval_id: str, *, approve: bool, token: str | None = None, reason: str = "",
                ask_token: Callable[[ApprovalRequest], str] | None = None,

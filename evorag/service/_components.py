@@ -17,10 +17,11 @@ from evorag.approval_token import token_digests, withhold_from_process
 from evorag.principals import PrincipalStore
 from evorag.service._writer import WriterSlot
 from evorag.settings import Settings
-from evorag.tools.answering import Answerer
+from evorag.tools.answering import Answerer, ExtractiveAnswerer, ExtractiveConfig
 from evorag.tools.approvals import ApprovalStore
 from evorag.tools.audit import AuditLog
 from evorag.tools.catalog import Catalog
+from evorag.tools.costs import CostLedger
 from evorag.tools.embedding import Embedder, create_embedder
 from evorag.tools.evaluation import Evaluator, EvaluatorConfig, Weights
 from evorag.tools.evolution import EvolutionPipeline, GateVerdict
@@ -31,6 +32,8 @@ from evorag.tools.plugins import PluginRepository, ToolRegistry
 from evorag.tools.rate_limit import SlidingWindowLimiter
 from evorag.tools.sandbox import default_sandbox
 from evorag.tools.search import HybridSearcher
+from evorag.tools.tool_envs import ToolEnvironments
+from evorag.tools.webhooks import DeliveryPolicy, WebhookNotifier, WebhookStore
 
 
 class Components:
@@ -109,13 +112,32 @@ class Components:
         """The given model client, else the configured one for ``purpose`` (see agents.model_clients). With
         ``llm_provider=none`` answers have none (they are extractive); anything else raises ConfigError."""
         if self._model_client is not None:
-            return self._model_client
+            # One wrapper per client handed in: every use of it is the same object, as it was before metering.
+            given = self._model_client
+            with self._lock:
+                cached = self._parts.get("metered_given")
+                if cached is None or cached[0] is not given or cached[1] != self.model_name():
+                    cached = self._parts["metered_given"] = (given, self.model_name(), self.metered(given))
+            return cached[2]
         if self.settings.llm_provider == "none" and purpose == "answer":
             return None
         # AutoGen's model layer takes ~0.3 s to import: only answering and team runs need it.
         from evorag.agents.model_clients import create_model_client
 
-        return create_model_client(self.settings, purpose=purpose)
+        return self.metered(create_model_client(self.settings, purpose=purpose))
+
+    def metered(self, client: Any, model_name: str | None = None) -> Any:
+        """``client`` with every call's tokens recorded in the cost ledger and the daily budget enforced."""
+        from evorag.agents.model_clients._metered import metered  # AutoGen: see model_client
+
+        return metered(client, ledger=self.costs, model=model_name or self.model_name())
+
+    @property
+    def costs(self) -> CostLedger:
+        """Every model call's tokens and cost, by principal, operation, model and agent."""
+        return self._part("costs", lambda: CostLedger(self.settings.home / "costs.sqlite3",
+                                                      prices=self.settings.model_prices,
+                                                      daily_budget=self.settings.daily_budget_usd))
 
     def model_name(self) -> str:
         if self._model_client is not None:
@@ -127,7 +149,14 @@ class Components:
     @property
     def answerer(self) -> Answerer:
         return self._part("answerer", lambda: Answerer(self.model_client("answer"), model_name=self.model_name(),
-                                                       timeout=self.settings.answer_timeout))
+                                                       timeout=self.settings.answer_timeout,
+                                                       extractive=self.extractive))
+
+    @property
+    def extractive(self) -> ExtractiveAnswerer:
+        """Extractive answers, with the index's embedding model; kept across answerers for its sentence vectors."""
+        return self._part("extractive", lambda: ExtractiveAnswerer(
+            self.embedder.embed_documents, ExtractiveConfig(min_similarity=self.settings.answer_min_similarity)))
 
     @contextlib.contextmanager
     def override(self, *, model_client: Any, model_name: str | None = None) -> Iterator[None]:
@@ -159,18 +188,23 @@ class Components:
                                                   settings.qdrant_api_key) if v is not None]
         repository = PluginRepository(settings.plugins_path)
         sandbox_factory = lambda: default_sandbox(settings)
+        environments = ToolEnvironments(settings.envs_path, timeout=settings.tool_env_timeout)
         gate = self.retrieval_gate
+        approvals = ApprovalStore(settings.home / "approvals.sqlite3", token_digests=token_digests(settings))
         return EvolutionPipeline(
             repository=repository,
-            registry=ToolRegistry(repository, sandbox_factory),
+            registry=ToolRegistry(repository, sandbox_factory, environments=environments),
+            environments=environments,
             sandbox_factory=sandbox_factory,
-            approvals=ApprovalStore(settings.home / "approvals.sqlite3", token_digests=token_digests(settings)),
-            audit=AuditLog(settings.audit_path, known_secrets=secrets),
+            approvals=approvals,
+            audit=AuditLog(settings.audit_path, known_secrets=secrets,
+                           on_entry=lambda entry: self._notify(entry, approvals)),
             staging_dir=settings.home / "staging",
             dependency_allowlist=settings.dependency_allowlist,
             resolve_dependencies=settings.resolve_dependencies,
             retrieval_gate=gate if settings.gate_baseline and gate is not None else None,
             approval_ttl=settings.approval_timeout,
+            min_coverage=settings.min_coverage,
             memory=self.memory,
             writer=self.writer,
         )
@@ -189,6 +223,34 @@ class Components:
         """The hourly limit on evolutions (and hand-added tools), shared by every process of the home."""
         return self._part("rate_limiter", lambda: SlidingWindowLimiter(
             self.settings.home / "rate_limit.sqlite3", limit=self.settings.evolutions_per_hour))
+
+    # Notifications
+    @property
+    def webhooks(self) -> WebhookNotifier:
+        """Signed notifications of events to the registered webhooks (deliveries run off the caller's thread)."""
+        settings = self.settings
+        return self._part("webhooks", lambda: WebhookNotifier(
+            WebhookStore(settings.home / "webhooks.sqlite3"),
+            DeliveryPolicy(max_attempts=settings.webhook_max_attempts, backoff=settings.webhook_backoff_seconds,
+                           timeout=settings.webhook_timeout, disable_after=settings.webhook_disable_after)))
+
+    def _notify(self, entry: dict, approvals: ApprovalStore) -> None:
+        """Webhook events from the audit trail: a change left waiting for an approver, a deploy, a rollback.
+        Approvers get what the change is and its risk; the diff and the tests stay in evorag."""
+        event = entry.get("event")
+        principal = (entry.get("principal") or {}).get("name")
+        if event == "approval_pending":
+            request = approvals.get(entry["approval_id"])
+            self.webhooks.emit("approval_pending", {
+                "approval_id": request.id, "tool": request.tool, "risk": request.risk, "summary": request.summary,
+                "requested_by": request.requested_by, "expires_at": request.expires_at})
+        elif event == "deployed":
+            self.webhooks.emit("deploy", {"tool": entry.get("tool"), "version": entry.get("version"),
+                                          "run_id": entry.get("run_id"), "by": principal})
+        elif event == "rollback":
+            self.webhooks.emit("rollback", {"to_version": entry.get("version"),
+                                            "new_checkpoint": entry.get("new_checkpoint"),
+                                            "removed": entry.get("removed"), "by": principal})
 
     # Principals
     @property

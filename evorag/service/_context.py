@@ -10,6 +10,7 @@ from evorag.principals import Principal, acting_as, acting_principal, require
 from evorag.service._components import Components
 from evorag.service._writer import WriterSlot
 from evorag.settings import Settings
+from evorag.tools.costs import metering
 
 
 @dataclass(slots=True)
@@ -33,5 +34,6 @@ class ServiceContext:
     @contextlib.contextmanager
     def acting(self, principal: Principal | None, operation: str) -> Iterator[Principal]:
         """Check the role, and record the principal as the one acting (the audit log names it)."""
-        with acting_as(self.check(principal, operation)) as who:
+        # The model calls made meanwhile are attributed to this operation (evorag.tools.costs).
+        with acting_as(self.check(principal, operation)) as who, metering(operation=operation):
             yield who

@@ -4,15 +4,18 @@ rollback, and the evolution audit log."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evorag.about import evorag_version
 from evorag.principals import Principal
 from evorag.service._context import ServiceContext
 from evorag.tools.approvals import Approver, PolicyApprover
 from evorag.tools.evolution import EvolutionOutcome
 from evorag.tools.plugins import ToolManifest, Version
+from evorag.tools.tool_openapi import tools_openapi
 
 
 @dataclass(slots=True)
@@ -30,6 +33,7 @@ class Rollback:
 class ToolsetService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        self._seen_checkpoint: str | None = None
 
     async def aadd_tool(self, path: Path, *, request: str = "", approver: Approver | None = None,
                         principal: Principal | None = None) -> EvolutionOutcome:
@@ -64,10 +68,46 @@ class ToolsetService:
         self._ctx.check(principal, "list_tools")
         return self._ctx.parts.pipeline.repository.head_id()
 
+    def follow_tools(self, listener: Callable[[], None], *, principal: Principal | None = None
+                     ) -> Callable[[], None]:
+        """Call ``listener()`` (in whichever thread made the change) after every change of the deployed tool set
+        this process sees: its own deploys and rollbacks at once, other processes' once ``refresh_tools`` notices
+        them (reader role). Returns the function that stops it."""
+        self._ctx.check(principal, "list_tools")
+        return self._ctx.parts.registry.subscribe(lambda change: listener())
+
+    def refresh_tools(self, *, principal: Principal | None = None) -> bool:
+        """Re-read the deployed tools if the tool set changed since the last look (another process deployed or
+        rolled back); the ``follow_tools`` listeners hear of it. True when a tool appeared, went or changed. Cheap
+        to poll: it reads the checkpoint id, and the tool set only when that moved."""
+        head = self.tool_set_checkpoint(principal=principal)
+        if head == self._seen_checkpoint:
+            return False
+        change = self._ctx.parts.registry.refresh()
+        self._seen_checkpoint = head
+        return bool(change.added or change.removed or change.updated)
+
     def call_tool(self, name: str, arguments: dict[str, Any], *, principal: Principal | None = None) -> Any:
         """Call a deployed tool in the sandbox (operator role)."""
         with self._ctx.acting(principal, "call_tool"):
             return self._ctx.parts.registry.call(name, arguments)
+
+    def retire_tool(self, selector: str, *, principal: Principal | None = None) -> Version:
+        """Retire a previous major version a breaking redeploy kept callable (``NAME@MAJOR`` or its folder
+        ``NAME_vMAJOR``), as a new checkpoint (approver role: its callers stop working). Holds the writer slot."""
+        with self._ctx.acting(principal, "rollback"):
+            pipeline = self._ctx.parts.pipeline
+            folder = pipeline.registry.resolve(selector)
+            with pipeline.writer:
+                version = pipeline.repository.retire(folder, message=f"retired {selector}")
+                pipeline.registry.refresh()
+            pipeline.audit.write("retired", tool=folder, selector=selector, new_checkpoint=version.id)
+            return version
+
+    def tools_openapi(self, *, principal: Principal | None = None) -> dict:
+        """An OpenAPI 3.1 document of every deployed tool (reader role); ``info.version`` is evorag's."""
+        self._ctx.check(principal, "list_tools")
+        return tools_openapi(self._ctx.parts.registry.tools(), evorag_version=evorag_version())
 
     def versions(self, *, principal: Principal | None = None) -> list[Version]:
         """Checkpoints of the deployed tool set, oldest first (reader role)."""

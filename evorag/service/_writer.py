@@ -27,6 +27,14 @@ class WriterSlot:
         """True while someone writes: interfaces tell their user that the next write waits."""
         return self._lock.locked()
 
+    def try_acquire(self) -> bool:
+        """Take the slot if it is free, without waiting; ``release()`` gives it back. For queue workers, which
+        choose their next request by whether they can write now (evorag/service/_workers.py)."""
+        return self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._lock.release()
+
     def __enter__(self) -> Self:
         if self._owner == threading.get_ident():
             raise InternalError("the writer slot was taken twice by one thread (it would wait for itself)")

@@ -1,31 +1,41 @@
-"""The Chainlit UI's helpers (the callbacks themselves are in the repository's app.py).
+"""The Chainlit UI's helpers; the callbacks themselves are in the repository's app.py.
 
-Importing Chainlit writes its config into the current directory, so the parts that need it
-(``ChainlitApprover``, ``AgentSteps``, ``create_data_layer``) are imported on first use only; the
-CLI can import this package without touching Chainlit.
+* parsing what the person typed (``parse_command``), Markdown of the service's results (``render_*``);
+* Chainlit messages, buttons and progress (``_chat``), agent steps (``AgentSteps``), inline approval
+  (``ChainlitApprover``), the dashboard's plot; the chat history's data layer is ``evorag.ui.history`` (it
+  imports Chainlit: app.py imports it);
+* starting the server (``run_ui``).
+
+Importing Chainlit writes its config into the current directory: the modules here import it inside the functions
+that need it (and plotly likewise), so the CLI imports this package without touching Chainlit.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-
-from evorag.ui._auth import (
-    FROM_SETTINGS,
-    FROM_STORE,
-    check_credentials,
-    credentials_configured,
-    ensure_auth_secret,
-    login,
-    require_credentials,
-    session_principal,
+from evorag.ui._approver import ChainlitApprover
+from evorag.ui._auth import ensure_auth_secret
+from evorag.ui._chat import (
+    CrawlProgressMessage,
+    confirm_rollback,
+    offer_commands,
+    say,
+    show_error,
+    show_pending_approval,
+    show_quality,
+    show_versions,
+    starters,
 )
 from evorag.ui._commands import COMMANDS, Command, crawl_arguments, help_text, parse_command
+from evorag.ui._launch import run_ui
+from evorag.ui._plots import metrics_figure
 from evorag.ui._render import (
     link_citations,
     quality_table,
     render_answer,
+    render_answer_step,
     render_crawl_progress,
     render_crawl_report,
+    render_decision,
     render_evolutions,
     render_healing,
     render_history,
@@ -33,43 +43,36 @@ from evorag.ui._render import (
     render_pending,
     render_pending_header,
     render_principal,
+    render_rollback,
     render_sources,
+    render_team_mode,
+    render_team_turn,
     render_tools,
     render_trend,
     render_versions,
 )
-
-_LAZY = {
-    "ChainlitApprover": "evorag.ui._approver",
-    "AgentSteps": "evorag.ui._steps",
-    "create_data_layer": "evorag.ui._datalayer",
-    "ensure_schema": "evorag.ui._datalayer",
-    "metrics_figure": "evorag.ui._plots",
-    "run_ui": "evorag.ui._launch",
-}
+from evorag.ui._steps import AgentSteps
 
 __all__ = [
     "COMMANDS",
-    "FROM_SETTINGS",
-    "FROM_STORE",
     "AgentSteps",
     "ChainlitApprover",
     "Command",
-    "check_credentials",
+    "CrawlProgressMessage",
+    "confirm_rollback",
     "crawl_arguments",
-    "create_data_layer",
-    "credentials_configured",
     "ensure_auth_secret",
-    "ensure_schema",
     "help_text",
     "link_citations",
-    "login",
     "metrics_figure",
+    "offer_commands",
     "parse_command",
     "quality_table",
     "render_answer",
+    "render_answer_step",
     "render_crawl_progress",
     "render_crawl_report",
+    "render_decision",
     "render_evolutions",
     "render_healing",
     "render_history",
@@ -77,17 +80,18 @@ __all__ = [
     "render_pending",
     "render_pending_header",
     "render_principal",
+    "render_rollback",
     "render_sources",
+    "render_team_mode",
+    "render_team_turn",
     "render_tools",
     "render_trend",
     "render_versions",
-    "require_credentials",
     "run_ui",
-    "session_principal",
+    "say",
+    "show_error",
+    "show_pending_approval",
+    "show_quality",
+    "show_versions",
+    "starters",
 ]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'evorag.ui' has no attribute {name!r}")

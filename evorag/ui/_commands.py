@@ -1,4 +1,5 @@
-"""What the person typed: a slash command (``/crawl URL``) or, by default, a question."""
+"""What the person typed: a slash command (``/crawl URL``) or, by default, a question (in team mode: a message to
+the agent team)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evolve": ("/evolve REQUEST [--docs URL]", "Let the agent team build, test and (after approval) deploy a tool",
                "sparkles"),
     "heal": ("/heal [PROBLEM]", "Run the health checks and repair what fails", "heart-pulse"),
+    "team": ("/team [MESSAGE]", "Talk to the agent team: team mode on or off (in it, your messages go to the team)",
+             "users"),
     "metrics": ("/metrics", "Answer quality over time, the trend, evolutions and versions", "chart-line"),
     "versions": ("/versions", "Checkpoints of the deployed tools, with rollback", "history"),
     "approvals": ("/approvals", "Changes waiting for approval: approvers approve or reject them", "shield-check"),
@@ -30,17 +33,17 @@ class Command:
     options: dict[str, list[str]] = field(default_factory=dict)
 
 
-def parse_command(text: str, command: str | None = None) -> Command:
+def parse_command(text: str, command: str | None = None, *, team_mode: bool = False) -> Command:
     """Read one chat message. ``command`` is the id of a command picked in Chainlit's composer menu.
 
-    Plain text is a question. Raises UserError for an unknown ``/command`` or a command missing its
-    argument, with the usage in the hint.
+    Plain text is a question, or in ``team_mode`` a message to the team. Raises UserError for an unknown
+    ``/command`` or a command missing its argument, with the usage in the hint.
     """
     text = (text or "").strip()
     name = (command or "").strip().lower()
     if not name:
         if not text.startswith("/"):
-            return Command("ask", text) if text else Command("help")
+            return Command("team" if team_mode else "ask", text) if text else Command("help")
         head, _, text = text[1:].partition(" ")
         name, text = head.lower(), text.strip()
     if name not in COMMANDS:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from evorag.approval_token import withhold
 from evorag.errors import ConfigError
-from evorag.ui._auth import AUTH_SECRET_ENV, ensure_auth_secret, require_credentials
+from evorag.service import Evorag
+from evorag.ui._auth import AUTH_SECRET_ENV, ensure_auth_secret
 
 # A checkout (or editable install) has the app at the repository root; a regular install ships a copy
 # under <prefix>/share/evorag (pyproject's data-files).
@@ -100,13 +101,8 @@ def ui_environment(settings, host: str, port: int) -> dict[str, str]:
 
 def run_ui(settings, host: str | None = None, port: int | None = None) -> None:
     """Replace this process with the Chainlit server. Raises ConfigError when nobody could log in."""
-    from evorag.principals import PrincipalStore
-
-    store = PrincipalStore(settings.principals_path)
-    try:
-        require_credentials(settings, store)
-    finally:
-        store.close()
+    with Evorag(settings) as service:
+        service.require_ui_login()
     host = host or settings.ui_host
     port = port or settings.ui_port
     if not is_loopback(host):

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from evorag.demo import DEMO_QUESTIONS, DEMO_SOURCE
 from evorag.principals import Role
+from evorag.team_events import SKIP_SOURCES
 
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 QUALITY_COLUMNS = (("grounding", "grounding"), ("rougeL", "ROUGE-L"), ("ndcg", "nDCG"),
@@ -93,6 +95,22 @@ def render_answer(answer) -> str:
     return "\n\n".join(parts)
 
 
+def render_answer_step(answer) -> str:
+    """The retrieval step's line under an answer: passages, model, timings."""
+    timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in answer.timings_ms.items())
+    return f"{len(answer.sources_used)} passages · model {code_span(answer.model, 60)} · {timings}"
+
+
+def starter_prompts(sources: Sequence) -> list[tuple[str, str]]:
+    """(label, message) of the starters: the demo question when the demo is indexed, a crawl of a known source."""
+    question = DEMO_QUESTIONS[0] if any(s.name == DEMO_SOURCE for s in sources) else "How do I get started?"
+    crawl_url = next((s.start_url for s in sources if s.start_url), "https://docs.python.org/3/")
+    return [("Ask the documentation", question), ("Crawl documentation", f"/crawl {crawl_url}"),
+            ("Build a tool", "/evolve a tool that counts the words in a text"),
+            ("Talk to the agent team", "/team"),
+            ("Health check", "/heal health check"), ("Quality dashboard", "/metrics")]
+
+
 def render_crawl_progress(url: str, progress) -> str:
     if progress is None:
         return f"Crawling {url} … starting"
@@ -148,6 +166,52 @@ def render_healing(report) -> str:
     return "\n".join(lines)
 
 
+def render_team_mode(on: bool) -> str:
+    if on:
+        return ("**Team mode on.** Your messages now go to the agent team: the orchestrator, the dependency "
+                "validator, the code debugger, the integration tester and the deployer, with you as the human. "
+                "Their messages appear as steps; a tool they propose asks for your approval here. "
+                "`/ask` still asks the documentation; `/team` again leaves team mode.")
+    return "**Team mode off.** Your messages are questions to the documentation again (`/team` goes back)."
+
+
+def render_team_turn(turn) -> str:
+    """The end of a team turn: the team's last word or its question to the person, the tools it proposed."""
+    said = [m for m in turn.messages if m.get("source") not in SKIP_SOURCES | {"human"}
+            and isinstance(m.get("content"), str) and m["content"].strip()]
+    if turn.waiting_for_human:
+        question = "\n".join(f"> {line}" for line in (turn.question or "").strip().splitlines()[:40])
+        asker = said[-1]["source"] if said else "the team"
+        parts = [f"**{code_span(asker, 40)} asks you:**\n\n{question}", "_Reply in your next message._"]
+    elif said:
+        last = said[-1]
+        text = last["content"].replace("TERMINATE", "").strip() or "(done)"
+        parts = [f"**{code_span(last['source'], 40)}:** {text}"]
+    else:
+        parts = ["The team said nothing this turn."]
+    parts += [render_outcome(outcome) for outcome in turn.outcomes]
+    parts.append(f"_Conversation `{turn.conversation_id[:8]}` · {len(turn.messages)} messages this turn"
+                 + (f" · stopped: {text_cell(turn.stop_reason, 80)}" if turn.stop_reason else "") + "_")
+    return "\n\n".join(parts)
+
+
+def render_decision(approval_id: str, result) -> str:
+    """What an Approve / Reject click in the /approvals view did."""
+    if getattr(result, "status", None) == "deployed":
+        return f"✓ Approved `{approval_id}`: {render_outcome(result)}"
+    return f"Approval `{approval_id}` is now **{result.status}**."
+
+
+def render_rollback_question(version: str) -> str:
+    return f"Restore the tool set of checkpoint `{version[:12]}`? It is recorded as a new checkpoint."
+
+
+def render_rollback(version: str, result) -> str:
+    checkpoint = result.version
+    return (f"↩️ Rolled back to `{version[:12]}` (new checkpoint `{checkpoint.id[:12]}`). "
+            f"Tools now: {', '.join(checkpoint.tools) or 'none'}.")
+
+
 def render_approval(request) -> str:
     reasons = "".join(f"\n- {text_cell(r, 200)}" for r in request.risk_reasons)
     return (f"### Approval needed: deploy {code_span(request.tool)}\n\n"
@@ -190,11 +254,15 @@ def render_sources(records: Iterable) -> str:
 
 
 def render_tools(manifests: Iterable) -> str:
+    """The deployed tools, each with its first example recorded in the sandbox (untrusted, served like the
+    summary by ``ToolManifest.served_examples``)."""
     rows = [f"| {code_span(m.name)} | v{m.version} | {m.risk} | "
-            f"{text_cell(m.summary(), 120)} |" for m in manifests]
+            f"{text_cell(m.summary(), 120)} | {text_cell((m.served_examples() or ['–'])[0], 100)} |"
+            for m in manifests]
     if not rows:
         return "No evolved tools yet. Ask for one with `/evolve REQUEST`."
-    return "\n".join(["| tool | version | risk | description |", "|---|---|---|---|", *rows])
+    return "\n".join(["| tool | version | risk | description | example (recorded in the sandbox) |",
+                      "|---|---|---|---|---|", *rows])
 
 
 def render_versions(versions: Sequence) -> str:

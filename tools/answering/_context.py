@@ -25,10 +25,11 @@ class Passage:
     score: float
     chunk_ids: list[str] = field(default_factory=list)
     source: str = ""
+    version: str | None = None  # the documentation version of its source (None: unversioned)
 
     def citation(self) -> dict:
         return {"number": self.number, "url": self.url, "title": self.title, "section": self.section,
-                "source": self.source}
+                "source": self.source, "version": self.version}
 
     def to_dict(self) -> dict:
         return {**self.citation(), "content": self.text, "score": round(self.score, 6), "chunk_ids": self.chunk_ids}
@@ -97,6 +98,7 @@ def assemble_context(
                 score=score,
                 chunk_ids=[chunk.id for chunk in chunks],
                 source=first.source,
+                version=first.version,
             )
         )
         budget -= cost

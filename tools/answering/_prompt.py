@@ -33,6 +33,24 @@ def render_sources(passages: Sequence[Passage]) -> str:
     return "\n".join(parts)
 
 
+ANSWER_CUE = "Answer with citations:"
+
+
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict]:
-    user = f"{render_sources(passages)}\n\n<question>\n{_neutralize(question)}\n</question>\n\nAnswer with citations:"
+    user = f"{render_sources(passages)}\n\n<question>\n{_neutralize(question)}\n</question>\n\n{ANSWER_CUE}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def template_phrases(min_chars: int = 20) -> list[str]:
+    """The prompt's own wording, lowercased: each rule of the system prompt cut at sentence ends, commas,
+    brackets and tags, and the cue that ends the user message. A model answer repeating one of them is echoing
+    its prompt."""
+    text = re.sub(r"\n\s+", " ", f"{SYSTEM_PROMPT}\n{ANSWER_CUE}")  # a rule's continuation lines
+    text = re.sub(r"</?\s*\w+[^>]*>", "\n", text)
+    pieces = re.split(r"[\n.(),]+", text)  # clauses too: an echo may repeat part of a rule
+    phrases = (" ".join(piece.strip(" -:").split()).lower() for piece in pieces)
+    return [phrase for phrase in dict.fromkeys(phrases) if len(phrase) >= min_chars]
+
+
+# The roles of the messages build_messages writes, and the one the model answers as.
+MESSAGE_ROLES = ("system", "user", "assistant")

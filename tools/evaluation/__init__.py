@@ -32,7 +32,7 @@ from evorag.tools.evaluation._retrieval import (
     query_metrics,
     recall_at_k,
 )
-from evorag.tools.evaluation._rouge import RougeResult, RougeScore
+from evorag.tools.evaluation._rouge import RougeResult, RougeScore, rouge
 from evorag.tools.evaluation._text import split_sentences
 from evorag.tools.evaluation._trend import Trend, compute_trend
 
@@ -62,5 +62,6 @@ __all__ = [
     "precision_at_k",
     "query_metrics",
     "recall_at_k",
+    "rouge",
     "split_sentences",
 ]

@@ -22,6 +22,7 @@ from evorag.tools.evaluation._grounding import (
 from evorag.tools.evaluation._relevance import graded_ndcg, labelled_ndcg
 from evorag.tools.evaluation._rouge import RougeResult, rouge, warm_up
 from evorag.tools.evaluation._text import (
+    CodeBlock,
     TextUnit,
     citation_numbers,
     clean_markdown,
@@ -235,23 +236,7 @@ class Evaluator:
         config = self.config
         watch = _Stopwatch()
         items = [_as_context(item, i) for i, item in enumerate(contexts)]
-
-        # Claims and evidence units.
-        prose, blocks = split_code_blocks(answer)
-        claims: list[Claim] = []
-        for sentence in split_sentences(prose):
-            text = clean_markdown(sentence)
-            unit = TextUnit.of(text)
-            if len(unit.stems) >= config.grounding.min_claim_words:
-                claims.append(Claim(text=text, citations=citation_numbers(sentence), unit=unit))
-        evidence: list[ContextEvidence] = []
-        for item in items:
-            context_prose, context_blocks = split_code_blocks(item.text)
-            units = [
-                TextUnit.of(clean_markdown(s)) for s in split_sentences(context_prose, keep_headings=True)
-            ]
-            units += [TextUnit.of(block.code) for block in context_blocks]
-            evidence.append(ContextEvidence.of([u for u in units if u.stems][: config.max_units_per_context]))
+        claims, blocks, evidence = self._claims_and_evidence(answer, items)
         watch.lap("parse")
 
         # One batched embedding call: the query, the claims, and only the context sentences whose
@@ -338,6 +323,51 @@ class Evaluator:
             embedder_used=query_vector is not None,
             timings_ms=watch.total(),
         )
+
+    def grounding(self, answer: str, contexts: Sequence[ContextLike]) -> GroundingResult:
+        """The grounding of ``answer`` alone: what the grounding gate reads, without the rest of the report
+        (the same figure ``evaluate`` reports). Raises what ``evaluate`` raises."""
+        config = self.config
+        items = [_as_context(item, i) for i, item in enumerate(contexts)]
+        claims, _, evidence = self._claims_and_evidence(answer, items)
+        claim_vectors = None
+        unit_vectors: list[np.ndarray] | None = None
+        if self.embed is not None and claims:
+            embedded = [sorted(indices) for indices in semantic_candidates(claims, evidence, config.grounding)]
+            texts = [c.text for c in claims]
+            texts += [evidence[c].units[i].text for c in range(len(evidence)) for i in embedded[c]]
+            matrix = self._embed_unique([t[: config.max_embed_chars] for t in texts])
+            claim_vectors, unit_vectors, offset = matrix[: len(claims)], [], len(claims)
+            for context, indices in zip(evidence, embedded, strict=True):
+                vectors = np.zeros((len(context.units), matrix.shape[1]), dtype=matrix.dtype)
+                vectors[indices] = matrix[offset : offset + len(indices)]
+                unit_vectors.append(vectors)
+                offset += len(indices)
+        return judge_claims(
+            claims, evidence, config.grounding, claim_vectors=claim_vectors, unit_vectors=unit_vectors
+        )
+
+    def _claims_and_evidence(
+        self, answer: str, items: Sequence[_Context]
+    ) -> tuple[list[Claim], list[CodeBlock], list[ContextEvidence]]:
+        """The answer's claims and code blocks, and the evidence units of every context."""
+        config = self.config
+        prose, blocks = split_code_blocks(answer)
+        claims: list[Claim] = []
+        for sentence in split_sentences(prose):
+            text = clean_markdown(sentence)
+            unit = TextUnit.of(text)
+            if len(unit.stems) >= config.grounding.min_claim_words:
+                claims.append(Claim(text=text, citations=citation_numbers(sentence), unit=unit))
+        evidence: list[ContextEvidence] = []
+        for item in items:
+            context_prose, context_blocks = split_code_blocks(item.text)
+            units = [
+                TextUnit.of(clean_markdown(s)) for s in split_sentences(context_prose, keep_headings=True)
+            ]
+            units += [TextUnit.of(block.code) for block in context_blocks]
+            evidence.append(ContextEvidence.of([u for u in units if u.stems][: config.max_units_per_context]))
+        return claims, blocks, evidence
 
     def _embed_unique(self, texts: list[str]) -> np.ndarray:
         """Embed each distinct text once (overlapping chunks repeat sentences)."""

@@ -11,7 +11,7 @@ from evorag.tools.plugins._chain import (
     write_key,
 )
 from evorag.tools.plugins._manifest import ToolManifest
-from evorag.tools.plugins._registry import RegistryChange, ToolRegistry
+from evorag.tools.plugins._registry import RegistryChange, ToolRegistry, pinned_name
 from evorag.tools.plugins._repository import PluginRepository, Version, check_tool_name
 from evorag.tools.plugins._restore import restore_plugins
 
@@ -27,6 +27,7 @@ __all__ = [
     "check_tool_name",
     "load_or_create_key",
     "parse_key",
+    "pinned_name",
     "read_key",
     "restore_plugins",
     "write_key",

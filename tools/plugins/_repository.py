@@ -1,7 +1,9 @@
 """Deployed tools live in a git repository: every deploy and rollback is a checkpoint commit.
 
-Layout: ``tools/<name>/{tool.py, manifest.json, requirements.txt?, test_*.py}`` plus ``CHANGELOG.md`` and
-``MANIFEST_CHAIN.jsonl`` (the authenticated record of every deployed state, see ``_chain``).
+Layout: ``tools/<name>/{tool.py, manifest.json, requirements.txt?, requirements.lock?, test_*.py}`` plus
+``CHANGELOG.md``, ``MANIFEST_CHAIN.jsonl`` (the authenticated record of every deployed state, see ``_chain``),
+and, derived from the tools' locks at every checkpoint, ``requirements.lock`` and ``Dockerfile.tools`` (see
+``evorag.tools.tool_envs``).
 HEAD is always a consistent tool set: changes are written to the work tree and committed in one
 step (the chain line with them); a process killed in between leaves a dirty tree that ``recover`` resets
 to HEAD on next open. A rollback brings back only states the chain recorded: history that came from
@@ -29,11 +31,15 @@ from evorag.tools.plugins._chain import (
     state_of_directory,
 )
 from evorag.tools.plugins._manifest import MANIFEST, ToolManifest
+from evorag.tools.tool_envs import write_union_files
 
 from evorag.errors import NotFoundError, UserError
 
 _TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_COPY_PATTERNS = ("tool.py", "requirements.txt", "test_*.py")
+# requirements.lock: written into the staged candidate by the dependency gate, never taken from a candidate.
+TOOL_CHANGELOG = "CHANGELOG.md"  # in each tool's folder: its versions, newest first
+MIGRATION_FILE = "MIGRATION.md"  # in a tool's folder after a breaking redeploy: how to call the new version
+_COPY_PATTERNS = ("tool.py", "requirements.txt", "requirements.lock", "test_*.py")
 
 
 def check_tool_name(name: str) -> str:
@@ -112,14 +118,28 @@ class PluginRepository:
         return path
 
     def _checkpoint(self, message: str, changelog: str) -> Version:
+        try:
+            # The union of the tools' locks and its Dockerfile lines: committed with the tool set they describe,
+            # so a rollback brings back its own. Tools whose locks conflict are no tool set: nothing is committed.
+            write_union_files(self.root, self.tools_dir)
+        except UserError:
+            self.recover()
+            raise
         with (self.root / "CHANGELOG.md").open("a") as handle:
             handle.write(f"\n- {time.strftime('%Y-%m-%d %H:%M:%S')}: {changelog}\n")
         self.repo.git.add("-A")
         commit = self.repo.index.commit(message)
         return self._version(commit)
 
-    def deploy(self, candidate_dir: Path, manifest: ToolManifest, *, message: str) -> Version:
-        """Copy the candidate's files in as ``tools/<name>`` and commit a checkpoint."""
+    def deploy(self, candidate_dir: Path, manifest: ToolManifest, *, message: str, pin_previous: str | None = None,
+               migration: str = "") -> Version:
+        """Copy the candidate's files in as ``tools/<name>`` and commit a checkpoint.
+
+        ``manifest.semver`` is the version the compatibility check chose. ``pin_previous`` (a breaking redeploy)
+        names the folder the deployed version moves to, ``NAME_vMAJOR``, still callable until it is retired;
+        ``migration`` (Markdown) is written as the tool's MIGRATION.md. Every deploy adds its entry to the tool's
+        own CHANGELOG.md (newest first), with the migration guide when there is one.
+        """
         name = check_tool_name(manifest.name)
         with self._lock:
             self.recover()
@@ -127,6 +147,9 @@ class PluginRepository:
             previous = ToolManifest.load(target / MANIFEST) if (target / MANIFEST).exists() else None
             manifest.version = previous.version + 1 if previous else 1
             manifest.deployed_at = time.time()
+            history = _tool_changelog_entries(target / TOOL_CHANGELOG)
+            if pin_previous and previous is not None:
+                self._pin(target, previous, check_tool_name(pin_previous))
             if target.exists():
                 shutil.rmtree(target)
             target.mkdir(parents=True)
@@ -134,6 +157,11 @@ class PluginRepository:
                 for file in sorted(candidate_dir.glob(pattern)):
                     shutil.copy2(file, target / file.name)
             manifest.save(target / MANIFEST)
+            entry = f"## {manifest.semver} ({time.strftime('%Y-%m-%d')}, revision {manifest.version})\n\n{message}\n"
+            if migration:
+                (target / MIGRATION_FILE).write_text(migration.rstrip() + "\n", encoding="utf-8")
+                entry += "\n" + migration.replace("## Migrating", "### Migrating", 1).rstrip() + "\n"
+            (target / TOOL_CHANGELOG).write_text(f"# Changelog of `{name}`\n\n{entry}{history}", encoding="utf-8")
             try:
                 state = state_of_directory(target)
             except UntrustedToolError as exc:
@@ -141,8 +169,43 @@ class PluginRepository:
                 raise UserError(f"cannot deploy {name}: {exc}") from None
             self.chain.append("deploy", name, state)
             verb = "update" if previous else "add"
-            return self._checkpoint(f"{verb} tool {name} v{manifest.version}: {message}",
-                                    f"{verb} `{name}` v{manifest.version} ({manifest.risk}) — {message}")
+            breaking = f"BREAKING, {previous.semantic_version()} kept as `{pin_previous}`, " if (
+                pin_previous and previous) else ""
+            return self._checkpoint(f"{verb} tool {name} {manifest.semver} (v{manifest.version}): {message}",
+                                    f"{verb} `{name}` {manifest.semver} ({breaking}{manifest.risk}) — {message}")
+
+    def _pin(self, target: Path, previous: ToolManifest, pinned: str) -> None:
+        """Copy the deployed ``target`` to ``tools/<pinned>`` as the previous major version (its manifest renamed,
+        ``pinned_of`` naming the function its tool.py defines) and record it in the chain."""
+        folder = self.tools_dir / pinned
+        if (folder / MANIFEST).exists():
+            raise UserError(f"cannot keep {previous.name} {previous.semantic_version()} as {pinned}: a tool of that "
+                            "name is deployed", hint=f"retire or remove {pinned} first")
+        shutil.copytree(target, folder)
+        pinned_manifest = ToolManifest.load(folder / MANIFEST)
+        pinned_manifest.name, pinned_manifest.pinned_of = pinned, previous.name
+        pinned_manifest.save(folder / MANIFEST)
+        (folder / MIGRATION_FILE).unlink(missing_ok=True)
+        try:
+            state = state_of_directory(folder)
+        except UntrustedToolError as exc:
+            self.recover()
+            raise UserError(f"cannot keep {previous.name} as {pinned}: {exc}") from None
+        self.chain.append("pin", pinned, state)
+
+    def retire(self, pinned: str, *, message: str = "") -> Version:
+        """Remove a previous major version kept callable by a breaking redeploy (``NAME_vMAJOR``)."""
+        with self._lock:
+            folder = self.tool_dir(pinned)
+            manifest = ToolManifest.load(folder / MANIFEST)
+            if not manifest.pinned_of:
+                raise UserError(f"{pinned} is not a previous major version of a tool",
+                                hint="retire takes NAME@MAJOR of a tool redeployed with breaking changes")
+            shutil.rmtree(folder)
+            self.chain.append("retire", pinned, None)
+            return self._checkpoint(f"retire {pinned} ({manifest.pinned_of} {manifest.semantic_version()}): {message}",
+                                    f"retire `{pinned}`, {manifest.pinned_of} {manifest.semantic_version()} "
+                                    f"{message}".strip())
 
     def remove(self, name: str, *, message: str = "") -> Version:
         with self._lock:
@@ -260,6 +323,14 @@ class PluginRepository:
 
     def changelog(self) -> str:
         return (self.root / "CHANGELOG.md").read_text()
+
+
+def _tool_changelog_entries(path: Path) -> str:
+    """The entries of a tool's CHANGELOG.md (everything after its title), to keep below a new entry."""
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return text[text.index("\n## "):].lstrip("\n") if "\n## " in text else ""
 
 
 def tree_states(commit) -> dict[str, ToolState | str]:

@@ -31,6 +31,7 @@ from evorag.tools.plugins._chain import (
     UntrustedToolError,
     state_of_directory,
 )
+from evorag.tools.tool_envs import DOCKER_FRAGMENT, UNION_LOCK, write_union_files
 
 from evorag.errors import UserError
 
@@ -110,6 +111,7 @@ def restore_plugins(bundle: Path, repo_dir: Path, quarantine_dir: Path, *, key: 
                + (f" ({', '.join(i['tool'] for i in report.quarantined)})" if report.quarantined else ""))
     with (repo_dir / "CHANGELOG.md").open("a", encoding="utf-8") as handle:
         handle.write(f"\n- {summary}\n")
+    write_union_files(repo_dir, tools_dir)  # without the quarantined tools' locks
     _git(["-C", str(repo_dir), "add", "-A"], label, "cannot be committed")
     _git(["-C", str(repo_dir), "commit", "-q", "-m", summary], label, "cannot be committed")
     return report
@@ -179,7 +181,7 @@ def _check_tree(repo_dir: Path, label: str) -> None:
         if kind != "blob" or mode not in ("100644", "100755"):
             raise _refuse(label, f"the plugins repository holds {shown!r}, which is not a regular file")
         parts = path.split("/")
-        if parts in (["CHANGELOG.md"], [CHAIN_FILE]):
+        if parts in (["CHANGELOG.md"], [CHAIN_FILE], [UNION_LOCK], [DOCKER_FRAGMENT]):
             limit = MAX_ROOT_FILE_BYTES
         elif len(parts) == 3 and parts[0] == "tools" and _TOOL_NAME.match(parts[1]) and _FILE_NAME.match(parts[2]):
             limit = MAX_TOOL_FILE_BYTES

@@ -33,6 +33,7 @@ from evorag.tools.sandbox._docker import DockerSandbox
 from evorag.tools.sandbox._docker_image import DEFAULT_IMAGE, build_image
 from evorag.tools.sandbox._protocol import (
     SCRATCH_DIR,
+    TOOL_ENV_MOUNT,
     WORKDIR_MOUNT,
     KilledReason,
     Limits,
@@ -45,6 +46,7 @@ from evorag.tools.sandbox._select import default_sandbox
 __all__ = [
     "DEFAULT_IMAGE",
     "SCRATCH_DIR",
+    "TOOL_ENV_MOUNT",
     "WORKDIR_MOUNT",
     "BubblewrapSandbox",
     "DockerSandbox",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, final
 
-from evorag.tools.sandbox._limits import check_argv, check_workdir, sandbox_env
-from evorag.tools.sandbox._protocol import Limits, SandboxError, SandboxResult
+from evorag.tools.sandbox._limits import check_argv, check_python_env, check_workdir, sandbox_env
+from evorag.tools.sandbox._protocol import TOOL_ENV_MOUNT, Limits, SandboxError, SandboxResult
 from evorag.tools.sandbox._seccomp import SeccompUnsupported, native_arch
 from evorag.tools.sandbox._snapshot import run_directory
 
@@ -29,7 +29,9 @@ class RunRequest:
 
     ``workdir`` is the snapshot to mount read-only at /work (world-readable, never the caller's
     directory); ``host_dir`` is a private host directory (0700) for the backend's own files, removed with
-    the snapshot after the run; ``env`` is the complete environment of the program (never the host's).
+    the snapshot after the run; ``env`` is the complete environment of the program (never the host's);
+    ``python_env`` a checked tool environment to mount read-only at ``TOOL_ENV_MOUNT`` (already first on
+    ``env``'s PYTHONPATH), or None.
     """
 
     workdir: Path
@@ -38,6 +40,7 @@ class RunRequest:
     limits: Limits
     env: Mapping[str, str]
     stdin: bytes | None
+    python_env: Path | None = None
 
 
 class SandboxBase(ABC):
@@ -46,6 +49,9 @@ class SandboxBase(ABC):
     name: ClassVar[str]
     # What to tell the operator when the backend cannot run.
     install_hint: ClassVar[str]
+    # The only folder whose environments ``run(python_env=...)`` may mount (EVORAG_HOME/envs; set by
+    # ``default_sandbox``). None: no environment may be mounted.
+    environments_root: Path | None = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,11 +84,13 @@ class SandboxBase(ABC):
         limits: Limits | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
+        python_env: Path | None = None,
     ) -> SandboxResult:
-        """Run ``argv`` over a read-only snapshot of ``workdir`` (see the ``Sandbox`` protocol).
+        """Run ``argv`` over a read-only snapshot of ``workdir`` (see the ``Sandbox`` protocol), with the tool
+        environment ``python_env`` (``<environments_root>/<sha256>/site``) mounted read-only when given.
 
-        Raises UserError for a bad workdir, argv, env or stdin, and SandboxError when the sandbox itself
-        cannot run. A program that fails, crashes or breaks a limit is a normal result.
+        Raises UserError for a bad workdir, argv, env, stdin or python_env, and SandboxError when the sandbox
+        itself cannot run. A program that fails, crashes or breaks a limit is a normal result.
         """
         limits = Limits() if limits is None else limits
         if not isinstance(limits, Limits):
@@ -90,6 +98,11 @@ class SandboxBase(ABC):
         checked_workdir = check_workdir(workdir)
         check_argv(argv)
         environment = sandbox_env(env)
+        checked_env = None
+        if python_env is not None:
+            checked_env = check_python_env(python_env, self.environments_root)
+            paths = [TOOL_ENV_MOUNT, *filter(None, environment.get("PYTHONPATH", "").split(":"))]
+            environment["PYTHONPATH"] = ":".join(paths)
         if stdin is not None and not isinstance(stdin, bytes):
             raise UserError(
                 "sandbox stdin must be bytes or None", hint="encode text first, e.g. text.encode()"
@@ -98,7 +111,7 @@ class SandboxBase(ABC):
         if problem:
             raise SandboxError(f"the {self.name} sandbox is unavailable: {problem}", hint=self.install_hint)
         with run_directory(checked_workdir) as (host_dir, snapshot):
-            request = RunRequest(snapshot, host_dir, tuple(argv), limits, environment, stdin)
+            request = RunRequest(snapshot, host_dir, tuple(argv), limits, environment, stdin, checked_env)
             return self._run(request)
 
     @abstractmethod

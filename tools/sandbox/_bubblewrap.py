@@ -11,6 +11,7 @@ What the sandboxed program sees:
   path (or under /opt/evorag-python* when /work or /tmp would hide it); nothing else of the host: no home
   directory, no EVORAG_HOME, no host /tmp (/proc/self/mountinfo does show the host paths of these mounts);
 - a snapshot of the workdir at ``/work``: read-only, and noexec except in the "direct" mode below;
+- the run's tool environment, when it has one, read-only at ``/opt/evorag-env`` (first on PYTHONPATH);
 - private tmpfs at ``/tmp`` (size = the memory limit) and ``/dev/shm`` (64 MiB): writable, nosuid, nodev,
   and noexec except in the "direct" mode; nothing else is writable (the rest of /dev is read-only);
 - a fresh /proc (its own processes only; /proc/sys and /proc/sysrq-trigger read-only) and a minimal /dev;
@@ -57,7 +58,14 @@ from evorag.tools.sandbox._limits import (
     rlimit_argv,
     sandbox_env,
 )
-from evorag.tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, Limits, SandboxError, SandboxResult
+from evorag.tools.sandbox._protocol import (
+    SCRATCH_DIR,
+    TOOL_ENV_MOUNT,
+    WORKDIR_MOUNT,
+    Limits,
+    SandboxError,
+    SandboxResult,
+)
 from evorag.tools.sandbox._seccomp import bpf_program
 from evorag.tools.sandbox._snapshot import run_directory
 from evorag.tools.sandbox._staging import (
@@ -290,6 +298,9 @@ class BubblewrapSandbox(SandboxBase):
         for index, (prefix, inside) in enumerate(interpreter_mounts()):
             source = stage / f"p{index}" if stage is not None else prefix
             args += ["--ro-bind", str(source), str(inside)]
+        if request.python_env is not None:  # the tool's dependencies, read-only (see _staging)
+            source = stage / "env" if stage is not None else request.python_env
+            args += ["--ro-bind", str(source), TOOL_ENV_MOUNT]
         args += ["--chdir", WORKDIR_MOUNT]
         # bwrap builds the root on a tmpfs: read-only too once everything is mounted on it.
         args += ["--remount-ro", "/"]

@@ -11,6 +11,7 @@ the same as with bubblewrap:
   /work or /tmp would hide them);
 - the world-readable snapshot of the workdir at ``/work``, read-only (its files have no execute bit; a
   Docker bind mount cannot be made noexec, unlike bubblewrap's);
+- the run's tool environment, when it has one, read-only at ``/opt/evorag-env`` (first on PYTHONPATH);
 - a private tmpfs at ``/tmp``: nosuid, nodev, noexec, size = the memory limit; Docker's ``/dev/shm``
   (64 MiB, noexec); nothing else writable;
 - Docker's /proc: /proc/sys, /proc/sysrq-trigger, /proc/irq and /proc/bus read-only, /proc/kcore and
@@ -45,7 +46,13 @@ from evorag.tools.sandbox._limits import (
     interpreter_mounts,
     rlimit_argv,
 )
-from evorag.tools.sandbox._protocol import SCRATCH_DIR, WORKDIR_MOUNT, SandboxError, SandboxResult
+from evorag.tools.sandbox._protocol import (
+    SCRATCH_DIR,
+    TOOL_ENV_MOUNT,
+    WORKDIR_MOUNT,
+    SandboxError,
+    SandboxResult,
+)
 from evorag.tools.sandbox._seccomp import docker_profile
 from evorag.tools.sandbox._supervisor import Outcome, kill_process_group, supervise
 
@@ -311,6 +318,8 @@ class DockerSandbox(SandboxBase):
         mounts += [(d, d) for d in host_lib_dirs()]
         mounts += [(f, f) for f in SHARED_ETC if os.path.exists(f)]
         mounts += [(str(host), str(inside)) for host, inside in interpreter_mounts()]
+        if request.python_env is not None:  # the tool's dependencies (first on PYTHONPATH), read-only
+            mounts.append((str(request.python_env), TOOL_ENV_MOUNT))
         for source, target in mounts:
             if "," in source or "," in target:
                 raise SandboxError(f"cannot mount {source} in Docker: the path contains a comma")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,6 +149,44 @@ def check_workdir(workdir: Path) -> Path:
                 hint="use a dedicated directory holding only the files to run",
             )
     return path
+
+
+_ENV_KEY = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_python_env(path: Path, root: Path | None) -> Path:
+    """The tool environment to mount, checked: exactly ``<root>/<sha256>/site`` (the layout of
+    ``evorag.tools.tool_envs``), reached through no symbolic link, a directory that every uid may read and
+    no one but its owner may change. Anything else would hand the sandbox a host directory it must not see.
+    """
+    if root is None:
+        raise UserError(
+            "this sandbox has no tool environments root: it cannot mount a python_env",
+            hint="use default_sandbox(settings), which allows EVORAG_HOME/envs",
+        )
+    if not isinstance(path, (str, Path)):
+        raise UserError("sandbox python_env must be a path", hint="a folder of EVORAG_HOME/envs")
+    given = Path(os.path.abspath(path))
+    real = Path(os.path.realpath(given))
+    allowed = Path(os.path.realpath(root))
+    if real != given or real.parent.parent != allowed or not _ENV_KEY.match(real.parent.name) or real.name != "site":
+        raise UserError(
+            f"refusing to mount {path} in the sandbox: only {allowed}/<sha256>/site may be mounted as a python_env"
+        )
+    try:
+        info = os.stat(real, follow_symlinks=False)
+    except OSError as exc:
+        raise UserError(f"the tool environment {real} is missing: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UserError(f"the tool environment {real} is not a directory")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022 or mode & 0o005 != 0o005:
+        raise UserError(
+            f"the tool environment {real} has mode {mode:o}: it must be readable by every uid and writable by none "
+            "but its owner",
+            hint="run `evorag doctor` (it checks the tool environments)",
+        )
+    return real
 
 
 def explain(

@@ -22,6 +22,9 @@ KilledReason = Literal["timeout", "cpu", "memory", "processes", "output", "file"
 # scratch directory, also $HOME and $TMPDIR, noexec), which disappears with the run.
 WORKDIR_MOUNT = "/work"
 SCRATCH_DIR = "/tmp"
+# Where a tool's dependency environment (``run(python_env=...)``, a folder of EVORAG_HOME/envs) appears,
+# read-only, and goes first on PYTHONPATH.
+TOOL_ENV_MOUNT = "/opt/evorag-env"
 
 
 class SandboxError(ExternalError):
@@ -106,8 +109,11 @@ class Sandbox(Protocol):
         limits: Limits | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
+        python_env: Path | None = None,
     ) -> SandboxResult:
-        """Run ``argv`` inside the sandbox and return what happened.
+        """Run ``argv`` inside the sandbox and return what happened. ``python_env``: a tool environment
+        (a ``site`` folder under the sandbox's ``environments_root``) mounted read-only at ``TOOL_ENV_MOUNT``
+        and put first on PYTHONPATH.
 
         A program that fails, crashes or breaks a limit is a normal result, never an exception. Raises
         UserError for a bad workdir, argv or env, and SandboxError when the sandbox itself cannot run.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from evorag.tools.sandbox._bubblewrap import BubblewrapSandbox
 from evorag.tools.sandbox._docker import DockerSandbox
 from evorag.tools.sandbox._docker_image import DEFAULT_IMAGE
@@ -35,9 +37,12 @@ def default_sandbox(settings: object | None = None) -> Sandbox:
     if backend in ("auto", "docker"):
         candidates.append(DockerSandbox(image))
     problems = []
+    home = getattr(settings, "home", None)
     for sandbox in candidates:
         problem = sandbox.why_unavailable()
         if problem is None:
+            if home is not None:  # tool environments may be mounted from EVORAG_HOME/envs, nowhere else
+                sandbox.environments_root = Path(home) / "envs"
             return sandbox
         problems.append(f"{sandbox.name}: {problem}")
     raise ConfigError(

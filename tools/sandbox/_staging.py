@@ -10,6 +10,8 @@ And bwrap cannot make its /tmp noexec. So the launcher first enters a private mo
 - ``tmp`` and ``shm``: the sandbox's /tmp and /dev/shm, tmpfs with nosuid, nodev and noexec;
 - ``work``: the workdir snapshot, bound read-only, nosuid, nodev, noexec;
 - ``p0``, ``p1`` ...: the interpreter prefixes of ``interpreter_mounts()``, bound read-only, nosuid, nodev;
+- ``env``: the run's tool environment (``RunRequest.python_env``) when it has one, bound read-only, nosuid,
+  nodev (not noexec: binary wheels hold shared libraries, like the interpreter's prefixes);
 
 then it drops to uid/gid 65534 for good (``setpriv``: no groups, no capabilities, empty bounding set,
 no_new_privs, killed when evorag dies) and execs bwrap, which takes its sources from the staging
@@ -75,6 +77,8 @@ def make_stage(request: RunRequest) -> Path:
     ]
     for index, (host, _) in enumerate(interpreter_mounts()):
         entries.append((str(host), f"p{index}", "none", "bind,ro,nosuid,nodev"))
+    if request.python_env is not None:
+        entries.append((str(request.python_env), "env", "none", "bind,ro,nosuid,nodev"))
     lines = []
     for source, name, fstype, options in entries:
         (stage / name).mkdir(mode=0o755)

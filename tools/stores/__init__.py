@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from evorag.tools.stores._common import collection_name
 from evorag.tools.stores._edge import EdgeStore
 from evorag.tools.stores._protocol import SearchFilter, VectorStore
-from evorag.tools.stores._qdrant_client import QdrantServerStore
 
 if TYPE_CHECKING:
+    from evorag.tools.stores._qdrant_client import QdrantServerStore
+
     from evorag.settings import Settings
 
 __all__ = [
@@ -30,6 +31,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str):
+    # qdrant-client takes about a second to import and only a server store needs it: not every command.
+    if name == "QdrantServerStore":
+        from evorag.tools.stores._qdrant_client import QdrantServerStore
+
+        return QdrantServerStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def store_from_settings(settings: Settings, *, alias: str = "evorag") -> VectorStore:
     """The configured store, not yet opened: call ``open(model_name, dim)`` or ``open_current()``.
 
@@ -37,6 +47,8 @@ def store_from_settings(settings: Settings, *, alias: str = "evorag") -> VectorS
     detected on first use, by ``open``).
     """
     if settings.qdrant_url:
+        from evorag.tools.stores._qdrant_client import QdrantServerStore
+
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return QdrantServerStore(url=settings.qdrant_url, api_key=api_key, alias=alias,
                                  replication_factor=settings.qdrant_replication_factor)

@@ -20,6 +20,7 @@ import numpy as np
 from evorag.tools.sparse import Bm25Encoder, SparseVector
 from evorag.tools.stores._common import (
     DENSE,
+    PAGE_FIELDS,
     SPARSE,
     UPSERT_BATCH,
     Conditions,
@@ -34,12 +35,13 @@ from evorag.tools.stores._common import (
     collection_name,
     delete_conditions,
     hits_from_points,
+    page_refs_by_id,
     query_vector,
     scored_from_points,
     sparse_signature_to_record,
 )
 from evorag.tools.stores._protocol import SearchFilter
-from evorag.tools.types import Chunk, Hit, Scored
+from evorag.tools.types import Chunk, Hit, PageRef, Scored
 
 from evorag.errors import InternalError, NotFoundError, StoreError, UserError
 
@@ -185,9 +187,10 @@ class QdrantStoreBase(ABC):
             self._delete_points(point_ids)
 
     def delete_where(
-        self, *, url: str | None = None, source: str | None = None, content_hash_not: str | None = None
+        self, *, url: str | None = None, source: str | None = None, content_hash_not: str | None = None,
+        version: str | None = None,
     ) -> int:
-        selector = delete_conditions(url, source, content_hash_not)
+        selector = delete_conditions(url, source, content_hash_not, version)
         with self._lock:
             self._require_name()
             doomed = self._count(selector)
@@ -226,6 +229,12 @@ class QdrantStoreBase(ABC):
             return {}
         return chunks_by_id(self._retrieve([canonical_id(chunk_id) for chunk_id in ids]))
 
+    def page_refs(self, ids: Sequence[str]) -> dict[str, PageRef]:
+        self._require_name()
+        if not ids:
+            return {}
+        return page_refs_by_id(self._retrieve([canonical_id(chunk_id) for chunk_id in ids], fields=PAGE_FIELDS))
+
     def hybrid_search(
         self,
         dense: np.ndarray,
@@ -262,6 +271,22 @@ class QdrantStoreBase(ABC):
     def iter_chunks(self, collection: str | None = None, batch_size: int = 256) -> Iterator[Chunk]:
         with self._reading(collection) as target:
             yield from self._scroll(target, Conditions(), batch_size)
+
+    def iter_points(
+        self, where: SearchFilter, batch_size: int = 256
+    ) -> Iterator[tuple[Chunk, list[float], SparseVector]]:
+        with self._reading(None) as target:
+            offset = None
+            while True:
+                records, offset = self._scroll_page(target, Conditions.of(where), batch_size, offset,
+                                                    with_vectors=True)
+                for record in records:
+                    vectors = record.vector or {}
+                    bm25 = vectors.get(SPARSE)
+                    sparse = SparseVector(list(bm25.indices), list(bm25.values)) if bm25 else SparseVector([], [])
+                    yield chunk_from_payload(record.id, record.payload or {}), list(vectors[DENSE]), sparse
+                if offset is None:
+                    return
 
     def count(self, where: SearchFilter | None = None) -> int:
         self._require_name()
@@ -382,8 +407,11 @@ class QdrantStoreBase(ABC):
         """Exact number of points of the open collection matching ``selector``."""
 
     @abstractmethod
-    def _retrieve(self, point_ids: list[str]) -> list:
-        """Records (``.id``, ``.payload``) of these ids in the open collection, without vectors."""
+    def _retrieve(self, point_ids: list[str], fields: list[str] | None = None) -> list:
+        """Records (``.id``, ``.payload``) of these ids in the open collection, without vectors.
+
+        ``fields`` names the payload fields to read; None reads the whole payload.
+        """
 
     @abstractmethod
     def _nearest(
@@ -401,9 +429,10 @@ class QdrantStoreBase(ABC):
 
     @abstractmethod
     def _scroll_page(
-        self, target: object, selector: Conditions, limit: int, offset: object
+        self, target: object, selector: Conditions, limit: int, offset: object, *, with_vectors: bool = False
     ) -> tuple[list, object]:
-        """One page of records and the offset of the next page (None after the last)."""
+        """One page of records and the offset of the next page (None after the last); ``with_vectors`` adds
+        ``.vector``, a dict of the dense values (a list) and the BM25 vector (``.indices``, ``.values``)."""
 
     @abstractmethod
     def _source_counts(self) -> Iterable[tuple[object, int]]:

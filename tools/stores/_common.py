@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from evorag.tools.sparse import SparseVector
 from evorag.tools.stores._protocol import SearchFilter
-from evorag.tools.types import Chunk, Hit, Scored
+from evorag.tools.types import Chunk, Hit, PageRef, Scored
 
 from evorag.errors import ConfigError, InternalError
 
 DENSE = "dense"
 SPARSE = "bm25"
 # Keyword-indexed payload fields: the ones filters and deletes use.
-KEYWORD_FIELDS = ("url", "source", "kind", "content_hash")
+KEYWORD_FIELDS = ("url", "source", "kind", "content_hash", "version")
+# What page-aware ranking reads of every candidate (``page_refs``): a fraction of the whole payload.
+PAGE_FIELDS = ["url", "title", "section"]
 # Context assembly counts the chunks between two positions of a page (a range filter); a server in
 # strict mode refuses to filter on a field without an index.
 INTEGER_FIELDS = ("position",)
@@ -140,6 +142,7 @@ def chunk_from_payload(point_id: object, payload: dict) -> Chunk:
         content_hash=payload.get("content_hash", ""),
         crawled_at=float(payload.get("crawled_at", 0.0)),
         language=payload.get("language"),
+        version=payload.get("version"),
     )
 
 
@@ -156,6 +159,14 @@ def scored_from_points(points: Sequence) -> list[Scored]:
 
 def chunks_by_id(records: Sequence) -> dict[str, Chunk]:
     return {str(record.id): chunk_from_payload(record.id, record.payload or {}) for record in records}
+
+
+def page_refs_by_id(records: Sequence) -> dict[str, PageRef]:
+    refs = {}
+    for record in records:
+        payload = record.payload or {}
+        refs[str(record.id)] = PageRef(payload["url"], payload.get("title", ""), payload.get("section", ""))
+    return refs
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +210,13 @@ class FusedQuery:
     limit: int
 
 
-def delete_conditions(url: str | None, source: str | None, content_hash_not: str | None) -> Conditions:
+def delete_conditions(
+    url: str | None, source: str | None, content_hash_not: str | None, version: str | None = None
+) -> Conditions:
     """The chunks ``delete_where`` removes; refuses an unscoped delete."""
     if url is None and source is None:
         raise InternalError("delete_where needs url or source: refusing to delete every chunk")
-    must = {key: value for key, value in (("url", url), ("source", source)) if value is not None}
+    scope = (("url", url), ("source", source), ("version", version))
+    must = {key: value for key, value in scope if value is not None}
     must_not = {"content_hash": content_hash_not} if content_hash_not is not None else {}
     return Conditions(must=must, must_not=must_not)

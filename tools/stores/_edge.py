@@ -270,9 +270,9 @@ class EdgeStore(QdrantStoreBase):
         shard = self._require()
         return self._call(lambda: shard.count(qe.CountRequest(exact=True, filter=_filter(selector))), "count")
 
-    def _retrieve(self, point_ids: list[str]) -> list:
+    def _retrieve(self, point_ids: list[str], fields: list[str] | None = None) -> list:
         shard = self._require()
-        return self._call(lambda: shard.retrieve(point_ids, True, False), "retrieve")
+        return self._call(lambda: shard.retrieve(point_ids, fields or True, False), "retrieve")
 
     def _nearest(
         self, using: str, query: QueryVector, limit: int, selector: Conditions, *, with_payload: bool
@@ -323,11 +323,11 @@ class EdgeStore(QdrantStoreBase):
             shard.close()
 
     def _scroll_page(
-        self, target: object, selector: Conditions, limit: int, offset: object
+        self, target: object, selector: Conditions, limit: int, offset: object, *, with_vectors: bool = False
     ) -> tuple[list, object]:
         assert isinstance(target, qe.EdgeShard)
         request = qe.ScrollRequest(
-            offset=offset, limit=limit, filter=_filter(selector), with_payload=True, with_vector=False
+            offset=offset, limit=limit, filter=_filter(selector), with_payload=True, with_vector=with_vectors
         )
         return self._call(lambda: target.scroll(request), "scroll")
 

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 from evorag.tools.sparse import SparseVector
-from evorag.tools.types import Chunk, ChunkKind, Hit, Scored
+from evorag.tools.types import Chunk, ChunkKind, Hit, PageRef, Scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +19,10 @@ class SearchFilter:
     kind: ChunkKind | None = None
     url: str | None = None
     positions_between: tuple[int, int] | None = None  # (low, high): low < position < high
+    version: str | None = None  # a documentation version (None: any, which for an unversioned source is none)
 
     def conditions(self) -> dict[str, str]:
-        fields = (("source", self.source), ("kind", self.kind), ("url", self.url))
+        fields = (("source", self.source), ("kind", self.kind), ("url", self.url), ("version", self.version))
         return {key: value for key, value in fields if value is not None}
 
 
@@ -90,9 +91,11 @@ class VectorStore(Protocol):
         ...
 
     def delete_where(
-        self, *, url: str | None = None, source: str | None = None, content_hash_not: str | None = None
+        self, *, url: str | None = None, source: str | None = None, content_hash_not: str | None = None,
+        version: str | None = None,
     ) -> int:
-        """Remove the chunks of a page or a source, optionally keeping those of one content hash.
+        """Remove the chunks of a page or a source, optionally keeping those of one content hash; with
+        ``version``, only the chunks of that documentation version.
 
         Returns how many were removed. Needs ``url`` or ``source`` (``InternalError`` otherwise), so a
         missing argument can never empty the collection.
@@ -123,6 +126,13 @@ class VectorStore(Protocol):
         """The chunks of these ids, by id; ids no longer stored are missing from the result."""
         ...
 
+    def page_refs(self, ids: Sequence[str]) -> dict[str, PageRef]:
+        """The page (URL, title) and section of each of these chunk ids; ids no longer stored are missing.
+
+        Reads those payload fields only: page-aware ranking needs them for every candidate.
+        """
+        ...
+
     def hybrid_search(
         self,
         dense: np.ndarray,
@@ -149,6 +159,13 @@ class VectorStore(Protocol):
 
     def iter_chunks(self, collection: str | None = None, batch_size: int = 256) -> Iterator[Chunk]:
         """Every chunk of a collection (default: the open one), for re-embedding into a new model."""
+        ...
+
+    def iter_points(
+        self, where: SearchFilter, batch_size: int = 256
+    ) -> Iterator[tuple[Chunk, list[float], SparseVector]]:
+        """Every chunk of the open collection matching ``where`` with its dense and BM25 vectors, as stored
+        (exporting a source: ``evorag sources export``)."""
         ...
 
     def count(self, where: SearchFilter | None = None) -> int:

@@ -121,6 +121,7 @@ class QdrantServerStore(QdrantStoreBase):
             meta = self._collection_meta(name)
             check_dim(name, meta, model_name, dim)
             meta.setdefault("model", model_name)
+            self._create_payload_indexes(name, only_missing=True)  # fields added since it was created
             return meta
         return self._create_collection(name, model_name, dim)
 
@@ -145,19 +146,24 @@ class QdrantServerStore(QdrantStoreBase):
             meta = self._collection_meta(name)
             check_dim(name, meta, model_name, dim)
             return meta
-        if not self.local:  # local mode ignores payload indexes and warns about them
-            wanted = {
-                **dict.fromkeys(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD),
-                **dict.fromkeys(INTEGER_FIELDS, models.PayloadSchemaType.INTEGER),
-            }
-            for field, schema in wanted.items():
-                self._call(
-                    lambda client, field=field, schema=schema: client.create_payload_index(
-                        name, field, schema
-                    ),
-                    "create payload index",
-                )
+        self._create_payload_indexes(name)
         return meta
+
+    def _create_payload_indexes(self, name: str, *, only_missing: bool = False) -> None:
+        if self.local:  # local mode ignores payload indexes and warns about them
+            return
+        wanted = {
+            **dict.fromkeys(KEYWORD_FIELDS, models.PayloadSchemaType.KEYWORD),
+            **dict.fromkeys(INTEGER_FIELDS, models.PayloadSchemaType.INTEGER),
+        }
+        if only_missing:
+            existing = self._call(lambda client: client.get_collection(name), "collection info").payload_schema
+            wanted = {field: schema for field, schema in wanted.items() if field not in (existing or {})}
+        for field, schema in wanted.items():
+            self._call(
+                lambda client, field=field, schema=schema: client.create_payload_index(name, field, schema),
+                "create payload index",
+            )
 
     def _collection_meta(self, name: str) -> dict:
         """The recorded metadata; on a server without metadata (< 1.16) the dimension from the config."""
@@ -247,10 +253,10 @@ class QdrantServerStore(QdrantStoreBase):
             lambda client: client.count(name, count_filter=_filter(selector), exact=True).count, "count"
         )
 
-    def _retrieve(self, point_ids: list[str]) -> list:
+    def _retrieve(self, point_ids: list[str], fields: list[str] | None = None) -> list:
         name = self._require_name()
         return self._call(
-            lambda client: client.retrieve(name, ids=point_ids, with_payload=True, with_vectors=False),
+            lambda client: client.retrieve(name, ids=point_ids, with_payload=fields or True, with_vectors=False),
             "retrieve",
         )
 
@@ -301,7 +307,7 @@ class QdrantServerStore(QdrantStoreBase):
         yield name
 
     def _scroll_page(
-        self, target: object, selector: Conditions, limit: int, offset: object
+        self, target: object, selector: Conditions, limit: int, offset: object, *, with_vectors: bool = False
     ) -> tuple[list, object]:
         native = _filter(selector)
         return self._call(
@@ -311,7 +317,7 @@ class QdrantServerStore(QdrantStoreBase):
                 limit=limit,
                 offset=offset,
                 with_payload=True,
-                with_vectors=False,
+                with_vectors=with_vectors,
             ),
             "scroll",
         )

@@ -1,5 +1,8 @@
 """Chat history on SQLite under EVORAG_HOME, through Chainlit's SQLAlchemy data layer.
 
+This module imports Chainlit (its storage client subclasses Chainlit's base class): import it only where Chainlit
+runs (app.py), never from ``evorag.ui`` itself.
+
 Chainlit ships the data layer but not its schema, so ``ensure_schema`` creates the tables (users,
 threads, steps, elements, feedbacks) idempotently, and adds any column a newer Chainlit writes (read from
 its StepDict/ElementDict/Feedback types) so an upgrade does not silently drop history. Elements (plots,
