@@ -29,6 +29,7 @@ from pathlib import Path
 
 from evorag.tools import changes as change_log
 from evorag.tools import versions
+from evorag.tools.sqlite_tx import immediate_transaction
 
 from evorag.errors import NotFoundError
 
@@ -275,13 +276,8 @@ class Catalog:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with immediate_transaction(self._db) as db:
+            yield db
 
     # Sources and their versions
     def upsert_source(self, name: str, start_url: str | None, options: dict, *, version: str | None = None) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evorag.tools.evaluation import Trend, compute_trend
+from evorag.tools.sqlite_tx import immediate_transaction
 
 from evorag.errors import UserError
 
@@ -129,14 +130,8 @@ class MetricsStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        with self._connect() as connection, immediate_transaction(connection) as db:
+            yield db
 
     def _migrate(self) -> None:
         with self._connect() as connection:

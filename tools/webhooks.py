@@ -39,6 +39,7 @@ from typing import Any
 
 import httpcore
 import httpx
+from evorag.tools.sqlite_tx import immediate_transaction
 from evorag.tools.url_guard import check_address, check_url, parse_ip_host
 
 from evorag.errors import InternalError, NotFoundError, UserError
@@ -180,14 +181,8 @@ class WebhookStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, immediate_transaction(self._db) as db:
+            yield db
 
     @staticmethod
     def _hook(row: tuple) -> Webhook:

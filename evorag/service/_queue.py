@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from evorag.errors import NotFoundError, UserError
+from evorag.tools.sqlite_tx import immediate_transaction
 
 QUEUE_FILE = "queue.sqlite3"
 RequestStatus = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -228,14 +229,8 @@ class RequestQueue:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, immediate_transaction(self._db) as db:
+            yield db
 
     # Submitting
     def submit(self, *, kind: str, payload: dict, principal: dict, priority: int, origin: str, now: float,
