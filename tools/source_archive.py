@@ -20,11 +20,12 @@ Importing treats the file as untrusted. It is unpacked into a staging directory 
 rules of ``evorag.tools.archive_guard`` (only the members above), then checked whole before anything is written:
 the format version; the embedding model and dimension and the BM25 signature against the index it goes into
 (vectors of another model or encoder would rank wrongly, so that is refused with the model to configure); each
-member's size and sha256; every catalog entry and chunk (types, UUIDs, the source and versions the manifest
-names, each chunk's page and content hash, the chunk count of each page); the vectors (shape, finite values,
-sorted BM25 terms). A refusal is one ``UserError`` (``ConfigError`` for a model mismatch) and leaves the index
-as it was. Writing follows the indexer's protocol (pages pending, chunks, pages committed), so a killed import
-leaves no partial page (``Indexer.recover``).
+member's size and sha256; every catalog entry and chunk (types, the source and versions the manifest names, each
+chunk's page and content hash, the chunk count of each page, and each chunk's id, which must be the one the indexer
+derives from its URL, content hash, position, kind, source and version, so no point can land on another
+source's); the vectors (shape, finite values, sorted BM25 terms). A refusal is one ``UserError``
+(``ConfigError`` for a model mismatch) and leaves the index as it was. Writing follows the indexer's protocol
+(pages pending, chunks, pages committed), so a killed import leaves no partial page (``Indexer.recover``).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from typing import Any
 import numpy as np
 from evorag.tools.archive_guard import ArchiveLimits, extract_tar_gz
 from evorag.tools.catalog import Catalog, PageRecord, SourceRecord
+from evorag.tools.chunking import chunk_id as make_chunk_id
 from evorag.tools.sparse import SparseVector
 from evorag.tools.types import Chunk
-from evorag.tools.versions import validate_version_label
+from evorag.tools.versions import scoped_chunk_id, validate_version_label
 
 from evorag.bounded_json import JSONLimitError, loads_bounded
 from evorag.errors import ConfigError, NotFoundError, UserError
@@ -303,7 +305,13 @@ def _count(value: object) -> bool:
 
 def _check_compatible(manifest: dict, label: str, *, model: str, dim: int, bm25: str) -> None:
     theirs, their_dim = manifest["embedding"]["model"], manifest["embedding"]["dim"]
-    if theirs != model or their_dim != dim:
+    if theirs == model and their_dim != dim:
+        # Configuring "that model" is no advice here: this home already uses it, at another dimension.
+        raise ConfigError(
+            f"{label} holds {their_dim}-d vectors of embedding model {theirs!r}, but this index holds {dim}-d "
+            "vectors of that model",
+            hint=f"import it into a home whose embedder makes {their_dim}-d vectors, or crawl the docs here instead")
+    if theirs != model:
         raise ConfigError(
             f"{label} holds {their_dim}-d vectors of embedding model {theirs!r}, but this index uses {model!r} "
             f"({dim}-d)",
@@ -344,13 +352,15 @@ def _read_catalog(path: Path, manifest: dict, label: str) -> dict:
         problems.append("the source does not match the manifest")
     elif source.get("latest") is not None and source["latest"] not in versions:
         problems.append("the latest marker names a version it does not hold")
+    elif not _record_ok(source):
+        problems.append("the source record is malformed")
     records = data.get("versions")
     if not isinstance(records, list) or sorted(map(str, (r.get("version") for r in records if isinstance(r, dict)))) \
             != sorted(map(str, versions)) or not all(isinstance(r, dict) for r in records):
         problems.append("its versions do not match the manifest")
     else:
         for record in records:
-            if not _optional(record.get("start_url"), str) or not isinstance(record.get("options", {}), dict):
+            if not _record_ok(record):
                 problems.append("a version record is malformed")
                 break
     pages = data.get("pages")
@@ -375,14 +385,47 @@ def _read_catalog(path: Path, manifest: dict, label: str) -> dict:
         problems.append(f"it holds {len(pages)} pages, the manifest says {manifest['counts']['pages']}")
     reports = data.get("change_reports", [])
     if not isinstance(reports, list) or not all(
-            isinstance(r, dict) and r.get("version") in versions and isinstance(r.get("started_at"), (int, float))
+            isinstance(r, dict) and r.get("version") in versions and _optional_time(r.get("started_at"), required=True)
+            and _optional_time(r.get("finished_at"))
             and isinstance(r.get("pages", []), list) and isinstance(r.get("omitted", {}), dict)
-            and all(isinstance(p, dict) and isinstance(p.get("url"), str) and p.get("change") in
-                    ("added", "changed", "removed") for p in r.get("pages", [])) for r in reports):
+            and all(key in _CHANGES and _count(value) for key, value in r.get("omitted", {}).items())
+            and all(_report_page_ok(p) for p in r.get("pages", [])) for r in reports):
         problems.append("its change reports are malformed")
     if problems:
         raise _refuse(label, f"catalog.json: {problems[0]}")
     return data
+
+
+_CHANGES = ("added", "changed", "removed")
+_REPORT_PAGE_KEYS = {"url", "change", "title", "sections", "sections_omitted"}
+
+
+def _report_page_ok(page: object) -> bool:
+    """A page of a change report in the form ``evorag.tools.changes`` writes, which is how it is read back."""
+    if not (isinstance(page, dict) and set(page) <= _REPORT_PAGE_KEYS and isinstance(page.get("url"), str)
+            and 0 < len(page["url"]) <= MAX_URL_CHARS and page.get("change") in _CHANGES
+            and isinstance(page.get("title", ""), str) and _count(page.get("sections_omitted", 0))):
+        return False
+    sections = page.get("sections")
+    return sections is None or (isinstance(sections, list) and all(
+        isinstance(section, dict) and section.get("change") in _CHANGES and isinstance(section.get("path"), list)
+        and all(isinstance(part, str) for part in section["path"]) and _optional(section.get("diff"), str)
+        for section in sections))
+
+
+def _record_ok(record: dict) -> bool:
+    """A source or version record holds only what the catalog can store and later read back as such (an odd
+    type would fail in SQLite halfway through an import, or in the next crawl reading its options)."""
+    start_url = record.get("start_url")
+    return (_optional(start_url, str) and len(start_url or "") <= MAX_URL_CHARS
+            and isinstance(record.get("options", {}), dict) and _optional(record.get("last_summary"), dict)
+            and _optional_time(record.get("created_at")) and _optional_time(record.get("last_crawl_at")))
+
+
+def _optional_time(value: object, *, required: bool = False) -> bool:
+    if value is None:
+        return not required
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def _optional(value: object, kind: type | tuple[type, ...]) -> bool:
@@ -445,10 +488,15 @@ def _chunk_problem(entry: object, manifest: dict, pages: dict, ids: set[str]) ->
             return f"payload field {key!r} is missing or of the wrong type"
     if payload["kind"] not in ("text", "code") or not all(isinstance(p, str) for p in payload["heading_path"]):
         return "payload kind or heading path is malformed"
-    if not _optional(payload.get("language"), str):
-        return "payload field 'language' is of the wrong type"
+    if not _optional(payload.get("language"), str) or not _optional(payload.get("version"), str):
+        return "payload field 'language' or 'version' is of the wrong type"
     if payload["source"] != manifest["source"]:
         return f"it belongs to source {payload['source'][:80]!r}, not {manifest['source']!r}"
+    # Ids derive from what the chunk is (as the indexer makes them), so an archive cannot aim its points at the
+    # ids of another source's chunks and overwrite them.
+    if chunk_id != scoped_chunk_id(make_chunk_id(payload["url"], payload["content_hash"], payload["position"],
+                                                 payload["kind"]), payload["source"], payload.get("version")):
+        return "its id is not the one its URL, content hash, position, kind, source and version give"
     page = pages.get((payload.get("version"), payload["url"]))
     if page is None:
         return f"its page {payload['url'][:200]} ({payload.get('version')}) is not in catalog.json"
@@ -479,6 +527,22 @@ def _check_dense(path: Path, rows: int, dim: int, label: str) -> None:
         if not np.isfinite(matrix[start:start + 4096]).all():
             raise _refuse(label, "dense.npy holds values that are not finite numbers")
     del matrix
+
+
+def refuse_foreign_ids(verified: VerifiedArchive, *, store: Any) -> None:
+    """Refuse an archive whose chunk ids the index already holds for another source. Unversioned chunk ids
+    derive from URL and content only (``scoped_chunk_id``), so the same page in two unversioned sources has the
+    same ids: writing it would silently take the other source's points."""
+    ids: list[str] = []
+    for number, entry in enumerate(_lines(verified.directory / "chunks.jsonl", verified.label), 1):
+        ids.append(entry["id"])
+        if len(ids) == BATCH or number == verified.manifest["counts"]["chunks"]:
+            for chunk in store.get_chunks(ids).values():
+                if chunk.source != verified.source:
+                    raise _refuse(verified.label, f"its chunks of {chunk.url[:200]} are already in the index as "
+                                                  f"source {chunk.source[:80]!r}'s (the same page, unversioned); "
+                                                  "importing would take them from that source")
+            ids = []
 
 
 # Import: write

@@ -19,6 +19,7 @@ from evorag.service._knowledge import KnowledgeService
 from evorag.tools.archive_guard import ArchiveLimits
 from evorag.tools.source_archive import (
     export_source,
+    refuse_foreign_ids,
     remove_staging,
     staging_directory,
     unpack_and_verify,
@@ -111,6 +112,7 @@ class SharingService:
                 verified = unpack_and_verify(Path(archive), staging, limits, model=info["model"],
                                              dim=int(info["dim"]), bm25=store.sparse_signature)
                 with self._ctx.writer:
+                    refuse_foreign_ids(verified, store=store)
                     replaced = self._make_room(verified.source, verified.versions, verified.catalog["source"],
                                                replace=replace)
                     written = write_verified(verified, store=store, catalog=self._ctx.parts.catalog)
