@@ -275,3 +275,20 @@ CREATE TABLE pages (url TEXT PRIMARY KEY, source TEXT NOT NULL REFERENCES source
 CREATE INDEX pages_by_source ON pages(source);
 CREATE TABLE external_links (source TEXT NOT NULL, url TEXT NOT NULL, PRIMARY KEY (source, url));
 """
+
+
+def test_two_unversioned_sources_of_the_same_pages_keep_their_own_chunks(tmp_path):
+    """The same site crawled under two names: each source keeps its points (chunk ids are scoped by source), so
+    searching one finds its pages and removing the other leaves it whole."""
+    root = tmp_path / "site"
+    write_site(root, {"index.html": ("Guide", "<p>The widget library configures timeouts with widget.configure.</p>"),
+                      "setup.html": ("Setup", "<p>Install the widget with pip install widget.</p>")})
+    with serve(root) as site, Evorag(home=tmp_path / "home", llm_provider="none") as rag:
+        for name in ("docs", "docs2"):
+            assert rag.crawl(CrawlRequest(site.url("/index.html"), source=name, allow_private=True)).pages_indexed == 2
+        for name in ("docs", "docs2"):
+            hits = rag.search("install the widget", source=name)
+            assert hits and {hit.chunk.source for hit in hits} == {name}
+        rag.remove_source("docs2")
+        assert {hit.chunk.url for hit in rag.search("install the widget", source="docs")} == {
+            site.url("/index.html"), site.url("/setup.html")}

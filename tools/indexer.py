@@ -68,8 +68,6 @@ class Indexer:
             max_chars=self.max_chars,
             min_chars=self.min_chars,
         )
-        if version is None:
-            return chunks
         return [replace(chunk, id=scoped_chunk_id(chunk.id, source, version), version=version) for chunk in chunks]
 
     def index_pages(

@@ -530,9 +530,9 @@ def _check_dense(path: Path, rows: int, dim: int, label: str) -> None:
 
 
 def refuse_foreign_ids(verified: VerifiedArchive, *, store: Any) -> None:
-    """Refuse an archive whose chunk ids the index already holds for another source. Unversioned chunk ids
-    derive from URL and content only (``scoped_chunk_id``), so the same page in two unversioned sources has the
-    same ids: writing it would silently take the other source's points."""
+    """Refuse an archive whose chunk ids the index already holds for another source. Chunk ids are scoped by
+    source (``scoped_chunk_id``), so this only happens with an archive whose ids were forged to match, or an index
+    written before unversioned ids were scoped: writing it would silently take the other source's points."""
     ids: list[str] = []
     for number, entry in enumerate(_lines(verified.directory / "chunks.jsonl", verified.label), 1):
         ids.append(entry["id"])

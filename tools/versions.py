@@ -199,9 +199,10 @@ def describe_versions(labels: Sequence[str | None], marker: str | None = None) -
 
 
 def scoped_chunk_id(chunk_id: str, source: str, version: str | None) -> str:
-    """The id of a chunk of one version of a source. Unversioned chunks keep their id (existing indexes stay
-    valid); a versioned chunk's id also depends on source and version, so the same page indexed as two
-    versions (one URL serving v1, later v2) gives two sets of chunks instead of one overwriting the other."""
-    if version is None:
-        return chunk_id
-    return str(uuid.uuid5(_SCOPE, f"{chunk_id}\n{source}\n{version}"))
+    """The id of a chunk of one source (and version): the same page indexed into two sources, or as two versions
+    (one URL serving v1, later v2), gives two sets of chunks instead of one overwriting the other.
+
+    Indexes written before ids were scoped for unversioned sources stay valid: pages are removed and replaced by
+    (url, source, version), never by id, so old points are cleaned up when their page changes."""
+    scope = f"{chunk_id}\n{source}" if version is None else f"{chunk_id}\n{source}\n{version}"
+    return str(uuid.uuid5(_SCOPE, scope))
