@@ -62,5 +62,8 @@ def test_a_one_page_crawl_is_one_of_one(tmp_path) -> None:
     with serve("plain") as server, Evorag(home=tmp_path / "home") as rag:
         report, states = crawl_with_progress(rag, server.url("/index.html"), source="plain", max_pages=1)
 
-    assert [(state.done, state.discovered) for state in states] == [(1, 1), (1, 1)]  # the page, the finish
+    # The page, then the finish; a crawl job may show the same state again (its watcher polls the queue), but
+    # never another one: no moment shows 0 of 1 done or a second page.
+    shown = [(state.done, state.discovered) for state in states]
+    assert len(shown) >= 2 and set(shown) == {(1, 1)}, shown
     assert report.pages_indexed == 1

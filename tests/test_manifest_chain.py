@@ -41,7 +41,7 @@ def test_each_change_appends_an_authenticated_entry(tmp_path):
     assert [(e["op"], e["tool"], e["version"], e["risk"]) for e in entries] == [
         ("deploy", "word_count", 1, "HIGH"), ("deploy", "word_count", 2, "LOW"),
         ("rollback", "word_count", 1, "HIGH"), ("remove", "word_count", None, None)]
-    assert set(entries[0]["files"]) == {"tool.py", "manifest.json"}
+    assert set(entries[0]["files"]) == {"tool.py", "manifest.json", "CHANGELOG.md"}  # the tool's own changelog
     assert [e["prev"] for e in entries[1:]] == [e["mac"] for e in entries[:-1]]
     assert repo.chain.verify().ok
     # The chain is committed with each checkpoint: HEAD's copy is the one on disk.

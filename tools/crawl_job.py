@@ -158,6 +158,9 @@ async def run_crawl(
             elif isinstance(event, PageGone):
                 seen.add(event.url)  # removed here: not again among the vanished pages at the end
                 await flush()
+                if writer is not None:
+                    # The batch in flight writes the same catalog connection: one transaction at a time.
+                    await writer
                 report.pages_removed += await asyncio.to_thread(
                     functools.partial(indexer.remove_pages, source, [event.url] if event.url in known else [],
                                       version=version))
