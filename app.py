@@ -106,6 +106,7 @@ async def resume(thread) -> None:
 async def on_message(message: cl.Message) -> None:
     try:
         command = ui.parse_command(message.content, message.command, team_mode=bool(cl.user_session.get(TEAM_MODE)))
+        SERVICE.api_call(principal())  # past EVORAG_API_CALLS_PER_MINUTE: an error saying when to try again
         await HANDLERS[command.name](command)
     except EvoragError as exc:
         await ui.show_error(exc)
@@ -175,6 +176,18 @@ async def metrics(command: ui.Command) -> None:
     await versions(command)
 
 
+async def status(command: ui.Command) -> None:
+    """The health dashboard (reader role, checked by the service)."""
+    who = principal()
+    await ui.show_status(await asyncio.to_thread(lambda: SERVICE.status(principal=who)))
+
+
+async def costs(command: ui.Command) -> None:
+    """Today's model costs by principal and operation (operator role: refused before anything is read)."""
+    who = require(principal(), "costs")
+    await ui.show_costs(await asyncio.to_thread(lambda: SERVICE.costs(principal=who)))
+
+
 async def versions(command: ui.Command) -> None:
     who = principal()
     await ui.show_versions(await asyncio.to_thread(lambda: SERVICE.versions(principal=who)), who)
@@ -206,7 +219,8 @@ async def show_help(command: ui.Command) -> None:
 
 
 HANDLERS = {"ask": ask, "crawl": crawl, "evolve": evolve, "heal": heal, "team": team, "metrics": metrics,
-            "versions": versions, "approvals": approvals, "tools": tools, "sources": sources, "help": show_help}
+            "status": status, "costs": costs, "versions": versions, "approvals": approvals, "tools": tools,
+            "sources": sources, "help": show_help}
 
 
 @cl.action_callback("decide_approval")

@@ -6,7 +6,8 @@
 * ``ConversationDeployer``: submits the newest ``tool.py`` (and its ``test_*.py``) written in the conversation to
   the evolution pipeline: code and dependency gates, sandbox tests, then the approver (the interface's inline
   Approve/Reject, elicitation or a pending request), then the deploy. Every submission counts against the hourly
-  evolution limit. It needs no model, so it works with models that cannot call functions.
+  evolution limit. It needs no model, so it works with models that cannot call functions; a tool written
+  without tests gets them from its ``test_writer`` (the team's model), else the tests gate refuses it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, TextMess
 from autogen_core import CancellationToken
 from evorag.agents._base import last_text
 from evorag.agents._parsing import extract_files
+from evorag.tools.rate_limit import counted_use
 
 from evorag.errors import EvoragError
 
@@ -72,12 +74,14 @@ class ConversationDeployer(BaseChatAgent):
     """Ships the newest candidate of the conversation through the evolution pipeline (see the module docstring).
 
     ``pipeline`` is the EvolutionPipeline, ``approver`` decides (tools.approvals.Approver), ``limiter`` counts the
-    submission against the hourly evolution limit, ``on_outcome`` receives every EvolutionOutcome. Its message
-    starts with a verdict word (``DEPLOYED``, ``PENDING``, ``REJECTED``, ``NOTHING``, ``REFUSED``).
+    submission against the hourly evolution limit, ``on_outcome`` receives every EvolutionOutcome, ``test_writer``
+    (tools.test_writing.TestWriter) writes the tests of a tool submitted without them (without one, such a tool
+    is rejected at the tests gate, which says to add tests or configure a model). Its message starts with a
+    verdict word (``DEPLOYED``, ``PENDING``, ``REJECTED``, ``NOTHING``, ``REFUSED``).
     """
 
     def __init__(self, *, pipeline, approver, limiter, on_outcome: Callable[[Any], None] | None = None,
-                 name: str = "deployer") -> None:
+                 test_writer: Callable[[Any], Awaitable[Any]] | None = None, name: str = "deployer") -> None:
         super().__init__(name, description=(
             "Submits the newest tool.py (a fenced ```python tool.py``` block, with its ```python test_tool.py``` "
             "tests) written in this conversation to evorag's gates (code, dependencies, sandbox tests), asks the "
@@ -86,6 +90,7 @@ class ConversationDeployer(BaseChatAgent):
         self._approver = approver
         self._limiter = limiter
         self._on_outcome = on_outcome
+        self._test_writer = test_writer
         self._request = ""
         self._candidate = ""  # the newest message holding a tool.py block
 
@@ -112,11 +117,12 @@ class ConversationDeployer(BaseChatAgent):
                     "(and ```python test_tool.py``` with its tests).")
         request = " ".join(self._request.split())[:500] or "a tool proposed in a conversation"
         try:
-            await asyncio.to_thread(self._limiter.acquire, "evolution")
-            with tempfile.TemporaryDirectory(prefix="evorag-conversation-") as tmp:
-                for name, text in files.items():
-                    (Path(tmp) / name).write_text(text, encoding="utf-8")
-                outcome = await self._pipeline.run(Path(tmp), request=request, approver=self._approver)
+            async with counted_use(self._limiter, "evolution"):  # given back if the infrastructure fails
+                with tempfile.TemporaryDirectory(prefix="evorag-conversation-") as tmp:
+                    for name, text in files.items():
+                        (Path(tmp) / name).write_text(text, encoding="utf-8")
+                    outcome = await self._pipeline.run(Path(tmp), request=request, approver=self._approver,
+                                                       test_writer=self._test_writer)
         except EvoragError as exc:
             return f"REFUSED: {exc}"
         if self._on_outcome is not None:

@@ -8,8 +8,11 @@ import json
 from evorag.agents import _prompts
 from evorag.agents._base import StepAgent, last_text
 from evorag.agents._parsing import extract_files, extract_json, slug
+from evorag.agents._test_writer import ModelTestWriter
 from evorag.agents._verdicts import verdict_of
 from evorag.tools.code_checks import max_risk
+from evorag.tools.evolution import candidate_files
+from evorag.tools.test_writing import has_tests
 
 
 class EvolutionOrchestrator(StepAgent):
@@ -116,22 +119,42 @@ class CodeDebugger(StepAgent):
 
 
 class IntegrationTester(StepAgent):
-    """Runs the tool's tests, generated edge cases and the regression gates in the sandbox."""
+    """Runs the tool's tests, generated edge cases and the regression gates in the sandbox. A candidate without
+    tests gets them first: its model writes them (``EvolutionPipeline.write_tests``: the same gates, a bounded
+    number of drafts), and without a model the candidate is refused (no deploy without tests)."""
 
-    def __init__(self, *, state) -> None:
-        super().__init__("integration_tester", "Tests the tool in the sandbox.", state=state)
+    def __init__(self, *, state, model_client=None) -> None:
+        super().__init__("integration_tester", "Tests the tool in the sandbox.", state=state,
+                         model_client=model_client, system_prompt=_prompts.TEST_WRITER)
 
     async def step(self, messages, cancellation_token) -> str:
         state = self.state
         signature = state.signature
-        verdict = await asyncio.to_thread(state.pipeline.run_tests, state.workdir, signature.name,
-                                          signature.json_schema)
-        state.record(verdict)
+        written = ""
+        if has_tests(await asyncio.to_thread(candidate_files, state.workdir)):
+            verdict = await asyncio.to_thread(state.pipeline.run_tests, state.workdir, signature.name,
+                                              signature.json_schema)
+        else:
+            writer = None
+            if self.model_client is not None:
+                writer = ModelTestWriter(lambda prompt: self.ask_model(prompt, cancellation_token))
+            verdict = await state.pipeline.write_tests(state.workdir, signature, writer, rounds=state.max_attempts)
+            if verdict.ok:
+                written = f", wrote {', '.join(verdict.details['written_tests'])}"
+                # The written tests changed the candidate: the static gates judge these very files again.
+                statics, _ = await asyncio.to_thread(state.pipeline.check_static, state.workdir)
+                for static in statics:
+                    state.record(static)
+                verdict = next((static for static in statics if not static.ok), verdict)
+        if verdict.gate == "tests":
+            state.record(verdict)
         if verdict.ok and state.pipeline.retrieval_gate is not None:
             verdict = await asyncio.to_thread(state.pipeline.retrieval_gate)
             state.record(verdict)
         if verdict.ok:
-            return f"TESTS: PASS ({verdict.seconds:.1f}s)"
+            coverage = verdict.details.get("coverage")
+            shown = f", coverage {coverage:.1f}%" if isinstance(coverage, (int, float)) else ""
+            return f"TESTS: PASS ({verdict.seconds:.1f}s{written}{shown})"
         output = verdict.details.get("output", "")[-1500:]
         if state.attempts_left:
             return f"TESTS: FAIL {verdict.reason}\n{output}"

@@ -69,7 +69,9 @@ CONFIGS: dict[str, dict] = {
     "- page support": {"page_support": 0.0},
     "- changelog demotion": {"changelog_weight": 1.0},
     "- one result per page": {"max_per_page": 0},
-    "baseline (chunk ranking)": {"max_per_page": 0, "page_support": 0.0, "changelog_weight": 1.0},
+    "- term coverage": {"term_coverage": 0.0},
+    "baseline (chunk ranking)": {"max_per_page": 0, "page_support": 0.0, "changelog_weight": 1.0,
+                                 "term_coverage": 0.0},
 }
 
 

@@ -289,6 +289,7 @@ def mcp_server(home: Path, token: str, replay: Path, log: Path):
         EVORAG_CONFIG=str(home / "no-config.toml"),
         EVORAG_EMBEDDER="onnx",
         EVORAG_MCP_TOKEN=token,
+        EVORAG_API_CALLS_PER_MINUTE="0",  # a load test: the per-principal limit would refuse most of it
         EVORAG_ALLOW_PRIVATE="true",
         EVORAG_LLM_PROVIDER="replay",
         EVORAG_REPLAY_FILE=str(replay),

@@ -21,9 +21,10 @@ from evorag.tools.search import SearchOptions
 from evorag.service import Evorag
 
 # Page-aware ranking off: chunks in fused order, as every search ranked before it (tools/page_ranking.py).
-CHUNK_RANKING = {"max_per_page": 0, "page_support": 0.0, "changelog_weight": 1.0}
+CHUNK_RANKING = {"max_per_page": 0, "page_support": 0.0, "changelog_weight": 1.0, "term_coverage": 0.0}
 GRID = [
     ("default (page-aware, min-max)", {}),
+    ("page-aware without term coverage", {"term_coverage": 0.0}),
     ("dense only", {"fusion": "rrf", "dense_weight": 1.0, "sparse_weight": 0.0, **CHUNK_RANKING}),
     ("BM25 only", {"fusion": "rrf", "dense_weight": 0.0, "sparse_weight": 1.0, **CHUNK_RANKING}),
     ("RRF k=60", {"fusion": "rrf", "rrf_k": 60, **CHUNK_RANKING}),

@@ -9,6 +9,8 @@ Python API::
             print(hit.chunk.url, hit.chunk.section)
 """
 
+from typing import TYPE_CHECKING
+
 from evorag.errors import (
     BlockedURLError,
     ConfigError,
@@ -19,12 +21,27 @@ from evorag.errors import (
     UserError,
 )
 
-# The service imports the tools, and the tools import evorag.errors and evorag.settings: both are complete
-# by now, and nothing below the service imports from this package's namespace, so the order is enough.
-from evorag.service import CrawlRequest, Evorag
-from evorag.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from evorag.service import CrawlRequest, Evorag
+    from evorag.settings import Settings, load_settings
 
 __version__ = "0.1.0"
+
+# Importing the service loads most of evorag (~170 modules); a process that needs only evorag.errors, the
+# settings or one tool (every subpackage import runs this file first) should not pay for it, so the
+# re-exports below are imported when first asked for.
+_LAZY = {"CrawlRequest": "evorag.service", "Evorag": "evorag.service",
+         "Settings": "evorag.settings", "load_settings": "evorag.settings"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'evorag' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # the next lookup is an ordinary one
+    return value
 
 __all__ = [
     "BlockedURLError",

@@ -9,6 +9,10 @@
   in one process, as in tests, do not collide), rendered in the Prometheus text format.
 * ``MetricsMiddleware``: counts HTTP responses by method, path and status, including the 401/403
   answers of the auth guard it wraps.
+* ``UsageCollector``: model tokens and cost by principal and operation (read from the home's cost ledger at
+  each scrape, so every process of the home is counted) and quota refusals by limit and principal (this
+  process). Costs per principal are for the operator role ("costs"): ``ServerMetrics.render`` leaves them
+  out for a reader.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json as _json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from prometheus_client import (
@@ -29,6 +33,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -132,8 +137,12 @@ def configure_logging(json: bool = False, level: str | int = "INFO", *, secrets:
 class ServerMetrics:
     """The metrics of one evorag server. Thread-safe (prometheus_client's metrics are)."""
 
-    def __init__(self) -> None:
+    def __init__(self, usage: UsageCollector | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Who used how much: a registry of its own, rendered only for principals who may see costs.
+        self.usage_registry = CollectorRegistry(auto_describe=False)
+        if usage is not None:
+            self.usage_registry.register(usage)
         ProcessCollector(registry=self.registry)  # memory, CPU, open files of the server process
         self.tool_duration = Histogram(
             "evorag_mcp_tool_duration_seconds",
@@ -181,9 +190,41 @@ class ServerMetrics:
             status=str(status),
         ).inc()
 
-    def render(self) -> tuple[bytes, str]:
-        """The text exposition and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, *, usage: bool = True) -> tuple[bytes, str]:
+        """The text exposition and its content type; ``usage``: with the cost and quota metrics."""
+        body = generate_latest(self.registry)
+        if usage:
+            body += generate_latest(self.usage_registry)
+        return body, CONTENT_TYPE_LATEST
+
+
+class UsageCollector:
+    """Collected at each scrape: ``totals()`` gives rows with principal, operation, calls, prompt_tokens,
+    completion_tokens and cost_usd (evorag.tools.costs.CostTotal); ``rejections()`` counts by (limit, principal)."""
+
+    def __init__(self, totals: Callable[[], Iterable], rejections: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._totals = totals
+        self._rejections = rejections
+
+    def collect(self):
+        calls = CounterMetricFamily("evorag_model_calls", "Model calls by principal and operation.",
+                                    labels=["principal", "operation"])
+        tokens = CounterMetricFamily("evorag_model_tokens", "Model tokens by principal, operation and kind "
+                                     "(prompt, completion).", labels=["principal", "operation", "kind"])
+        cost = CounterMetricFamily("evorag_model_cost_usd", "Model cost in USD (EVORAG_MODEL_PRICES) by principal "
+                                   "and operation.", labels=["principal", "operation"])
+        for row in self._totals():
+            labels = [row.principal, row.operation]
+            calls.add_metric(labels, row.calls)
+            tokens.add_metric([*labels, "prompt"], row.prompt_tokens)
+            tokens.add_metric([*labels, "completion"], row.completion_tokens)
+            cost.add_metric(labels, row.cost_usd)
+        rejected = CounterMetricFamily("evorag_quota_rejections", "Calls refused by a per-principal limit "
+                                       "(evolutions_per_hour, api_calls_per_minute) in this process.",
+                                       labels=["limit", "principal"])
+        for (limit, principal), count in sorted(self._rejections().items()):
+            rejected.add_metric([limit, principal], count)
+        return [calls, tokens, cost, rejected]
 
 
 class MetricsMiddleware:

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from evorag.errors import ConfigError
+from evorag.principals import Role
 
 EmbedderName = Literal["local", "onnx", "openai", "ollama"]
 
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
     max_pages: int = Field(default=1000, ge=1)
     max_depth: int = Field(default=8, ge=0)
     user_agent: str = "evorag/0.1 (+documentation indexer)"
+    index_navigation_pages: bool = Field(
+        default=False,
+        description="Index pages that are only lists of links (generated indexes, bare tables of contents) "
+        "too; by default the crawler follows their links but keeps them out of search results.",
+    )
 
     # Chunking
     chunk_max_chars: int = Field(default=1600, ge=200)
@@ -93,6 +99,11 @@ class Settings(BaseSettings):
         default=0.5, ge=0, le=1,
         description="Score factor of changelog and release-notes pages unless the query asks about versions or "
         "changes (1: no demotion).",
+    )
+    term_coverage: float = Field(
+        default=0.15, ge=0, le=1,
+        description="What a page gains for containing all of the query's terms across its matching sections "
+        "(the share it contains times this; 0: off).",
     )
 
     # Answering and evaluation
@@ -124,7 +135,21 @@ class Settings(BaseSettings):
     )
 
     # Self-evolution
-    evolutions_per_hour: int = Field(default=10, ge=1, description="Rate limit on evolution runs.")
+    evolutions_per_hour: int = Field(
+        default=10, ge=1,
+        description="Evolution runs (and hand-added tools) per principal per hour; a run ended by a gate or a person "
+        "counts, one ended by the model or the sandbox failing does not.",
+    )
+    evolutions_per_hour_by_role: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-role overrides of evolutions_per_hour, e.g. {\"admin\": 50} (in the environment a JSON "
+        "object); roles not named use evolutions_per_hour.",
+    )
+    api_calls_per_minute: int = Field(
+        default=120, ge=0,
+        description="MCP tool calls and UI messages per principal per minute, counted per server process (HTTP "
+        "answers 429 with Retry-After past it); 0: no limit. The local CLI and the Python API are not limited.",
+    )
     min_coverage: float = Field(
         default=80.0, ge=0, le=100,
         description="The tests gate's minimum coverage of a candidate's tool.py by its own tests, in percent "
@@ -262,6 +287,12 @@ class Settings(BaseSettings):
     ui_password: SecretStr | None = Field(
         default=None, description="Password of the UI login (EVORAG_UI_PASSWORD); without it every login is refused."
     )
+    ui_login_attempts: int = Field(
+        default=5, ge=1,
+        description="Failed UI logins per user name in ui_login_window_seconds before that name is locked out until "
+        "the oldest failure leaves the window (a correct password is refused meanwhile).",
+    )
+    ui_login_window_seconds: float = Field(default=900.0, gt=0, description="The failed-login window, in seconds.")
     ui_host: str = Field(default="127.0.0.1", description="Address the UI binds to.")
     ui_port: int = Field(default=8000, ge=1, le=65535, description="Port of the UI.")
     # --- end Chainlit UI ---
@@ -368,6 +399,17 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("evolutions_per_hour_by_role", mode="after")
+    @classmethod
+    def _known_roles(cls, value: dict[str, int]) -> dict[str, int]:
+        roles = [str(role) for role in Role]  # weakest first
+        unknown = sorted(key for key in value if key.lower() not in roles)
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}: use {', '.join(roles)}")
+        if any(limit < 1 for limit in value.values()):
+            raise ValueError("every per-role limit must be at least 1")
+        return {key.lower(): limit for key, limit in value.items()}
 
     @classmethod
     def settings_customise_sources(

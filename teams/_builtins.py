@@ -43,7 +43,8 @@ def builtin_agents() -> tuple[AgentPlugin, ...]:
         agent("code_debugger", "Checks and repairs code.",
               step=lambda c: CodeDebugger(state=c.state, model_client=c.model_client), chat_prompt="DEBUGGER"),
         agent("integration_tester", "Runs the tests in the sandbox.",
-              step=lambda c: IntegrationTester(state=c.state), chat_prompt="INTEGRATION_TESTER"),
+              step=lambda c: IntegrationTester(state=c.state, model_client=c.model_client),
+              chat_prompt="INTEGRATION_TESTER"),
         AgentPlugin("human", "The person at the interface: approves changes, answers questions in chats.",
                     step=lambda c: approval_proxy(c.state), chat=human_participant, serve_remotely=False),
         AgentPlugin("deployer", "Deploys approved tools; in chats, submits the newest tool written there to the "

@@ -26,15 +26,24 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.conditions import MaxMessageTermination, TextMentionTermination
 from autogen_agentchat.teams import SelectorGroupChat
 from evorag.agents import AgentBuilder, AgentContext, ConversationDeployer, ConversationHuman, prompts
+from evorag.agents._test_writer import ModelTestWriter
 from evorag.teams._assemble import build_agents, build_graph_flow
 from evorag.teams._distributed import run_on, team_runtime, wait_for_stop
+from evorag.teams._evolution import model_failure_error
 from evorag.teams._ports import TeamPorts
 from evorag.teams._registry import PluginRegistry
 from evorag.teams._remote import RemoteAgent, agent_type, serve_agent
 from evorag.teams._team_spec import ResolvedTeam
 from evorag.tools.approvals import PolicyApprover
 
-from evorag.errors import ConfigError, ExternalError, NotFoundError, UserError
+from evorag.errors import (
+    ConfigError,
+    ExternalError,
+    ModelError,
+    ModelUnavailableError,
+    NotFoundError,
+    UserError,
+)
 from evorag.team_events import event_record
 
 CHAT_FLOWS = ("conversation", "graph")
@@ -120,9 +129,11 @@ def human_participant(ctx: AgentContext) -> ConversationHuman:
 
 def chat_deployer(ctx: AgentContext) -> ConversationDeployer:
     """Ships the newest tool of the chat through the gates and ``ctx.approver`` (default: the policy, which
-    leaves anything that needs a person pending)."""
+    leaves anything that needs a person pending). A tool written without tests gets them from the team's model
+    (no deploy without tests)."""
+    writer = ModelTestWriter.over_client(ctx.model_client) if ctx.model_client is not None else None
     return ConversationDeployer(pipeline=ctx.pipeline, approver=ctx.approver or PolicyApprover(assume_yes=False),
-                                limiter=ctx.limiter, on_outcome=ctx.on_outcome)
+                                limiter=ctx.limiter, on_outcome=ctx.on_outcome, test_writer=writer)
 
 
 async def _call(function: Callable, *args: object) -> object:
@@ -217,6 +228,11 @@ async def run_conversation(ports: TeamPorts, task: str, *, team: str = "conversa
                 message = await _next_message(follow_up)
             # The agents of a runtime host keep their state in their own processes: it cannot be saved here.
             run.state = await chat.save_state() if runtime is None else None
+        except ModelError as exc:
+            if isinstance(exc, ModelUnavailableError):
+                raise
+            # The model endpoint failed (unreachable, timed out): one line naming the setting, exit 3, as evolve.
+            raise model_failure_error(exc, f"the conversation with team {resolved.name}") from None
         finally:
             # Best effort, and not through a runtime that failed: a worker that is gone has nothing to release.
             for agent in remotes.values() if remotes and not runtime.failed.done() else ():

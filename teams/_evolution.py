@@ -29,6 +29,7 @@ from evorag.teams._registry import PluginRegistry
 from evorag.teams._team_spec import ResolvedTeam
 from evorag.tools.code_checks import max_risk
 from evorag.tools.evolution import EvolutionOutcome
+from evorag.tools.rate_limit import INFRASTRUCTURE_FAILURES
 from evorag.tools.resources import check_resources
 from evorag.tools.types import CrawlRequest
 
@@ -84,12 +85,13 @@ async def run_evolution(
     """Run the whole evolution for ``request`` with the evolution team ``team`` (default: the setting
     evolution_team); returns how it ended (deployed, rejected or pending).
 
-    Raises RateLimitedError when the hourly limit is reached and ResourceError when the machine is too
+    Raises RateLimitedError when the acting principal's hourly limit is reached and ResourceError when the machine is too
     short of memory or disk to run it safely. When a step's model fails (unreachable, timed out, refused), the
     run ends after that step: audited as finished with status ``model_unavailable``, remembered, its slot of
     the hourly limit given back, then ModelUnavailableError (one line naming the setting to fix), or the
-    model's own UserError (a rejected key, a spent budget) is raised. Everything else ends as a rejected
-    outcome with its gate.
+    model's own UserError (a rejected key, a spent budget) is raised. Any other infrastructure failure that ends
+    the run (evorag.tools.rate_limit.INFRASTRUCTURE_FAILURES: no usable sandbox, a store) also gives the slot back. Everything else ends as a rejected
+    outcome with its gate, and counts.
     """
     if not request or not request.strip():
         raise UserError("the feature request is empty", hint="describe the tool you want")
@@ -105,6 +107,10 @@ async def run_evolution(
             # The run did no work: it does not count against the hourly limit.
             await asyncio.to_thread(ports.limiter.release, slot)
             raise failure.error from None
+        except INFRASTRUCTURE_FAILURES:
+            # Infrastructure failed under the run (no usable sandbox, a docs crawl, a store): no verdict, no use counted.
+            await asyncio.to_thread(ports.limiter.release, slot)
+            raise
 
 
 class _ModelUnavailable(Exception):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from autogen_core.models import SystemMessage, UserMessage
 from evorag.agents import extract_files, prompts
+from evorag.agents._test_writer import ModelTestWriter
 from evorag.teams._evolution import model_failure_error
 from evorag.teams._heal_checks import (
     CheckResult,
@@ -194,7 +195,12 @@ async def run_healing(ports: TeamPorts, description: str, *, approver,
             report.diagnosis.append(f"{check.name}: {check.detail}")
             report.actions.append(await _recrawl(ports, check, approver))
         elif check.name.startswith("tool:") and check.target:
-            client = client or ports.model_client()
+            try:
+                client = client or ports.model_client()
+            except UserError as exc:  # no model configured (provider none): the repair and its tests need one
+                pipeline.audit.write("healing_finished", healed=False, status="no_model", reason=exc.message,
+                                     actions=report.actions)
+                raise
             try:
                 report.actions.append(await _heal_tool(pipeline, check, client, approver, report, emit))
             except _ModelFailed as failure:
@@ -302,10 +308,27 @@ async def _heal_tool(pipeline, check: CheckResult, client, approver, report: Hea
             candidate = Path(tmp)
             for name, text in {**files, **kept, **fixed}.items():
                 (candidate / name).write_text(text)
-            outcome = await pipeline.run(candidate, request=f"heal {check.target}: {check.detail}", approver=approver)
+            # A repair of a tool deployed without tests (before every deploy needed them) gets them from the
+            # same model: no deploy without tests.
+            outcome = await pipeline.run(candidate, request=f"heal {check.target}: {check.detail}", approver=approver,
+                                         test_writer=_healing_test_writer(client))
         return {"check": check.name, "action": "repair", "status": outcome.status, "gate": outcome.gate,
                 "reason": outcome.reason, "version": outcome.version_id, "approval_id": outcome.approval_id}
     return await _propose_rollback(pipeline, check, approver)
+
+
+def _healing_test_writer(client):
+    """The test writer over the healing's model; its failure ends the healing like the repair's (see
+    run_healing)."""
+    writer = ModelTestWriter.over_client(client)
+
+    async def write(request):
+        try:
+            return await writer(request)
+        except (ExternalError, UserError) as exc:
+            raise _ModelFailed(exc) from exc
+
+    return write
 
 
 async def _propose_rollback(pipeline, check: CheckResult, approver) -> dict:

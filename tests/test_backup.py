@@ -522,3 +522,82 @@ def test_pending_approvals_in_a_backup_are_expired(tmp_path):
     with Evorag(home=tmp_path / "restored") as rag:
         assert rag.pending_approvals() == []
         assert rag.evolution.approvals.get(request.id).status == "expired"
+
+
+def test_schedules_and_costs_survive_a_restore_and_unfinished_requests_are_cancelled(demo_home, tmp_path):
+    """The queue's schedules and the cost ledger are history the home cannot rebuild; a request that was still
+    waiting when the backup was taken must not run unasked in the restored home."""
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)
+    with Evorag(home=home, llm_provider="none") as rag:
+        rag.schedule_source("evorag-demo", "daily")
+        waiting = rag.submit_request("refresh", {"source": "evorag-demo"})
+        rag.parts.costs.record(model="m", prompt_tokens=1200, completion_tokens=300, operation="ask")
+        rag.backup(tmp_path / "b.tar.gz")
+    report = restore(tmp_path / "b.tar.gz", tmp_path / "restored")
+    assert report["requests_cancelled"] == 1
+    with Evorag(home=tmp_path / "restored", llm_provider="none") as rag:
+        assert [schedule.name for schedule in rag.schedules()] == ["refresh:evorag-demo"]
+        restored = rag.queue_request(waiting.id)
+        assert restored.status == "cancelled" and "restore" in restored.error
+        assert rag.queue_requests(finished=False) == []
+        today = rag.costs()
+        assert (today.calls, today.prompt_tokens, today.completion_tokens) == (1, 1200, 300)
+
+
+# --- a quarantined tool without tests (deployed before every deploy needed them) ------------------------------
+
+WORD_COUNT_TESTS = (CANDIDATES / "good_word_count" / "test_word_count.py").read_text()
+
+
+def _untested_archive(tmp_path: Path) -> Path:
+    """A backup (without the key) of a home whose word_count was deployed without tests: restored elsewhere, the
+    tool is quarantined and goes back through the gates, which need tests."""
+    home, candidate = tmp_path / "old-home", tmp_path / "untested"
+    candidate.mkdir()
+    shutil.copy(CANDIDATES / "good_word_count" / "tool.py", candidate / "tool.py")
+    with Evorag(home=home):
+        pass
+    _deploy_directly(home, candidate, name="word_count", risk="LOW", description="Count the words in ``text``.")
+    with Evorag(home=home) as rag:
+        rag.backup(tmp_path / "untested.tar.gz")
+    return tmp_path / "untested.tar.gz"
+
+
+def test_a_restored_tool_without_tests_gets_them_from_the_model_and_deploys_with_them(tmp_path):
+    from evorag.agents.model_clients import replay_client
+
+    archive = _untested_archive(tmp_path)
+    client = replay_client([f"```python test_word_count.py\n{WORD_COUNT_TESTS}```"])
+    with Evorag(home=tmp_path / "elsewhere", model_client=client) as rag:
+        result = rag.restore(archive, force=True)
+        [quarantined] = result.plugins["quarantined"]
+        assert quarantined["tool"] == "word_count" and "no key" in quarantined["reason"]
+        [requeued] = result.plugins["requeued"]
+        assert requeued["status"] == "pending", requeued  # a restore never deploys: a person decides
+        written = [e for e in rag.evolution.audit.entries() if e["event"] == "tests_written"]
+        assert [e["files"] for e in written] == [["test_word_count.py"]]
+        assert not (tmp_path / "elsewhere" / "quarantine" / "word_count" / "test_word_count.py").exists()
+        outcome = rag.decide_approval(requeued["approval_id"], approve=True)
+        assert outcome.status == "deployed", outcome.reason
+        repository = rag.evolution.repository
+        assert "tools/word_count/test_word_count.py" in repository.repo.git.ls_files().splitlines()
+        assert (repository.tools_dir / "word_count" / "test_word_count.py").read_text().strip() == \
+            WORD_COUNT_TESTS.strip()
+        assert rag.registry.call("word_count", {"text": "a b c"}) == 3
+
+
+def test_a_restored_tool_without_tests_and_without_a_model_is_rejected_saying_how_to_fix_it(tmp_path):
+    from evorag.tools.test_writing import NO_TESTS_NO_MODEL
+
+    archive = _untested_archive(tmp_path)
+    result = _evorag(tmp_path / "elsewhere", "restore", str(archive), EVORAG_LLM_PROVIDER="none")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("quarantined word_count:"))
+    assert line.endswith(f"; rejected by the tests gate: {NO_TESTS_NO_MODEL}"), result.stdout
+    with Evorag(home=tmp_path / "elsewhere", llm_provider="none") as rag:
+        assert rag.registry.tools() == [] and rag.pending_approvals() == []
+        [rejected] = [e for e in rag.evolution.audit.entries() if e["event"] == "rejected"]
+        assert (rejected["gate"], rejected["reason"]) == ("tests", NO_TESTS_NO_MODEL)
+    # The code stays in the quarantine for a person to add tests and `evorag tools add` it.
+    assert (tmp_path / "elsewhere" / "quarantine" / "word_count" / "tool.py").is_file()

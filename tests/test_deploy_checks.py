@@ -7,15 +7,12 @@ house built here from one tiny project (``tinywords`` 0.5), served with ``--no-i
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
+from wheel_house import build_wheels, pip_sees_only, tiny_project, write_candidate
 
 from evorag.mcp_server import build_server
 from evorag.principals import Principal, Role
@@ -46,53 +43,18 @@ def test_spells_two():
 '''
 
 
-def _pip_env(house: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(house), PIP_CONFIG_FILE=os.devnull,
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
-    return env
-
-
 @pytest.fixture(scope="module")
 def house(tmp_path_factory) -> Path:
     """A wheel of tinywords 0.5 (no dependencies)."""
-    source = tmp_path_factory.mktemp("project") / "tinywords-0.5"
-    (source / "tinywords").mkdir(parents=True)
-    (source / "tinywords" / "__init__.py").write_text("def words(n):\n    return ['zero', 'one', 'two'][n]\n")
-    (source / "pyproject.toml").write_text(textwrap.dedent("""\
-        [build-system]
-        requires = ["setuptools"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "tinywords"
-        version = "0.5"
-        [tool.setuptools]
-        packages = ["tinywords"]
-        """))
     house = tmp_path_factory.mktemp("house")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--quiet",
-                    "--wheel-dir", str(house), str(source)], check=True, env=_pip_env(house),
-                   capture_output=True, timeout=300)
+    build_wheels([tiny_project(tmp_path_factory.mktemp("project"), "tinywords", "0.5", [])], house)
     return house
 
 
 @pytest.fixture
 def index(house, monkeypatch) -> Path:
     """pip (run by the gates in this process) sees the wheel house only."""
-    for name in [n for n in os.environ if n.startswith("PIP_")]:
-        monkeypatch.delenv(name)
-    for name, value in _pip_env(house).items():
-        if name.startswith("PIP_"):
-            monkeypatch.setenv(name, value)
-    return house
-
-
-def _candidate(root: Path, name: str, files: dict[str, str]) -> Path:
-    path = root / name
-    path.mkdir(parents=True)
-    for file, text in files.items():
-        (path / file).write_text(text)
-    return path
+    return pip_sees_only(house, monkeypatch)
 
 
 # --- the plugin regression suite -------------------------------------------------------------------------------
@@ -100,8 +62,8 @@ def _candidate(root: Path, name: str, files: dict[str, str]) -> Path:
 
 def test_a_deploy_is_refused_when_a_deployed_tools_tests_fail_after_environment_drift(index, tmp_path):
     with Evorag(home=tmp_path / "home", dependency_allowlist=["tinywords"], evolutions_per_hour=100) as rag:
-        spell = _candidate(tmp_path, "spell_number", {"tool.py": SPELL_TOOL, "test_tool.py": SPELL_TEST,
-                                                      "requirements.txt": "tinywords>=0.5\n"})
+        spell = write_candidate(tmp_path, "spell_number", {"tool.py": SPELL_TOOL, "test_tool.py": SPELL_TEST,
+                                                           "requirements.txt": "tinywords>=0.5\n"})
         pending = rag.add_tool(spell, approver=PolicyApprover(assume_yes=True))
         assert pending.status == "pending", pending.reason  # a new dependency: a person approves it
         deployed = rag.decide_approval(pending.approval_id, approve=True, principal=PERSON)
@@ -179,7 +141,7 @@ def rag(tmp_path_factory):
 
 
 def test_examples_are_recorded_in_the_sandbox_and_shown_in_docs_and_mcp(rag, tmp_path):
-    tool = _candidate(tmp_path, "join_words", {"tool.py": ECHO_TOOL, "test_tool.py": ECHO_TEST})
+    tool = write_candidate(tmp_path, "join_words", {"tool.py": ECHO_TOOL, "test_tool.py": ECHO_TEST})
     outcome = rag.add_tool(tool, approver=PolicyApprover(assume_yes=True))
     assert outcome.status == "deployed", outcome.reason
     gates = [v.gate for v in outcome.verdicts]
@@ -210,7 +172,7 @@ def test_examples_are_recorded_in_the_sandbox_and_shown_in_docs_and_mcp(rag, tmp
 
 def test_a_declared_example_that_fails_refuses_the_deploy(rag, tmp_path):
     source = ECHO_TOOL.replace('"""Join words."""', '"""Join words."""\n\nEXAMPLES = [{"words": "not a list"}]')
-    tool = _candidate(tmp_path, "join_words", {"tool.py": source, "test_tool.py": ECHO_TEST})
+    tool = write_candidate(tmp_path, "join_words", {"tool.py": source, "test_tool.py": ECHO_TEST})
     before = rag.evolution.repository.current().id
     outcome = rag.add_tool(tool, approver=PolicyApprover(assume_yes=True))
     assert (outcome.status, outcome.gate) == ("rejected", "examples"), outcome.reason
@@ -220,7 +182,7 @@ def test_a_declared_example_that_fails_refuses_the_deploy(rag, tmp_path):
 
 def test_a_tool_whose_live_call_differs_from_its_recorded_example_is_rolled_back(rag, tmp_path):
     before = rag.evolution.repository.current()
-    tool = _candidate(tmp_path, "issue_ticket", {"tool.py": TICKET_TOOL, "test_tool.py": TICKET_TEST})
+    tool = write_candidate(tmp_path, "issue_ticket", {"tool.py": TICKET_TOOL, "test_tool.py": TICKET_TEST})
     outcome = rag.add_tool(tool, approver=PolicyApprover(assume_yes=True))
     assert (outcome.status, outcome.gate) == ("rejected", "smoke"), outcome.reason
     assert outcome.reason.startswith('rolled back: issue_ticket({"owner": "example"}) through the live registry '
@@ -267,7 +229,7 @@ def test_a_fully_covered_candidate_reports_its_coverage(rag):
 
 
 def test_a_candidate_below_the_minimum_coverage_is_refused(rag, tmp_path, monkeypatch):
-    tool = _candidate(tmp_path, "change_case", {"tool.py": SHOUT_TOOL, "test_tool.py": SHOUT_TEST})
+    tool = write_candidate(tmp_path, "change_case", {"tool.py": SHOUT_TOOL, "test_tool.py": SHOUT_TEST})
     outcome = rag.add_tool(tool, approver=PolicyApprover(assume_yes=True))
     assert (outcome.status, outcome.gate) == ("rejected", "tests"), outcome.reason
     assert outcome.reason == ("its own tests cover 50.0% of tool.py's 6 statements, below the minimum of 80% "
@@ -293,7 +255,7 @@ def test_the_minimum_coverage_setting_reads_evorag_min_coverage(monkeypatch):
 def test_a_coverage_file_forged_by_the_tests_gives_no_figure(tmp_path):
     """A test that writes a coverage data file where the runner collects them is HIGH risk (it writes outside
     its temporary directory); approved anyway, the runner finds two data files and the gate fails closed."""
-    tool = _candidate(tmp_path, "word_count", {
+    tool = write_candidate(tmp_path, "word_count", {
         "tool.py": (CANDIDATES / "good_word_count" / "tool.py").read_text(),
         "test_forge.py": FORGER_TEST})
     with Evorag(home=tmp_path / "home", evolutions_per_hour=100) as rag:

@@ -126,3 +126,64 @@ def test_heal_listens_to_the_description_and_checks_the_tool_through_its_recorde
     assert report.healed and report.actions[0]["status"] == "deployed", report.to_dict()
     assert rag.registry.call("word_count", {"text": "well-known tools"}) == 2
 
+
+
+# --- a repaired tool whose deployed version has no tests (a home from before every deploy needed them) ----------
+
+WORD_COUNT_TESTS = (CANDIDATES / "good_word_count" / "test_word_count.py").read_text()
+WITH_EXAMPLE = GOOD_TOOL.replace("_WORD = re.compile", 'EXAMPLES = [{"text": "well-known tools"}]\n\n_WORD = '
+                                 "re.compile", 1)
+
+
+def _deploy_then_drop_tests_and_break(home: Path, tmp_path: Path) -> None:
+    """``word_count`` deployed with a recorded example, then a commit removes its tests and splits hyphenated
+    words: the example fails, and the tool has no tests for a repair to keep."""
+    candidate = tmp_path / "word_count"
+    candidate.mkdir()
+    (candidate / "tool.py").write_text(WITH_EXAMPLE)
+    (candidate / "test_word_count.py").write_text(WORD_COUNT_TESTS)
+    with Evorag(home=home, evolutions_per_hour=100) as rag:
+        assert rag.add_tool(candidate, approver=PolicyApprover(assume_yes=True)).status == "deployed"
+        repository = rag.evolution.repository
+        (repository.tools_dir / "word_count" / "test_word_count.py").unlink()
+        (repository.tools_dir / "word_count" / "tool.py").write_text(WITH_EXAMPLE.replace("['’-]", "['’]"))
+        repository.repo.git.add("-A")
+        repository.repo.index.commit("manual edit: tests removed, hyphenated words split")
+
+
+def test_a_repaired_tool_without_tests_gets_them_from_the_healing_model(tmp_path):
+    home = tmp_path / "home"
+    _deploy_then_drop_tests_and_break(home, tmp_path)
+    fix = f"Hyphens no longer join words.\n\n```python tool.py\n{WITH_EXAMPLE}```"
+    tests = f"```python test_word_count.py\n{WORD_COUNT_TESTS}```"
+    with Evorag(home=home, evolutions_per_hour=100) as rag:
+        report = asyncio.run(rag.aheal("word_count splits well-known into two words",
+                                       approver=PolicyApprover(assume_yes=True),
+                                       model_client=replay_client([fix, tests])))
+        assert report.healed and report.actions[0]["status"] == "deployed", report.to_dict()
+        assert rag.registry.call("word_count", {"text": "well-known tools"}) == 2
+        # The written tests are committed with the repaired tool.
+        repository = rag.evolution.repository
+        assert "tools/word_count/test_word_count.py" in repository.repo.git.ls_files().splitlines()
+        assert (repository.tools_dir / "word_count" / "test_word_count.py").read_text().strip() == \
+            WORD_COUNT_TESTS.strip()
+        written = [e for e in rag.evolution.audit.entries() if e["event"] == "tests_written"]
+        assert [e["files"] for e in written] == [["test_word_count.py"]]
+
+
+def test_healing_an_untested_tool_without_a_model_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    _deploy_then_drop_tests_and_break(home, tmp_path)
+    monkeypatch.setenv("EVORAG_HOME", str(home))
+    monkeypatch.setenv("EVORAG_LLM_PROVIDER", "none")
+    assert main(["heal", "word_count splits well-known into two words", "--yes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # the events printed as heal went, then the error
+    [error] = [line for line in err if line.startswith("error:")]
+    assert error == "error: no language model for the agents: llm_provider is none", err
+    assert "EVORAG_LLM_PROVIDER" in err[err.index(error) + 1]  # its hint names the setting
+    with Evorag(home=home) as rag:
+        finished = [e for e in rag.evolution.audit.entries() if e["event"] == "healing_finished"]
+        assert [(e["healed"], e["status"]) for e in finished] == [(False, "no_model")]
+        assert "llm_provider is none" in finished[0]["reason"]
+        tool = rag.evolution.repository.tools_dir / "word_count"
+        assert "['’]" in (tool / "tool.py").read_text() and not (tool / "test_word_count.py").exists()

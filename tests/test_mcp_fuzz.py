@@ -193,6 +193,7 @@ def fuzz(tmp_path_factory):
             embedder="onnx",
             allow_private=False,
             evolutions_per_hour=1,
+            api_calls_per_minute=0,  # over a thousand calls a minute: the per-minute limit is tested in test_quotas
             approval_token="fuzz-human-token",
             llm_provider="none",  # extractive answers: no model in the fuzz
         )
@@ -236,6 +237,8 @@ TOOLS_AND_CASES = [
     ("talk_to_team", 60),
     ("list_queue_requests", 40),
     ("cancel_queue_request", 60),
+    ("usage_report", 30),
+    ("list_proposals", 30),
 ]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from evorag.agents.model_clients import create_model_client
 from evorag.tools.approvals import PolicyApprover
+from slug_tool_replies import GOOD, PLAN, REQUEST
 
 from evorag.errors import ConfigError, ExternalError, ModelUnavailableError
 from evorag.service import Evorag
@@ -27,28 +28,6 @@ from evorag.settings import Settings
 
 CANDIDATES = Path(__file__).parent / "candidates"
 SECRET = "sk-evorag-test-key-5f1c9a7e3b"
-REQUEST = "a tool that turns page titles into URL slugs"
-PLAN = json.dumps({"tool_name": "slugify_title", "description": "Turn a title into a URL slug.", "requirements": []})
-GOOD = '''Here is the tool.
-
-```python tool.py
-import re
-
-
-def slugify_title(title: str, separator: str = "-") -> str:
-    """Turn a page title into a lowercase URL slug."""
-    words = re.findall(r"[a-z0-9]+", title.lower())
-    return separator.join(words)
-```
-
-```python test_tool.py
-from tool import slugify_title
-
-
-def test_slug():
-    assert slugify_title("Hello, World!") == "hello-world"
-```
-'''
 USAGE = {"prompt_tokens": 123, "completion_tokens": 45, "total_tokens": 168}
 
 

@@ -1,5 +1,6 @@
 """Page-aware ranking (tools/page_ranking.py): results diversified across pages, pages supported by several
-matching sections, changelogs demoted unless asked about, headings searchable as part of each section.
+matching sections and by covering the query's terms, changelogs demoted unless asked about, headings
+searchable as part of each section.
 
 The rules are checked on the ranking function itself, through the real searcher on a real Qdrant Edge store
 with controlled vectors (so scores are known), and end to end: a small documentation site built here,
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from evorag.tools.page_ranking import PageRanking, asks_about_changes, is_changelog, rank_by_page
 from evorag.tools.search import HybridSearcher, SearchOptions
-from evorag.tools.sparse import encode_document
+from evorag.tools.sparse import encode_document, term_id, tokenize
 from evorag.tools.stores import EdgeStore
 from evorag.tools.types import Chunk, PageRef, Scored
 from sitefixtures import serve
@@ -69,6 +70,39 @@ def test_one_page_per_result_unless_more_are_asked_for() -> None:
     assert pages(0) == [REFERENCE, GUIDE, GUIDE, GUIDE]  # no limit: the fused order
     assert pages(0, limit=2) == [REFERENCE, GUIDE]
     assert pages(1, limit=0) == []
+
+
+def _terms(**texts: str) -> dict[str, frozenset[int]]:
+    """Chunk id -> its BM25 term ids, as the store's ``page_terms`` reads them from the sparse vectors."""
+    return {chunk_id: frozenset(encode_document(text).indices) for chunk_id, text in texts.items()}
+
+
+def test_a_page_covering_the_whole_question_across_its_sections_gains_on_a_partial_match() -> None:
+    # The reference's one chunk scores best but names only the option; the guide's sections between them
+    # name the cache and its expiry.
+    terms = _terms(r1="Options > cache_ttl: seconds", g1="Caching > Turning it on: set cache = true",
+                   g2="Caching > Expiry: pages expire after a day", g3="Caching > Clearing: run clear")
+    query = "when do cached pages expire"  # distinct terms: cach, page, expir (the rest are stopwords)
+    assert set(tokenize(query)) == {"cach", "page", "expir"}
+    without = rank_by_page(FUSED, SEVERAL_SECTIONS, PageRanking(max_per_page=1), query=query, limit=2, terms=terms)
+    assert [item.id for item in without] == ["r1", "g1"]
+    ranking = PageRanking(max_per_page=1, term_coverage=0.15)
+    ranked = rank_by_page(FUSED, SEVERAL_SECTIONS, ranking, query=query, limit=2, terms=terms)
+    assert [item.id for item in ranked] == ["g1", "r1"]
+    # The guide covers all three terms across g1..g3 (g1 alone only "cach"): + 0.15; the reference covers
+    # "cach" (cache_ttl's part "cach") of three: + 0.05.
+    assert [item.score for item in ranked] == pytest.approx([0.80 + 0.15, 0.85 + 0.15 / 3])
+    # Without the chunks' terms (or with a weight of 0) the coverage is off: the ranking is the chunk ranking.
+    assert rank_by_page(FUSED, SEVERAL_SECTIONS, ranking, query=query, limit=2) == without
+    assert rank_by_page(FUSED, SEVERAL_SECTIONS, PageRanking(max_per_page=1, term_coverage=0.0), query=query,
+                        limit=2, terms=terms) == without
+
+
+def test_a_query_without_terms_gives_no_coverage() -> None:
+    terms = _terms(r1="cache_ttl", g1="cache", g2="expiry", g3="clearing")
+    ranked = rank_by_page(FUSED, SEVERAL_SECTIONS, PageRanking(max_per_page=1, term_coverage=1.0),
+                          query="how do I do it?", limit=2, terms=terms)
+    assert [(item.id, item.score) for item in ranked] == [("r1", 0.85), ("g1", 0.80)]
 
 
 def test_changelogs_are_demoted_unless_the_query_asks_about_changes() -> None:
@@ -130,14 +164,19 @@ def test_out_of_range_page_options_are_refused() -> None:
         PageRanking(page_support=1.5)
     with pytest.raises(ValueError, match="changelog_weight"):
         PageRanking(changelog_weight=-0.1)
+    with pytest.raises(ValueError, match="term_coverage"):
+        PageRanking(term_coverage=1.1)
+    with pytest.raises(ConfigError, match="term_coverage"):
+        load_settings(term_coverage=-1)
     with pytest.raises(ConfigError, match="changelog_weight"):
         load_settings(changelog_weight=2)
 
 
 def test_search_options_from_settings_rank_by_page_and_bare_options_rank_chunks() -> None:
     assert SearchOptions.from_settings(Settings()).page_ranking == PageRanking(
-        max_per_page=1, page_support=0.4, changelog_weight=0.5)
+        max_per_page=1, page_support=0.4, changelog_weight=0.5, term_coverage=0.15)
     assert not SearchOptions().page_ranking.active
+    assert PageRanking(term_coverage=0.1).active
 
 
 # -- through the searcher, on a real store ----------------------------------------------------------------------
@@ -175,13 +214,19 @@ def test_stores_give_the_page_and_section_of_each_chunk(tmp_path: Path, backend:
     store = EdgeStore(tmp_path / "qdrant") if backend == "edge" else QdrantServerStore(location=":memory:")
     store.open("test-model", DIM)
     try:
-        chunks = [_chunk(GUIDE, 0, "Caching > Expiry", "text"), _chunk(REFERENCE, 3, "Options > cache_ttl", "text")]
+        chunks = [_chunk(GUIDE, 0, "Caching > Expiry", "Pages expire after a day."),
+                  _chunk(REFERENCE, 3, "Options > cache_ttl", "The cache_ttl option.")]
         store.upsert(chunks, np.stack([_at_cosine(0.5, 1), _at_cosine(0.4, 2)]),
                      [encode_document(chunk.text) for chunk in chunks])
         refs = store.page_refs([chunks[1].id, str(uuid.uuid4()), chunks[0].id])
         assert refs == {chunks[0].id: PageRef(GUIDE, "Caching", "Caching > Expiry"),
                         chunks[1].id: PageRef(REFERENCE, "Options", "Options > cache_ttl")}
         assert store.page_refs([]) == {}
+        # With the term ids of each chunk's BM25 vector, read in the same call.
+        assert store.page_terms([chunks[1].id, str(uuid.uuid4()), chunks[0].id]) == {
+            chunk.id: (refs[chunk.id], frozenset(term_id(token) for token in tokenize(chunk.text)))
+            for chunk in chunks}
+        assert store.page_terms([]) == {}
     finally:
         store.close()
 
@@ -209,6 +254,31 @@ def test_the_searcher_ranks_the_supported_page_first_on_a_real_store(tmp_path: P
         page_aware = {"max_per_page": settings.max_per_page, "page_support": settings.page_support}
         assert urls(**page_aware) == [GUIDE, REFERENCE, "https://d.test/other0.html"]
         assert urls(**{**page_aware, "max_per_page": 2}) == [GUIDE, GUIDE, REFERENCE]
+    finally:
+        store.close()
+
+
+def test_the_searcher_reads_the_candidates_terms_from_a_real_store(tmp_path: Path) -> None:
+    # Dense only, so the fused scores are known: the reference's chunk is closest but names only the option;
+    # the guide's two sections name the cache and its expiry between them (its title and headings count too).
+    lucky = _chunk(REFERENCE, 0, "Options > cache_ttl", "The cache_ttl option, in seconds.")
+    guide = [_chunk(GUIDE, 0, "Caching > Turning it on", "Set cache = true."),
+             _chunk(GUIDE, 1, "Caching > Expiry", "Rendered pages expire after a day.")]
+    chunks = [lucky, *guide]
+    store = EdgeStore(tmp_path / "qdrant")
+    store.open("test-model", DIM)
+    try:
+        dense = np.stack([_at_cosine(c, 1 + n) for n, c in enumerate([0.95, 0.90, 0.70])])
+        store.upsert(chunks, dense, [encode_document(chunk.text) for chunk in chunks])
+        searcher = HybridSearcher(store, FixedQuery())
+
+        def ranked(term_coverage: float) -> list[tuple[str, str]]:
+            options = SearchOptions(limit=2, sparse_weight=0.0, max_per_page=1, term_coverage=term_coverage)
+            return [(hit.chunk.url, hit.chunk.text) for hit in searcher.search("when do pages expire", options)]
+
+        assert ranked(0.0) == [(REFERENCE, lucky.text), (GUIDE, guide[0].text)]
+        # Whole chunks come back (read once for the terms): the guide's best chunk leads, the reference follows.
+        assert ranked(0.3) == [(GUIDE, guide[0].text), (REFERENCE, lucky.text)]
     finally:
         store.close()
 

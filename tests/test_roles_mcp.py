@@ -186,6 +186,8 @@ def roles(tmp_path_factory):
     peek = tmp / "peek"
     peek.mkdir()
     (peek / "tool.py").write_text(PEEK)
+    (peek / "test_tool.py").write_text("from tool import peek_environments\n\n\ndef test_peek():\n"
+                                       "    assert 'environ' in peek_environments(1)\n")  # no deploy without tests
     with Evorag(home=home, resolve_dependencies=False, evolutions_per_hour=100) as rag:
         tokens = {name: rag.principals.add(name, role) for name, role in
                   (("rita", "reader"), ("otto", "operator"), ("ada", "approver"))}

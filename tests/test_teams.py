@@ -8,34 +8,10 @@ import json
 import pytest
 from evorag.agents.model_clients import replay_client
 from evorag.tools.approvals import PolicyApprover, TerminalApprover
+from slug_tool_replies import GOOD, PLAN, REQUEST
 
 from evorag.service import Evorag
 
-PLAN = json.dumps({"tool_name": "slugify_title", "description": "Turn a title into a URL slug.", "requirements": []})
-GOOD = '''Here is the tool.
-
-```python tool.py
-import re
-
-
-def slugify_title(title: str, separator: str = "-") -> str:
-    """Turn a page title into a lowercase URL slug."""
-    words = re.findall(r"[a-z0-9]+", title.lower())
-    return separator.join(words)
-```
-
-```python test_tool.py
-from tool import slugify_title
-
-
-def test_slug():
-    assert slugify_title("Hello, World!") == "hello-world"
-
-
-def test_separator():
-    assert slugify_title("a b", separator="_") == "a_b"
-```
-'''
 BROKEN = "```python tool.py\ndef slugify_title(title: str) -> str\n    return title\n```"
 WRONG = GOOD.replace('separator.join(words)', 'separator.join(reversed(words))')
 
@@ -47,7 +23,7 @@ def rag(tmp_path):
 
 
 def _run(rag, script, approver=None, events=None):
-    return asyncio.run(rag.aevolve("a tool that turns page titles into URL slugs",
+    return asyncio.run(rag.aevolve(REQUEST,
                                      approver=approver or PolicyApprover(assume_yes=True),
                                      model_client=replay_client(script), on_event=events))
 
@@ -213,3 +189,40 @@ def test_a_conversation_spec_runs_with_the_replies_it_names(rag, tmp_path):
         result = asyncio.run(rag.arun_spec(spec))
     assert {"source": "human", "content": "a slug tool"} in result["messages"]
     assert result["conversation_id"] and result["waiting_for_human"] is False
+
+
+# A tool written in the chat without tests: the team's model writes them, or the tests gate refuses it.
+UNTESTED, TESTS_ONLY = GOOD.split("```python test_tool.py", 1)
+TESTS_ONLY = "```python test_tool.py" + TESTS_ONLY
+
+
+def test_the_deployer_has_the_teams_model_write_the_tests_a_chat_tool_lacks(rag):
+    script = ["orchestrator", UNTESTED, "deployer", TESTS_ONLY, "orchestrator", "The tool is deployed. TERMINATE"]
+    turn = asyncio.run(rag.atalk(REQUEST, model_client=replay_client(script), approver=PolicyApprover(assume_yes=True)))
+    [outcome] = turn.outcomes
+    assert outcome.status == "deployed", outcome.reason
+    tests = next(v for v in outcome.verdicts if v.gate == "tests")
+    assert tests.details["written_tests"] == ["test_tool.py"] and tests.details["coverage"] == 100.0
+    said = {m["source"]: m["content"] for m in turn.messages}
+    assert said["deployer"].startswith("DEPLOYED: slugify_title (version ")
+    repository = rag.evolution.repository
+    assert "tools/slugify_title/test_tool.py" in repository.repo.git.ls_files().splitlines()
+    assert "def test_separator" in (repository.tools_dir / "slugify_title" / "test_tool.py").read_text()
+
+
+def test_a_deployer_without_a_model_refuses_an_untested_tool_saying_how_to_fix_it(rag):
+    from autogen_agentchat.messages import TextMessage
+    from autogen_core import CancellationToken
+    from evorag.agents import ConversationDeployer
+    from evorag.tools.test_writing import NO_TESTS_NO_MODEL
+
+    deployer = ConversationDeployer(pipeline=rag.evolution, approver=PolicyApprover(assume_yes=True),
+                                    limiter=rag.parts.rate_limiter)
+    response = asyncio.run(deployer.on_messages([TextMessage(content=UNTESTED, source="orchestrator")],
+                                                CancellationToken()))
+    head = response.chat_message.content.splitlines()[0]
+    assert head == f"REJECTED: at the tests gate: {NO_TESTS_NO_MODEL}"
+    assert "add tests to the candidate or configure a model (EVORAG_LLM_PROVIDER)" in head
+    assert rag.registry.tools() == []
+    [rejected] = [e for e in rag.evolution.audit.entries() if e["event"] == "rejected"]
+    assert (rejected["gate"], rejected["reason"]) == ("tests", NO_TESTS_NO_MODEL)

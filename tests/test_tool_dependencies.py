@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from evorag.tools.dependencies import check_dependencies, declared_requirements
 from evorag.tools.environment_doctor import requirement_drift
 from evorag.tools.sandbox import TOOL_ENV_MOUNT, BubblewrapSandbox, DockerSandbox, SandboxBase
 from evorag.tools.tool_envs import ToolEnvironments, lock_key, parse_lock, union_of
+from wheel_house import build_wheels, pip_env, pip_sees_only, tiny_project, write_candidate
 
 from evorag.errors import UserError
 from evorag.principals import Principal, Role
@@ -62,49 +62,15 @@ def test_spells_two():
 # --- the wheel house -----------------------------------------------------------------------------------------
 
 
-def _project(root: Path, name: str, version: str, dependencies: list[str], *, package: bool = True) -> Path:
-    source = root / f"{name}-{version}"
-    source.mkdir(parents=True)
-    if package:
-        (source / name).mkdir()
-        (source / name / "__init__.py").write_text(
-            f"VERSION = {version!r}\n\ndef words(n):\n    return ['zero', 'one', 'two'][n]\n")
-    (source / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [build-system]
-        requires = ["setuptools"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{name}"
-        version = "{version}"
-        dependencies = {json.dumps(dependencies)}
-        [tool.setuptools]
-        packages = {json.dumps([name] if package else [])}
-        """))
-    return source
-
-
-def _wheels(projects: list[Path], house: Path) -> None:
-    # --no-build-isolation: setuptools from this environment, nothing from an index.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--quiet",
-                    "--wheel-dir", str(house), *map(str, projects)], check=True, env=_pip_env(house),
-                   capture_output=True, timeout=300)
-
-
-def _pip_env(house: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(house), PIP_CONFIG_FILE=os.devnull,
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
-    return env
-
-
 @pytest.fixture(scope="module")
 def house(tmp_path_factory) -> Path:
     """Wheels of tinywords 0.5 (needs tinyhelper>=1) and 0.6 (needs packaging<20), tinyhelper 1.0, and an
     sdist-only tinysrc 1.0 whose setup.py writes a canary file."""
     root = tmp_path_factory.mktemp("projects")
     house = tmp_path_factory.mktemp("house")
-    _wheels([_project(root, "tinywords", "0.5", ["tinyhelper>=1"]), _project(root, "tinyhelper", "1.0", [])], house)
-    _wheels([_project(root, "tinywords", "0.6", ["packaging<20"])], house)
+    build_wheels([tiny_project(root, "tinywords", "0.5", ["tinyhelper>=1"]),
+                  tiny_project(root, "tinyhelper", "1.0", [])], house)
+    build_wheels([tiny_project(root, "tinywords", "0.6", ["packaging<20"])], house)
     canary = root / "setup-py-ran"
     sdist = root / "tinysrc-1.0"
     sdist.mkdir()
@@ -119,22 +85,14 @@ def house(tmp_path_factory) -> Path:
 @pytest.fixture
 def index(house, monkeypatch) -> Path:
     """pip (run by the gates in this process) sees the wheel house only."""
-    for name in [n for n in os.environ if n.startswith("PIP_")]:
-        monkeypatch.delenv(name)
-    for name, value in _pip_env(house).items():
-        if name.startswith("PIP_"):
-            monkeypatch.setenv(name, value)
-    return house
+    return pip_sees_only(house, monkeypatch)
 
 
 def candidate(root: Path, name: str, requirements: str, *, tests: bool = True) -> Path:
-    path = root / name
-    path.mkdir(parents=True)
-    (path / "tool.py").write_text(TOOL.format(name=name))
-    (path / "requirements.txt").write_text(requirements)
+    files = {"tool.py": TOOL.format(name=name), "requirements.txt": requirements}
     if tests:
-        (path / "test_tool.py").write_text(TEST.format(name=name))
-    return path
+        files["test_tool.py"] = TEST.format(name=name)
+    return write_candidate(root, name, files)
 
 
 def backend_or_skip(name: str):
@@ -159,7 +117,7 @@ def evorag_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> su
 def test_a_tool_with_a_new_dependency_is_deployed_and_called(backend, house, tmp_path):
     backend_or_skip(backend)
     home = tmp_path / "home"
-    env = _pip_env(house)
+    env = pip_env(house)
     env.update(EVORAG_HOME=str(home), EVORAG_SANDBOX_BACKEND=backend,
                EVORAG_DEPENDENCY_ALLOWLIST=json.dumps(ALLOWLIST))
     tool = candidate(tmp_path, "spell_number", "tinywords>=0.5\n")
@@ -299,7 +257,7 @@ def test_a_conflict_with_another_tools_lock_is_answered_with_a_proposal(index, t
                              approver=PolicyApprover(assume_yes=True))
         assert rag.decide_approval(first.approval_id, approve=True, principal=PERSON).status == "deployed"
         # A newer tinyhelper is published after spell_number locked 1.0; a new tool wants it.
-        _wheels([_project(tmp_path / "later", "tinyhelper", "2.0", [])], house)
+        build_wheels([tiny_project(tmp_path / "later", "tinyhelper", "2.0", [])], house)
         tool = candidate(tmp_path, "shout_number", "tinywords\ntinyhelper>=2\n", tests=False)
         outcome = rag.add_tool(tool, approver=PolicyApprover(assume_yes=True))
     assert (outcome.status, outcome.gate) == ("rejected", "dependencies")
@@ -354,11 +312,11 @@ def test_doctor_reports_drift_created_in_a_throwaway_target(house, tmp_path):
     # wheel) into a throwaway folder that goes first on PYTHONPATH: the shared environment stays untouched.
     declared = {r.name.lower(): r for r in declared_requirements()}
     assert "tenacity" in declared
-    _wheels([_project(tmp_path / "drift", "tenacity", "1.0", [], package=False)], tmp_path / "drift-house")
+    build_wheels([tiny_project(tmp_path / "drift", "tenacity", "1.0", [], package=False)], tmp_path / "drift-house")
     target = tmp_path / "throwaway"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-                    "tenacity==1.0"], check=True, env=_pip_env(tmp_path / "drift-house"), timeout=120)
-    env = {**_pip_env(house), "EVORAG_HOME": str(tmp_path / "home"), "PYTHONPATH": str(target)}
+                    "tenacity==1.0"], check=True, env=pip_env(tmp_path / "drift-house"), timeout=120)
+    env = {**pip_env(house), "EVORAG_HOME": str(tmp_path / "home"), "PYTHONPATH": str(target)}
     done = evorag_cli(["doctor", "--json"], env)
     assert done.returncode == 1, done.stdout + done.stderr
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}

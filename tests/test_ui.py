@@ -384,8 +384,9 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: floa
 
 
 @contextlib.contextmanager
-def _running_ui(tmp: Path, home: Path, replay: list[str]):
-    """`evorag ui` on a free port over ``home``, every model client replaying ``replay``."""
+def _running_ui(tmp: Path, home: Path, replay: list[str], settings: dict[str, str] | None = None):
+    """`evorag ui` on a free port over ``home``, every model client replaying ``replay``; ``settings`` adds
+    environment variables (EVORAG_...)."""
     replay_file = tmp / "replay.json"
     replay_file.write_text(json.dumps(replay))
     port = _free_port()
@@ -396,6 +397,7 @@ def _running_ui(tmp: Path, home: Path, replay: list[str]):
         "EVORAG_ALLOW_PRIVATE": "true", "EVORAG_LLM_PROVIDER": "replay", "EVORAG_REPLAY_FILE": str(replay_file),
         "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     })
+    env.update(settings or {})
     log = tmp / "ui.log"
     with log.open("w") as output:
         process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "ui", "--port", str(port)], cwd=REPO,
@@ -714,3 +716,100 @@ def test_the_ui_process_runs_what_another_process_queued(ui_server):
             break
         time.sleep(0.5)
     assert request.status == "done", (request.to_dict(), _log_tail(ui_server))
+
+
+def _table(page, first_header: str) -> list[list[str]]:
+    """The cells of the newest table whose first column is headed ``first_header``, row by row."""
+    table = page.locator("table").filter(
+        has=page.get_by_role("columnheader", name=first_header, exact=True)).last
+    table.wait_for()
+    return table.evaluate("t => [...t.querySelectorAll('tbody tr')].map(r => [...r.cells].map(c => c.innerText.trim()))")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ui_health_dashboard_and_costs_view_show_the_services_figures(tmp_path, browser):
+    """/status and /costs on a home with a week of model calls, evolutions and a scheduled run (health_fixtures):
+    the rendered tables and plots hold what the service's Status and CostReport say; a reader sees the health
+    dashboard but not the costs."""
+    from health_fixtures import seed_health
+    from playwright.sync_api import expect
+
+    home = tmp_path / "home"
+    seed_health(home)
+    with Evorag(home=home) as rag:
+        rag.principals.add(READER, "reader", password=STORE_PASSWORD)
+    with _running_ui(tmp_path, home, [], {"EVORAG_DAILY_BUDGET_USD": "2"}) as server:
+        page = _log_in(browser, server, USER, PASSWORD)
+        try:
+            _send(page, "/status")
+            figures = dict(_table(page, "measure"))
+            schedules = _table(page, "schedule")
+            agents = _table(page, "agent")
+            plots = page.locator(".js-plotly-plot")
+            expect(plots).to_have_count(2)
+            cost_bars = plots.nth(0).evaluate("p => p.data[0].y")
+            outcome_bars = plots.nth(1).evaluate("p => [p.data[0].x, p.data[0].y]")
+            plots.nth(0).scroll_into_view_if_needed()
+            _shot(page, "13-status")
+            _send(page, "/costs")
+            summary = page.get_by_text(" completion tokens", exact=False).filter(has_text="prompt + ").last
+            summary.wait_for()
+            total = summary.inner_text()
+            by_principal, by_operation = _table(page, "principal"), _table(page, "operation")
+            by_model = _table(page, "model")
+            _shot(page, "14-costs")
+        except Exception as exc:
+            _shot(page, "failure-status")
+            raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(server)}") from exc
+        finally:
+            page.close()
+        with Evorag(home=home, daily_budget_usd=2.0) as rag:
+            status, costs = rag.status(), rag.costs()
+
+        reader = _log_in(browser, server, READER, STORE_PASSWORD)
+        try:
+            _send(reader, "/costs")
+            expect(reader.get_by_text("costs needs the operator role; rita has the reader role")).to_be_visible()
+            _send(reader, "/status")
+            expect(reader.locator(".js-plotly-plot")).to_have_count(2)
+        except Exception as exc:
+            _shot(reader, "failure-status-reader")
+            raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(server)}") from exc
+        finally:
+            reader.close()
+
+    # What the browser showed is what the service says.
+    assert figures["queue"] == f"{status.queue_waiting} waiting, {status.queue_running} running"
+    assert figures["cost today"] == (f"${status.cost_today_usd:.4f} of $2.00 budget, ${status.budget_left_usd:.4f} "
+                                     f"left · {status.model_calls_today} model calls") == (
+        "$1.3500 of $2.00 budget, $0.6500 left · 4 model calls")
+    assert figures["evolutions (last 7 days)"] == (
+        f"{status.evolutions.finished} finished, success rate {status.evolutions.success_rate:.0%} (2 deployed, "
+        "1 model_unavailable, 1 pending, 2 rejected)") == (
+        "6 finished, success rate 40% (2 deployed, 1 model_unavailable, 1 pending, 2 rejected)")
+    assert figures["anomalies"] == "none" and not status.recent_anomalies
+    assert f"% of {status.resources['cpu_count']} cores (load " in figures["CPU"]
+    # The seeded daily health run, and any periodic task the UI's scheduler added at its start (never run yet).
+    assert schedules == [[s.name, s.spec, _utc(s.next_due), _utc(s.last_finished_at or s.last_submitted_at),
+                          s.last_status or "–"] for s in status.schedules]
+    [health] = [s for s in status.schedules if s.name == "task:health"]
+    assert health.last_status == "done" and health.last_finished_at is not None
+    assert agents == [[a.key, str(a.calls), str(a.failed), str(a.prompt_tokens), str(a.completion_tokens),
+                       f"{a.mean_seconds:.2f}"] for a in status.agents]
+    assert [row[0] for row in agents] == ["orchestrator", "code_debugger"]
+    assert cost_bars == [day.cost_usd for day in status.cost_by_day] and cost_bars[-2:] == [1.0, 1.35]
+    assert outcome_bars == [list(status.evolutions.by_status), list(status.evolutions.by_status.values())]
+    assert total == (f"${costs.total_usd:.4f} of $2.00 budget, ${costs.remaining_usd:.4f} left · {costs.calls} model "
+                     f"calls · {costs.prompt_tokens} prompt + {costs.completion_tokens} completion tokens") == (
+        "$1.3500 of $2.00 budget, $0.6500 left · 4 model calls · 950 prompt + 200 completion tokens")
+    assert [(row[0], row[5]) for row in by_principal] == [(r.key, f"{r.cost_usd:.4f}") for r in costs.by_principal]
+    assert [row[0] for row in by_model] == [r.key for r in costs.by_model] == ["openai:gpt-test"]
+    assert [(row[0], row[1]) for row in by_operation] == [(r.key, str(r.calls)) for r in costs.by_operation] == [
+        ("evolve", "3"), ("ask", "1")]
+
+
+def _utc(timestamp: float | None) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M") if timestamp else "–"

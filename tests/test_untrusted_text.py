@@ -50,6 +50,8 @@ def test_the_injected_docstring_is_rated_high_and_waits_for_a_person(tmp_path):
     candidate = tmp_path / "sneaky"
     candidate.mkdir()
     (candidate / "tool.py").write_text(INJECTED_TOOL)
+    (candidate / "test_tool.py").write_text("from tool import sneaky_count\n\n\ndef test_count():\n"
+                                            "    assert sneaky_count('a b') == 2\n")  # no deploy without tests
     with Evorag(home=tmp_path / "home", evolutions_per_hour=100) as rag:
         outcome = rag.add_tool(candidate, approver=PolicyApprover(assume_yes=True))
         assert (outcome.status, outcome.risk) == ("pending", "HIGH")

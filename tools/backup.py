@@ -47,7 +47,11 @@ from evorag.errors import EvoragError, NotFoundError, UserError
 
 FORMAT = 1
 ROOT = "evorag-backup"
-_DATABASES = ("catalog.sqlite3", "metrics.sqlite3", "approvals.sqlite3", "rate_limit.sqlite3")
+# History a home cannot rebuild: its index catalog, answer metrics, approvals, rate-limit use, model costs (the
+# daily budget counts them), its request queue (for the schedules; unfinished requests are settled on restore)
+# and its proposals (their approvals are in approvals.sqlite3), and the usage log (what was asked, for the analysis).
+_DATABASES = ("catalog.sqlite3", "metrics.sqlite3", "approvals.sqlite3", "rate_limit.sqlite3", "costs.sqlite3",
+              "queue.sqlite3", "proposals.sqlite3", "usage.sqlite3")
 _PLAIN_FILES = ("audit.jsonl",)
 # Who may act on this machine, and where its events go (with their signing secrets), belong to the home, not to
 # the backup: a forced restore keeps the replaced home's, so it neither revives a removed user's token nor drops
@@ -171,6 +175,8 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
                 _check_sqlite(new_home / name, label)
         if (new_home / "approvals.sqlite3").is_file():
             _expire_pending_approvals(new_home / "approvals.sqlite3", label)
+        settled = _settle_unfinished_requests(new_home / "queue.sqlite3", label) if (
+            new_home / "queue.sqlite3").is_file() else 0
         if (stage / "audit.jsonl").is_file():
             _check_audit_log(stage / "audit.jsonl", label)
         for name in _PLAIN_FILES:
@@ -195,6 +201,7 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     manifest["home"] = str(home)
+    manifest["requests_cancelled"] = settled
     manifest["plugins"] = plugins.to_dict() if plugins else {"verified": [], "quarantined": [], "key": "none",
                                                              "chain": "no plugins in the backup"}
     if plugins:
@@ -203,30 +210,37 @@ def restore(archive_path: Path, home: Path, *, force: bool = False, limits: Arch
     return manifest
 
 
-def requeue_quarantined(pipeline, report: dict) -> list[dict]:
+def requeue_quarantined(pipeline, report: dict, *, test_writer=None, test_rounds: int = 3) -> list[dict]:
     """Send each quarantined tool of a restore ``report`` through the gates; none is deployed by this.
 
     A candidate that passes the gates waits in the pending approval queue for a person; one that fails
     a gate is rejected with its reason; one that cannot be checked here (no sandbox, say) stays in the
-    quarantine directory with the error.
+    quarantine directory with the error. A tool without tests (deployed before every deploy needed them) gets
+    them from ``test_writer`` (a model; see ``EvolutionPipeline.write_tests``), else the tests gate rejects it
+    with the fix: add tests or configure a model. What the writer writes goes into the gates' snapshot, not
+    into the quarantine directory.
     """
     async def leave_pending(request) -> Decision:
         return Decision(None, "restore", "restored from a backup without a verified manifest: a person decides")
 
-    results = []
-    for item in report.get("plugins", {}).get("quarantined", []):
-        path = Path(item["path"])
-        try:
-            outcome = asyncio.run(pipeline.run(
-                path, request=f"restore of tool {item['tool']} (quarantined: {item['reason']})"[:500],
-                approver=leave_pending))
-        except EvoragError as exc:
-            results.append({"tool": item["tool"], "status": "quarantined", "reason": exc.message,
+    async def requeue_all() -> list[dict]:  # one event loop for all: a model client keeps to the loop it met
+        results = []
+        for item in report.get("plugins", {}).get("quarantined", []):
+            path = Path(item["path"])
+            try:
+                outcome = await pipeline.run(
+                    path, request=f"restore of tool {item['tool']} (quarantined: {item['reason']})"[:500],
+                    approver=leave_pending, test_writer=test_writer, test_rounds=test_rounds)
+            except EvoragError as exc:
+                results.append({"tool": item["tool"], "status": "quarantined", "reason": exc.message,
+                                "path": str(path)})
+                continue
+            results.append({"tool": item["tool"], "status": outcome.status, "approval_id": outcome.approval_id,
+                            "gate": outcome.gate, "reason": outcome.reason, "risk": outcome.risk,
                             "path": str(path)})
-            continue
-        results.append({"tool": item["tool"], "status": outcome.status, "approval_id": outcome.approval_id,
-                        "gate": outcome.gate, "reason": outcome.reason, "risk": outcome.risk, "path": str(path)})
-    return results
+        return results
+
+    return asyncio.run(requeue_all())
 
 
 # --- checks of the unpacked archive ---------------------------------------------------------------------
@@ -325,6 +339,30 @@ def _expire_pending_approvals(path: Path, label: str) -> None:
             db.close()
     except sqlite3.Error as exc:
         raise UserError(f"refusing {label}: approvals.sqlite3 cannot be read ({exc})") from None
+
+
+def _settle_unfinished_requests(path: Path, label: str) -> int:
+    """Cancel the requests a restored queue still had waiting or running; keep the schedules and the history.
+
+    A backup is restored later, often elsewhere: a crawl, evolution or heal it had queued was asked of the home as
+    it was then, by principals who may be gone, against staged files the backup does not hold. Running it
+    unasked could change the restored home; a schedule's next occurrence submits a fresh request anyway."""
+    try:
+        db = sqlite3.connect(path)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "requests" not in tables:
+                return 0
+            with db:
+                cursor = db.execute(
+                    "UPDATE requests SET status='cancelled', finished_at=?, owner=NULL, lease_until=NULL, "
+                    "error=?, error_type='Restored' WHERE status IN ('queued', 'running')",
+                    (time.time(), "cancelled by the restore: the backup was taken while it waited or ran"))
+            return cursor.rowcount
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"refusing {label}: queue.sqlite3 cannot be read ({exc})") from None
 
 
 def _swap(new_home: Path, home: Path, staging: Path) -> None:

@@ -80,6 +80,14 @@ CREATE TABLE IF NOT EXISTS external_links (
     url TEXT NOT NULL,
     PRIMARY KEY (source, url)
 );
+CREATE TABLE IF NOT EXISTS unvisited_pages (
+    source TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '',
+    url TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    via TEXT NOT NULL,
+    PRIMARY KEY (source, version, url)
+);
 CREATE TABLE IF NOT EXISTS change_reports (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -296,8 +304,11 @@ class Catalog:
             )
 
     def finish_crawl(self, name: str, summary: dict, external_links: Iterable[str] = (), *,
-                     version: str | None = None) -> ChangeReport | None:
-        """Record the end of a crawl of ``name`` (``version``) and close its change report (returned)."""
+                     version: str | None = None,
+                     unvisited: Iterable[tuple[str, str, str]] = ()) -> ChangeReport | None:
+        """Record the end of a crawl of ``name`` (``version``) and close its change report (returned).
+        ``unvisited``: the (url, reason, via) pages it knew of but did not visit; they replace what the
+        previous crawl of this version left unvisited (``unvisited_pages``)."""
         now = time.time()
         with self._transaction() as db:
             db.execute("UPDATE sources SET last_crawl_at=?, last_summary=? WHERE name=?",
@@ -308,6 +319,10 @@ class Catalog:
                 "INSERT OR IGNORE INTO external_links(source, url) VALUES (?, ?)",
                 [(name, link) for link in external_links],
             )
+            db.execute("DELETE FROM unvisited_pages WHERE source=? AND version=?", (name, _stored(version)))
+            db.executemany(
+                "INSERT OR IGNORE INTO unvisited_pages(source, version, url, reason, via) VALUES (?, ?, ?, ?, ?)",
+                [(name, _stored(version), url, reason, via) for url, reason, via in unvisited])
             report_id = self._open_report(db, name, version, now)
             db.execute("UPDATE change_reports SET finished_at=? WHERE id=?", (now, report_id))
             # Keep the newest reports of this version only.
@@ -416,6 +431,7 @@ class Catalog:
         with self._transaction() as db:
             db.execute("DELETE FROM pages WHERE source=?", (name,))
             db.execute("DELETE FROM external_links WHERE source=?", (name,))
+            db.execute("DELETE FROM unvisited_pages WHERE source=?", (name,))
             db.execute("DELETE FROM change_reports WHERE source=?", (name,))
             db.execute("DELETE FROM source_versions WHERE source=?", (name,))
             db.execute("DELETE FROM sources WHERE name=?", (name,))
@@ -425,6 +441,7 @@ class Catalog:
         with self._transaction() as db:
             db.execute("DELETE FROM pages WHERE source=? AND version=?", (name, _stored(version)))
             db.execute("DELETE FROM change_reports WHERE source=? AND version=?", (name, _stored(version)))
+            db.execute("DELETE FROM unvisited_pages WHERE source=? AND version=?", (name, _stored(version)))
             db.execute("DELETE FROM source_versions WHERE source=? AND version=?", (name, _stored(version)))
             db.execute("UPDATE sources SET latest=NULL WHERE name=? AND latest IS ?", (name, version))
             left = db.execute("SELECT COUNT(*) FROM source_versions WHERE source=?", (name,)).fetchone()[0]
@@ -438,6 +455,15 @@ class Catalog:
         if source:
             query, args = query + " WHERE source=?", (source,)
         return [(row[0], row[1]) for row in self._db.execute(query + " ORDER BY source, url", args)]
+
+    def unvisited_pages(self) -> list[tuple[str, str, str, str]]:
+        """(source, url, reason, via) of the pages crawls knew of but did not visit (see ``finish_crawl``),
+        leaving out any URL some source has indexed since."""
+        rows = self._db.execute(
+            "SELECT u.source, u.url, MIN(u.reason), MIN(u.via) FROM unvisited_pages u WHERE NOT EXISTS "
+            "(SELECT 1 FROM pages p WHERE p.url = u.url AND p.indexed_hash IS NOT NULL) "
+            "GROUP BY u.source, u.url ORDER BY u.source, u.url")
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     # Pages
     def pages(self, source: str, version: str | None = None) -> dict[str, PageRecord]:

@@ -140,6 +140,18 @@ class CostReport:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class CostTotal:
+    """All the calls of one principal for one operation, since the ledger began."""
+
+    principal: str
+    operation: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 _GROUPS = {"by_principal": "principal", "by_operation": "operation", "by_model": "model", "by_agent": "agent"}
 
 
@@ -222,15 +234,32 @@ class CostLedger:
             total = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(cost_usd),0), COALESCE(SUM(prompt_tokens),0), "
                 "COALESCE(SUM(completion_tokens),0) FROM calls WHERE day=?", (day,)).fetchone()
-            groups = {name: self._grouped(column, day) for name, column in _GROUPS.items()}
+            groups = {name: self._grouped(column, "day=?", (day,)) for name, column in _GROUPS.items()}
         return CostReport(day=day, total_usd=round(float(total[1]), 6), budget_usd=self.daily_budget, calls=total[0],
                           prompt_tokens=int(total[2]), completion_tokens=int(total[3]), **groups)
 
-    def _grouped(self, column: str, day: str) -> list[UsageRow]:
+    def agents_since(self, since: float) -> list[UsageRow]:
+        """The calls made by agents since ``since`` (UTC seconds), grouped by agent: their tokens and mean
+        latency (calls made outside any agent are left out)."""
+        with self._lock:
+            return self._grouped("agent", "ts>=? AND agent IS NOT NULL", (since,))
+
+    def daily_totals(self, days: int) -> list[tuple[str, float, int]]:
+        """(day, cost, calls) of each of the last ``days`` UTC days, oldest first; days without calls are 0."""
+        today = dt.datetime.fromtimestamp(self.clock(), dt.UTC).date()
+        wanted = [(today - dt.timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+        with self._lock:
+            found = {day: (float(cost), calls) for day, cost, calls in self._db.execute(
+                "SELECT day, COALESCE(SUM(cost_usd), 0), COUNT(*) FROM calls WHERE day>=? GROUP BY day",
+                (wanted[0],))}
+        return [(day, round(found.get(day, (0.0, 0))[0], 6), found.get(day, (0.0, 0))[1]) for day in wanted]
+
+    def _grouped(self, column: str, where: str, args: tuple) -> list[UsageRow]:
+        # ``column`` and ``where`` are this module's constants, never a caller's text.
         rows = self._db.execute(
             f"SELECT COALESCE({column}, '-'), COUNT(*), SUM(1 - ok), SUM(prompt_tokens), SUM(completion_tokens), "
-            f"SUM(cost_usd), AVG(seconds), SUM(1 - priced) FROM calls WHERE day=? GROUP BY 1 "
-            f"ORDER BY SUM(cost_usd) DESC, COUNT(*) DESC", (day,)).fetchall()
+            f"SUM(cost_usd), AVG(seconds), SUM(1 - priced) FROM calls WHERE {where} GROUP BY 1 "
+            f"ORDER BY SUM(cost_usd) DESC, COUNT(*) DESC", args).fetchall()
         return [UsageRow(key=str(r[0]), calls=r[1], failed=r[2] or 0, prompt_tokens=r[3] or 0,
                          completion_tokens=r[4] or 0, cost_usd=round(float(r[5] or 0), 6),
                          mean_seconds=round(r[6], 3) if r[6] is not None else None, unpriced_calls=r[7] or 0)
@@ -242,3 +271,14 @@ class CostLedger:
         with self._lock:
             return [(float(ts), float(cost)) for ts, cost in self._db.execute(
                 "SELECT ts, cost_usd FROM calls WHERE ts>=? ORDER BY ts", (since,))]
+
+    def totals(self) -> list[CostTotal]:
+        """Every call recorded so far, by principal and operation (the ledger never drops a call, so these only
+        grow: Prometheus counters)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT COALESCE(principal, '-'), COALESCE(operation, '-'), COUNT(*), COALESCE(SUM(prompt_tokens), 0), "
+                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM calls GROUP BY 1, 2 "
+                "ORDER BY 1, 2").fetchall()
+        return [CostTotal(principal=str(r[0]), operation=str(r[1]), calls=int(r[2]), prompt_tokens=int(r[3]),
+                          completion_tokens=int(r[4]), cost_usd=float(r[5])) for r in rows]

@@ -2,7 +2,8 @@
 
 Fetching runs ahead while a worker thread embeds and writes batches, so the network and the model
 overlap. Vanished pages are removed only on evidence: a 404/410, or absence from a crawl that
-finished its whole frontier without hitting a limit.
+finished its whole frontier without hitting a limit. A page the crawler read but did not index (a
+navigation page: ``PageSkipped``) is listed in ``CrawlReport.skipped`` and leaves the index if it was in it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from evorag.tools.crawling import (
     PageFailed,
     PageFetched,
     PageGone,
+    PageSkipped,
     PageUnchanged,
     crawl_site,
 )
@@ -40,6 +42,8 @@ class CrawlReport:
     pages_failed: int = 0
     chunks_indexed: int = 0
     failures: list[dict] = field(default_factory=list)
+    # Pages read (their links followed) but not indexed: {"url", "reason"}, e.g. navigation pages.
+    skipped: list[dict] = field(default_factory=list)
     complete: bool = False
     external_links: int = 0
     recovered_pages: int = 0
@@ -155,15 +159,18 @@ async def run_crawl(
                 report.pages_unchanged += 1
                 progress.unchanged += 1
                 progress.last_url = event.url
-            elif isinstance(event, PageGone):
+            elif isinstance(event, PageGone | PageSkipped):
                 seen.add(event.url)  # removed here: not again among the vanished pages at the end
-                await flush()
-                if writer is not None:
-                    # The batch in flight writes the same catalog connection: one transaction at a time.
-                    await writer
-                report.pages_removed += await asyncio.to_thread(
-                    functools.partial(indexer.remove_pages, source, [event.url] if event.url in known else [],
-                                      version=version))
+                if isinstance(event, PageSkipped):
+                    report.skipped.append({"url": event.url, "reason": event.reason})
+                    progress.last_url = event.url
+                if event.url in known:
+                    await flush()
+                    if writer is not None:
+                        # The batch in flight writes the same catalog connection: one transaction at a time.
+                        await writer
+                    report.pages_removed += await asyncio.to_thread(
+                        functools.partial(indexer.remove_pages, source, [event.url], version=version))
             elif isinstance(event, PageFailed):
                 # A known page that fails transiently keeps its indexed version.
                 seen.add(event.url)
@@ -204,7 +211,8 @@ async def run_crawl(
             report.pages_removed += await asyncio.to_thread(
                 functools.partial(indexer.remove_pages, source, vanished, version=version))
         closed = await asyncio.to_thread(functools.partial(
-            catalog.finish_crawl, source, report.to_dict(), summary.external_links, version=version))
+            catalog.finish_crawl, source, report.to_dict(), summary.external_links, version=version,
+            unvisited=summary.unvisited))
         if closed is not None:
             report.changes = {"report_id": closed.id, **{change: closed.count(change)
                                                          for change in ("added", "changed", "removed")}}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,6 +142,23 @@ def _distribution(name: str, project: Path | None) -> metadata.Distribution | No
 def _documentation_url(distribution: metadata.Distribution) -> str | None:
     return _pick_docs((label, url) for label, _, url in
                       (str(entry).partition(",") for entry in distribution.metadata.get_all("Project-URL") or []))
+
+
+def installed_documentation(distributions: Iterable[metadata.Distribution] | None = None) -> list[tuple[str, str]]:
+    """(package name, documentation URL) of the installed distributions (default: the environment evorag runs
+    in) whose metadata names one: ``Project-URL: Documentation`` first, else the ``Home-page``. Sorted by name."""
+    from importlib import metadata as importlib_metadata
+
+    found: dict[str, str] = {}
+    for distribution in importlib_metadata.distributions() if distributions is None else distributions:
+        name = distribution.metadata.get("Name")
+        if not name or _key(name) in found:
+            continue
+        home = str(distribution.metadata.get("Home-page") or "").strip()
+        url = _documentation_url(distribution) or (home if home.startswith(("https://", "http://")) else None)
+        if url:
+            found[_key(name)] = url
+    return sorted(found.items())
 
 
 def _pick_docs(labelled) -> str | None:

@@ -46,6 +46,14 @@ from evorag.tools.dependencies import check_dependencies
 from evorag.tools.plugins import PluginRepository, ToolManifest, ToolRegistry
 from evorag.tools.plugins._registry import call_in_sandbox
 from evorag.tools.sandbox import Limits
+from evorag.tools.test_writing import (
+    NO_TESTS_NO_MODEL,
+    TEST_FILE_NAME,
+    TestRequest,
+    TestWriter,
+    has_tests,
+    signature_text,
+)
 from evorag.tools.tool_envs import LOCK_FILE, ToolEnvironments, parse_lock
 from evorag.tools.tool_examples import example_inputs, normalized
 
@@ -345,18 +353,88 @@ class EvolutionPipeline:
         return verdict(failed is None, failed.reason if failed else None, output=output, own_tests=own_tests,
                        exit_code=result.exit_code, passed=sum(j.passed for j in judged), coverage=percent)
 
+    async def write_tests(self, path: Path, signature, writer: TestWriter | None, *, rounds: int = 3,
+                          risk: str | None = None) -> GateVerdict:
+        """The tests gate for a candidate without tests: ``writer`` (a model) writes a pytest file into ``path``,
+        which the same gates judge as hand-written tests (the static test-file check, the code gate's risk
+        rating, the sandboxed run with coverage). A run that fails (a test, the coverage) goes back to the
+        writer with the failure, for at most ``rounds`` drafts; a writer that says the tool is wrong, tests the
+        static check refuses or tests that raise the candidate's risk end it at once. Without ``writer`` the
+        candidate is refused (no deploy without tests). On success the written files stay in ``path`` (they are
+        committed with the tool) and ``details["written_tests"]`` names them; on failure they are removed. A
+        HIGH-risk candidate's written tests are only checked here: like its own tests, they run after approval,
+        and a failure then refuses the deploy (no model is asked again)."""
+        started = time.monotonic()
+        path = Path(path)
+        written: dict[str, str] = {}
+
+        def refuse(reason: str, **details) -> GateVerdict:
+            for name in written:
+                (path / name).unlink(missing_ok=True)
+            return GateVerdict("tests", False, reason[:600], details={"written_tests": [], "output": "", **details},
+                               seconds=round(time.monotonic() - started, 3))
+
+        if writer is None:
+            return refuse(NO_TESTS_NO_MODEL)
+        baseline = self.check_code(path)[0].risk  # the written tests must not raise it
+        request = TestRequest(signature.name, signature_text(signature), (path / "tool.py").read_text("utf-8"))
+        last = "the writer wrote no test file"
+        for draft_number in range(1, max(rounds, 1) + 1):
+            draft = await writer(request)
+            if draft.tool_bug:
+                why = " ".join(draft.tool_bug.split())[:300]
+                return refuse(f"the tests written for the tool show a fault in the tool, not in its tests: {why}"
+                              + (f" (the failing run: {request.failure.splitlines()[0][:200]})"
+                                 if request.failure and request.failure.strip() else ""), tool_bug=True, rounds=draft_number)
+            files = {name: text for name, text in draft.files.items()
+                     if TEST_FILE_NAME.fullmatch(name) and name != tests_gate.EDGE_CASE_FILE}
+            if not files:
+                last = "the reply held no test file (a fenced block ```python test_<name>.py ...```)"
+                request = TestRequest(request.function, request.signature, request.source, {}, last)
+                continue
+            problem = tests_gate.check_test_files(files)
+            if problem:
+                return refuse(f"the tests written for the tool are refused by the test-file check: {problem}",
+                              rounds=draft_number)
+            for name in written:
+                (path / name).unlink(missing_ok=True)
+            written = files
+            for name, text in files.items():
+                (path / name).write_text(text, encoding="utf-8")
+            code = (await asyncio.to_thread(self.check_code, path))[0]
+            if not code.ok or max_risk(baseline, code.risk) != baseline:
+                why = code.reason or "; ".join(code.details.get("risk_reasons", [])[:3])
+                return refuse(f"the tests written for the tool raise its risk to {code.risk}: {why}",
+                              rounds=draft_number)
+            tests = await asyncio.to_thread(self.run_tests, path, signature.name, signature.json_schema,
+                                            risk=risk)
+            if tests.ok:
+                tests.details.update(written_tests=sorted(files), rounds=draft_number)
+                tests.seconds = round(time.monotonic() - started, 3)
+                return tests
+            last = tests.reason or "the tests failed"
+            output = tests.details.get("output", "")[-1500:]
+            request = TestRequest(request.function, request.signature, request.source, files,
+                                  f"{last}\n{output}".strip())
+        return refuse(f"no passing tests with enough coverage after {max(rounds, 1)} drafts written for the tool: "
+                      f"{last}", rounds=max(rounds, 1))
+
     # The whole pipeline
-    async def run(self, path: Path, *, request: str, approver: Approver, run_id: str | None = None) -> EvolutionOutcome:
+    async def run(self, path: Path, *, request: str, approver: Approver, run_id: str | None = None,
+                  test_writer: TestWriter | None = None, test_rounds: int = 3) -> EvolutionOutcome:
         """Read the candidate once (refusing links and special files), then run every gate on that snapshot:
-        what the gates judged is what gets staged, approved and deployed, even if the directory changes."""
+        what the gates judged is what gets staged, approved and deployed, even if the directory changes.
+        A candidate without tests gets them from ``test_writer`` (see ``write_tests``), else it is refused."""
         files = candidate_files(Path(path))
         with tempfile.TemporaryDirectory(prefix="evorag-snapshot-") as tmp:
             snapshot = Path(tmp)
             for name, text in files.items():
                 (snapshot / name).write_text(text, encoding="utf-8")
-            return await self._run_gates(snapshot, request=request, approver=approver, run_id=run_id)
+            return await self._run_gates(snapshot, request=request, approver=approver, run_id=run_id,
+                                         test_writer=test_writer, test_rounds=test_rounds)
 
-    async def _run_gates(self, path: Path, *, request: str, approver: Approver, run_id: str | None) -> EvolutionOutcome:
+    async def _run_gates(self, path: Path, *, request: str, approver: Approver, run_id: str | None,
+                         test_writer: TestWriter | None = None, test_rounds: int = 3) -> EvolutionOutcome:
         run_id = run_id or uuid.uuid4().hex[:12]
         path = Path(path)
         files = candidate_files(path)
@@ -387,7 +465,16 @@ class EvolutionPipeline:
         # The static gates have rated every file: a HIGH-risk candidate's code (its tests included) runs in
         # the sandbox only after a human approves it; LOW/MEDIUM ones are tested before the approval.
         risk = max_risk(code.risk, dependencies.risk)
-        if risk != "HIGH":
+        if not has_tests(files):
+            # No deploy without tests: the writer writes them (a HIGH-risk candidate's run only after approval).
+            tests = await self.write_tests(path, signature, test_writer, rounds=test_rounds, risk=risk)
+            verdicts.append(tests)
+            self.audit.write("gate", run_id=run_id, **_brief(tests))
+            if not tests.ok:
+                return stop(tests)
+            self.audit.write("tests_written", run_id=run_id, files=tests.details["written_tests"],
+                             rounds=tests.details["rounds"], coverage=tests.details.get("coverage"))
+        elif risk != "HIGH":
             tests = await asyncio.to_thread(self.run_tests, path, signature.name, signature.json_schema, risk=risk)
             verdicts.append(tests)
             self.audit.write("gate", run_id=run_id, **_brief(tests))
@@ -442,6 +529,7 @@ class EvolutionPipeline:
             name=signature.name, description=signature.docstring, parameters_schema=signature.json_schema,
             risk=risk, request=request,
             requirements=dependencies.details.get("new_requirements", []) if dependencies else [],
+            coverage=tests.details.get("coverage") if tests else None,
         )
         summary = f"Deploy tool '{signature.name}' for: {request}"
         if lock:
@@ -526,6 +614,7 @@ class EvolutionPipeline:
             tests = self.run_tests(staged, manifest.name, manifest.parameters_schema, approved=True)
             verdicts.append(tests)
             self.audit.write("gate", run_id=run_id, **_brief(tests))
+            manifest.coverage = tests.details.get("coverage")
             if not tests.ok or _digest(staged) != approval.payload.get("digest"):
                 reason = tests.reason or "the approved candidate changed while its tests ran"
                 self.audit.write("rejected", run_id=run_id, gate="tests", reason=reason)

@@ -23,7 +23,7 @@ from lxml.cssselect import CSSSelector
 
 from evorag.errors import UserError
 
-__all__ = ["ExtractedPage", "extract_main_content", "title_from_markdown"]
+__all__ = ["ExtractedPage", "WordCounts", "extract_main_content", "title_from_markdown"]
 
 
 @dataclass(slots=True)
@@ -37,6 +37,22 @@ class ExtractedPage:
     code_languages: list[str] = field(default_factory=list)
     content_links: list[str] = field(default_factory=list)
     """The links inside the main content only (what the page cites, e.g. other sites)."""
+    words: WordCounts = field(default_factory=lambda: WordCounts(0, 0, 0))
+    """How the main content's words divide between link text and prose (see ``WordCounts``)."""
+
+
+@dataclass(slots=True, frozen=True)
+class WordCounts:
+    """Words of the main content outside headings, one-character tokens left out (index letters, bullets).
+
+    ``total``: all of them; ``in_links``: inside ``<a>`` elements; ``prose``: in running text, outside
+    links, lists, definition lists, tables, code blocks and headings. A page whose words are nearly all
+    link text, with hardly any prose, is a list of links (an index, a generated table of contents).
+    """
+
+    total: int
+    in_links: int
+    prose: int
 
 
 # Containers tried in order; the first one holding enough text wins.
@@ -170,6 +186,7 @@ def extract_main_content(html: str | bytes, url: str, *, selector: str | None = 
         links=links,
         code_languages=renderer.languages,
         content_links=content_links,
+        words=_count_words(root),
     )
 
 
@@ -342,6 +359,36 @@ def _drop(element: lxml.etree._Element) -> None:
         else:
             parent.text = (parent.text or "") + tail
     parent.remove(element)
+
+
+_COUNTED_WORD = re.compile(r"\w\w+")
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+# Text inside these is structure (lists, tables, code), not running prose.
+_NOT_PROSE = {"li", "dt", "dd", "table", "pre"}
+
+
+def _count_words(root: lxml.etree._Element) -> WordCounts:
+    totals = [0, 0, 0]  # total, in links, prose
+
+    def add(text: str | None, in_link: bool, structured: bool) -> None:
+        count = len(_COUNTED_WORD.findall(text or ""))
+        totals[0] += count
+        totals[1] += count if in_link else 0
+        totals[2] += count if not (in_link or structured) else 0
+
+    # Iterative walk (deep documents must not hit the recursion limit): (element, in a link, in structure).
+    stack: list[tuple[lxml.etree._Element, bool, bool]] = [(root, False, False)]
+    while stack:
+        element, in_link, structured = stack.pop()
+        if not isinstance(element.tag, str) or element.tag in _HEADINGS:
+            continue
+        in_link = in_link or element.tag == "a"
+        structured = structured or element.tag in _NOT_PROSE
+        add(element.text, in_link, structured)
+        for child in element:
+            stack.append((child, in_link, structured))
+            add(child.tail, in_link, structured)  # a child's tail belongs to this element
+    return WordCounts(*totals)
 
 
 def _first_heading(root: lxml.etree._Element) -> str:

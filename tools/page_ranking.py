@@ -8,11 +8,16 @@ belongs to, this module
    (``page_support`` times ``1/2 s2 + 1/4 s3``, each from a section not counted yet): a page where several
    sections match outranks a page with one lucky chunk of the same score. Further chunks of a section already
    counted add nothing (a long section cut in two is one piece of evidence, not two), so a page with a single
-   matching section keeps that chunk's score, and with one section per page (BEIR corpora) the ranking is the
-   chunk ranking;
-2. demotes changelogs and release notes (``changelog_weight`` times the score) unless the query asks about
+   matching section keeps that chunk's score, and with one section per page (BEIR corpora) the support leaves
+   the chunk ranking as it is;
+2. adds the page's *term coverage*: ``term_coverage`` times the share of the query's distinct BM25 terms found
+   in at least one of the page's candidate chunks (their text, title or headings). A page that covers the
+   whole question across its sections gains on one whose best chunk matched only a part of it (a question
+   names its topic and its detail, a page's sections often name one each); it needs the chunks' term ids
+   (``terms``: the indices of their BM25 vectors), and without them it is off;
+3. demotes changelogs and release notes (``changelog_weight`` times the score) unless the query asks about
    versions or changes: those pages mention every feature, so they match every question about one;
-3. moves every chunk by its page's support and demotion and walks the chunks in that order, keeping at
+4. moves every chunk by its page's support, coverage and demotion and walks the chunks in that order, keeping at
    most ``max_per_page`` of each page (0: no limit). With 1 the results are the pages in page-score order,
    each by its best chunk; with more, a page's further sections come where their own scores put them.
 
@@ -26,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from evorag.tools.sparse import term_id, tokenize
 from evorag.tools.types import PageRef, Scored
 
 __all__ = ["PageRanking", "asks_about_changes", "is_changelog", "page_key", "rank_by_page"]
@@ -65,6 +71,7 @@ class PageRanking:
     max_per_page: int = 0
     page_support: float = 0.0
     changelog_weight: float = 1.0
+    term_coverage: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_per_page < 0:
@@ -73,11 +80,13 @@ class PageRanking:
             raise ValueError(f"page_support must be between 0 and 1, got {self.page_support}")
         if not 0.0 <= self.changelog_weight <= 1.0:
             raise ValueError(f"changelog_weight must be between 0 and 1, got {self.changelog_weight}")
+        if not 0.0 <= self.term_coverage <= 1.0:
+            raise ValueError(f"term_coverage must be between 0 and 1, got {self.term_coverage}")
 
     @property
     def active(self) -> bool:
         """Whether ranking needs the pages at all (otherwise the chunk ranking is returned as it is)."""
-        return self.max_per_page > 0 or self.page_support > 0 or self.changelog_weight < 1.0
+        return self.max_per_page > 0 or self.page_support > 0 or self.changelog_weight < 1.0 or self.term_coverage > 0
 
 
 def page_key(url: str) -> str:
@@ -113,6 +122,14 @@ def _support(items: Sequence[Scored], pages: Mapping[str, PageRef]) -> float:
     return support
 
 
+def _coverage(items: Sequence[Scored], terms: Mapping[str, frozenset[int]], query_terms: frozenset[int]) -> float:
+    """The share of ``query_terms`` found in at least one of a page's candidate chunks."""
+    found: set[int] = set()
+    for item in items:
+        found |= query_terms & terms.get(item.id, frozenset())
+    return len(found) / len(query_terms)
+
+
 def rank_by_page(
     fused: Sequence[Scored],
     pages: Mapping[str, PageRef],
@@ -120,12 +137,14 @@ def rank_by_page(
     *,
     query: str,
     limit: int,
+    terms: Mapping[str, frozenset[int]] | None = None,
 ) -> list[Scored]:
     """Rank ``fused`` chunk candidates (best first) by page; see the module docstring.
 
     ``pages`` maps chunk ids to their page; a candidate missing from it (deleted since it was found) is
-    left out. A chunk's score becomes ``(its score + its page's support) * its page's demotion``, so the best
-    chunk of a page carries the page's score; equal scores keep the fused order.
+    left out. ``terms`` maps chunk ids to their BM25 term ids (``sparse.term_id`` of each token of the indexed
+    text: the indices of the chunk's sparse vector) for the term coverage. A chunk's score becomes ``(its score + its page's support and coverage) * its page's
+    demotion``, so the best chunk of a page carries the page's score; equal scores keep the fused order.
     """
     by_page: dict[str, list[Scored]] = {}
     refs: dict[str, PageRef] = {}
@@ -137,9 +156,13 @@ def rank_by_page(
         by_page.setdefault(key, []).append(item)
         refs.setdefault(key, ref)
     demote = ranking.changelog_weight < 1.0 and not asks_about_changes(query)
+    query_terms = (frozenset(term_id(token) for token in tokenize(query))
+                   if ranking.term_coverage > 0 and terms is not None else frozenset())
     moved: list[tuple[float, str, str]] = []  # (score, page, chunk id) in fused order
     for key, items in by_page.items():
         bonus = ranking.page_support * _support(items, pages) if ranking.page_support > 0 else 0.0
+        if query_terms and terms is not None:
+            bonus += ranking.term_coverage * _coverage(items, terms, query_terms)
         factor = ranking.changelog_weight if demote and is_changelog(key, refs[key].title) else 1.0
         moved.extend(((item.score + bonus) * factor, key, item.id) for item in items)
     moved.sort(key=lambda entry: -entry[0])  # stable: ties keep the fused order

@@ -38,6 +38,7 @@ class SearchOptions:
     max_per_page: int = 0  # chunks per page in the results; 0: no limit
     page_support: float = 0.0  # how much a page's further matching chunks add to its score
     changelog_weight: float = 1.0  # score factor of changelogs/release notes unless asked about; 1: none
+    term_coverage: float = 0.0  # what a page gains for covering all of the query's terms across its candidates
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SearchOptions:
@@ -52,6 +53,7 @@ class SearchOptions:
             "max_per_page": settings.max_per_page,
             "page_support": settings.page_support,
             "changelog_weight": settings.changelog_weight,
+            "term_coverage": settings.term_coverage,
         }
         values.update(overrides)
         return cls(**values)
@@ -60,7 +62,7 @@ class SearchOptions:
     def page_ranking(self) -> PageRanking:
         """The page-aware part; raises ``ValueError`` for out-of-range values."""
         return PageRanking(max_per_page=self.max_per_page, page_support=self.page_support,
-                           changelog_weight=self.changelog_weight)
+                           changelog_weight=self.changelog_weight, term_coverage=self.term_coverage)
 
 
 class HybridSearcher:
@@ -99,6 +101,13 @@ class HybridSearcher:
         return [Hit(chunk=chunks[item.id], score=item.score) for item in fused if item.id in chunks]
 
     def _rank_by_page(self, query: str, fused: list[Scored], ranking: PageRanking, limit: int) -> list[Scored]:
+        ids = [item.id for item in fused]
+        if ranking.term_coverage > 0:
+            # The term coverage needs each candidate's BM25 terms: its sparse vector's indices, read with its
+            # page (tokenizing the candidates' text again took several times as long as the whole search).
+            found = self.store.page_terms(ids)
+            pages = {chunk_id: ref for chunk_id, (ref, _) in found.items()}
+            terms = {chunk_id: chunk_terms for chunk_id, (_, chunk_terms) in found.items()}
+            return rank_by_page(fused, pages, ranking, query=query, limit=limit, terms=terms)
         # The page of every pooled candidate: two payload fields, about half the cost of whole payloads.
-        pages = self.store.page_refs([item.id for item in fused])
-        return rank_by_page(fused, pages, ranking, query=query, limit=limit)
+        return rank_by_page(fused, self.store.page_refs(ids), ranking, query=query, limit=limit)

@@ -41,10 +41,10 @@ import httpcore
 import httpx
 from evorag.tools.sqlite_tx import immediate_transaction
 from evorag.tools.url_guard import check_address, check_url, parse_ip_host
+from evorag.tools.webhook_events import EVENTS
 
 from evorag.errors import InternalError, NotFoundError, UserError
 
-EVENTS = ("approval_pending", "deploy", "rollback", "anomaly", "proposal", "crawl_finished")
 SIGNATURE_HEADER = "X-Evorag-Signature"
 TIMESTAMP_HEADER = "X-Evorag-Timestamp"
 MAX_HOOKS = 100

@@ -19,6 +19,8 @@ from evorag.cli._app import app, err
 # isort: off
 from evorag.cli import _knowledge, _sources, _quality, _evolution, _teams, _approvals, _servers, _queue, _admin  # noqa: F401
 from evorag.cli import _monitoring, _webhooks  # noqa: F401
+from evorag.cli import _proposals  # noqa: F401
+from evorag.cli import _usage  # noqa: F401
 # isort: on
 from evorag.errors import EvoragError
 from evorag.terminal import strip_control

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape as esc
 
 from evorag.cli._app import JsonFlag, app, err, out, print_json, service
-from evorag.service import RestoreResult
+
+if TYPE_CHECKING:  # backups load the plugin repository: only when a command makes one (issue 14)
+    from evorag.service import RestoreResult
 
 
 @app.command("backup")

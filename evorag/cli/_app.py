@@ -14,17 +14,20 @@ import contextlib
 import getpass
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape as esc
 
 from evorag.principals import Principal, home_owner_principal
-from evorag.service import Approver, EvolutionOutcome, Evorag, PolicyApprover, TerminalApprover
+from evorag.service import Evorag, PolicyApprover, TerminalApprover
 from evorag.settings import load_settings
 from evorag.team_events import event_text, first_line
 from evorag.terminal import escape_json_controls, strip_control
+
+if TYPE_CHECKING:  # the evolution pipeline loads when a command runs it, not at every start (issue 14)
+    from evorag.service import Approver, EvolutionOutcome
 
 app = typer.Typer(
     name="evorag",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape as esc
@@ -13,8 +13,11 @@ from rich.table import Table
 from evorag.cli._app import JsonFlag, SourceOpt, app, err, out, print_json, service, sources_app, spinner
 from evorag.demo import DEMO_QUESTIONS, DEMO_SOURCE, serve_demo_site
 from evorag.progress import crawl_progress
-from evorag.service import Answer, CrawlReport, CrawlRequest, display_version, source_label
+from evorag.service import CrawlRequest, display_version, source_label
 from evorag.terminal import strip_control
+
+if TYPE_CHECKING:  # the crawler and the answerer load when a command uses them, not at every start (issue 14)
+    from evorag.service import Answer, CrawlReport
 
 QUALITY_KEYS = ("grounding", "rougeL", "ndcg", "code_quality", "overall")
 
@@ -149,6 +152,10 @@ def _print_report(report: CrawlReport, as_json: bool) -> None:
         out.print(f"  [yellow]skipped[/] {esc(failure['url'])}: {esc(failure['reason'])}")
     if len(report.failures) > 10:
         out.print(f"  ... and {len(report.failures) - 10} more (use --json to see all)")
+    for skipped in report.skipped[:5]:
+        out.print(f"  [dim]not indexed[/] {esc(skipped['url'])}: {esc(skipped['reason'])} (its links were followed)")
+    if len(report.skipped) > 5:
+        out.print(f"  ... and {len(report.skipped) - 5} more not indexed (use --json to see all)")
 
 
 @app.command()

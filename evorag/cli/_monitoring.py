@@ -73,10 +73,15 @@ def costs(
 
 
 @app.command()
-def status(as_json: JsonFlag = False) -> None:
-    """CPU, memory, disk, the request queue, today's model cost and recent anomalies."""
+def status(
+    days: Annotated[int, typer.Option(min=1, max=90, help="Evolutions, agents and cost by day over the last N "
+                                                         "UTC days (today included).")] = 7,
+    as_json: JsonFlag = False,
+) -> None:
+    """CPU, memory, disk, the request queue, schedules and their last runs, today's model cost, recent anomalies,
+    the evolutions' success rate and the agents' latency and tokens."""
     with service() as rag:
-        report = rag.status()
+        report = rag.status(days=days)
     if as_json:
         print_json(report.to_dict())
         return
@@ -86,9 +91,25 @@ def status(as_json: JsonFlag = False) -> None:
     queue = ("unknown" if report.queue_waiting is None
              else f"{report.queue_waiting} waiting, {report.queue_running} running")
     out.print(f"queue: {queue}", highlight=False)
-    budget = f" of ${report.budget_usd:.2f}" if report.budget_usd is not None else ""
+    budget = (f" of ${report.budget_usd:.2f}, ${report.budget_left_usd:.4f} left" if report.budget_usd is not None
+              else "")
     out.print(f"cost today: ${report.cost_today_usd:.4f}{budget} ({report.model_calls_today} model calls)",
               highlight=False)
+    _print_schedules(report.schedules)
+    evolutions = report.evolutions
+    rate = "-" if evolutions.success_rate is None else f"{evolutions.success_rate:.0%}"
+    counts = ", ".join(f"{count} {name}" for name, count in evolutions.by_status.items())
+    out.print(f"evolutions (last {report.window_days} days): {evolutions.finished} finished"
+              + (f" ({counts})" if counts else "") + f", success rate {rate}", highlight=False)
+    if report.agents:
+        table = Table("agent", "calls", "failed", "prompt tokens", "completion tokens", "mean s",
+                      title=f"agents (last {report.window_days} days)")
+        for r in report.agents:
+            table.add_row(esc(r.key), str(r.calls), str(r.failed), str(r.prompt_tokens), str(r.completion_tokens),
+                          "-" if r.mean_seconds is None else f"{r.mean_seconds:.2f}")
+        out.print(table)
+    else:
+        out.print(f"agents (last {report.window_days} days): no model calls", highlight=False)
     if report.recent_anomalies:
         out.print(f"recent anomalies ({len(report.recent_anomalies)}; `evorag anomalies` lists them):", highlight=False)
         for alert in report.recent_anomalies:
@@ -96,3 +117,24 @@ def status(as_json: JsonFlag = False) -> None:
                       f"{alert.expected:.3g} (answer {alert.record_id})", highlight=False)
     else:
         out.print("recent anomalies: none", highlight=False)
+
+
+def _print_schedules(schedules) -> None:
+    if schedules is None:
+        out.print("schedules: unknown", highlight=False)
+        return
+    if not schedules:
+        out.print("schedules: none", highlight=False)
+        return
+    table = Table("schedule", "every", "next run (UTC)", "last run (UTC)", "last status", title="schedules")
+    for s in schedules:
+        last = s.last_finished_at or s.last_submitted_at
+        status = s.last_status or ("-" if s.last_submitted_at is None else "pruned")
+        if s.last_error:
+            status += f": {strip_control(s.last_error)[:60]}"
+        table.add_row(esc(s.name), esc(s.spec), _utc(s.next_due), _utc(last), esc(status))
+    out.print(table)
+
+
+def _utc(timestamp: float | None) -> str:
+    return "-" if not timestamp else dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M")

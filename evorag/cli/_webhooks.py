@@ -11,7 +11,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from evorag.cli._app import JsonFlag, app, err, out, print_json, service
-from evorag.tools.webhooks import EVENTS
+from evorag.tools.webhook_events import EVENTS
 
 webhooks_app = typer.Typer(
     help="Webhooks: JSON POSTs signed with HMAC-SHA256 (header X-Evorag-Signature over timestamp + '.' + body), "

@@ -9,6 +9,11 @@
   them or when the SDK closes them after ``session_idle_timeout`` (set from the same settings, see
   ``_transports.http_app``); both free their place.
 
+* ``ApiCallGuard``: the tool calls in a POST body count against the principal's API calls per minute
+  (evorag.service._quotas) before the SDK reads them; past the limit the request gets 429 with
+  ``Retry-After`` and none of it runs. The request is marked (``API_CALLS_COUNTED``) so the server does not
+  count its calls again.
+
 Refusals are JSON bodies and one log line each, never a traceback.
 """
 
@@ -24,12 +29,15 @@ from collections.abc import Callable, Collection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evorag.bounded_json import JSONLimitError, loads_bounded
+from evorag.tools.rate_limit import RateLimitedError
 
 logger = logging.getLogger("evorag.mcp")
 
 SESSION_HEADER = "mcp-session-id"
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+RATE_LIMITED = -32000  # JSON-RPC's range for server-defined errors
+API_CALLS_COUNTED = "evorag.api_calls_counted"  # ASGI scope key: this request's tool calls were counted
 
 
 def session_owner(scope: Scope) -> str:
@@ -86,6 +94,61 @@ class BodyGuard:
             await _refuse(send, 413 if exc.too_large else 400, PARSE_ERROR, str(exc))
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+class ApiCallGuard:
+    """Counts the ``tools/call`` requests of a POST to ``path`` with ``count(principal, n)``, which raises
+    RateLimitedError past the principal's limit; the request then gets 429 with ``Retry-After``."""
+
+    def __init__(self, app: ASGIApp, *, path: str, count: Callable) -> None:
+        self.app = app
+        self.path = path.rstrip("/") or "/"
+        self._count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from evorag.mcp_server._auth import principal_of  # as in session_owner
+
+        principal = principal_of(scope)
+        if (scope["type"] != "http" or scope.get("method") != "POST" or _path(scope) != self.path
+                or principal is None):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)  # BodyGuard, in front, has bounded it
+        if body is None:  # the client went away
+            return
+        calls = _tool_calls(body)
+        if calls:
+            try:
+                self._count(principal, calls)
+            except RateLimitedError as exc:
+                await _refuse(send, 429, RATE_LIMITED, exc.message,
+                              extra=[(b"retry-after", str(exc.retry_after).encode())])
+                return
+            scope[API_CALLS_COUNTED] = True
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _tool_calls(body: bytes) -> int:
+    """How many ``tools/call`` requests a JSON-RPC body (one message or a batch) holds."""
+    if b"tools/call" not in body:  # most requests: no parsing
+        return 0
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return 0  # the SDK answers it with a parse error; nothing runs
+    messages = message if isinstance(message, list) else [message]
+    return sum(1 for item in messages if isinstance(item, dict) and item.get("method") == "tools/call")
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class SessionLimiter:

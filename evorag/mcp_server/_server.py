@@ -8,7 +8,8 @@ tool set live (also when another process deploys or rolls back), and every sessi
 
 Every call acts for a principal (the bearer token's over HTTP, the server's local one over stdio) and needs the
 role its tool's operation has (evorag.principals.OPERATIONS); a deployed tool needs the operator role to call. A
-refused call is a tool error naming the role needed and the role held.
+refused call is a tool error naming the role needed and the role held. Every call counts against its principal's
+API calls per minute (evorag.service._quotas); past it, a tool error saying when the next call is possible.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from pydantic import ValidationError
 from evorag.about import evorag_version
 from evorag.mcp_server._auth import principal_of
 from evorag.mcp_server._dynamic_tools import DeployedTools
+from evorag.mcp_server._limits import API_CALLS_COUNTED
 from evorag.mcp_server._resources import register_resources
 from evorag.mcp_server._sessions import Sessions
 from evorag.mcp_server._tools import TOOL_OPERATIONS, register_tools, tool_role
-from evorag.observability import ServerMetrics, ToolTimer
+from evorag.observability import ServerMetrics, ToolTimer, UsageCollector
 from evorag.principals import Principal, Role, acting_as, os_user
 from evorag.service import FINISHED, CrawlJob, Evorag
+from evorag.tools.rate_limit import RateLimitedError
 from evorag.tools.result_budget import SeenResults
 
 logger = logging.getLogger("evorag.mcp")
@@ -82,7 +85,7 @@ class EvoragMCP(FastMCP):
         # Who acts when a request carries no authenticated principal (stdio, in-memory sessions).
         self.local_principal = principal or Principal(
             os_user(), Role.parse(service.settings.mcp_local_role), via="mcp")
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(UsageCollector(service.quotas.cost_totals, service.quotas.rejections))
         self._job_watchers: set[asyncio.Task] = set()
         self._sessions = Sessions()
         self._advertise_tool_list_changes()
@@ -128,7 +131,9 @@ class EvoragMCP(FastMCP):
         # Unknown names share one label: clients must not be able to grow the metric series.
         timer = ToolTimer(self.metrics, logger, name if known else "unknown")
         try:
-            with acting_as(self.authorize(name)):
+            principal = self.authorize(name)
+            self._count_api_call(principal)
+            with acting_as(principal):
                 if deployed is not None:
                     result = await deployed.run(arguments, context=self.get_context())
                 else:
@@ -170,6 +175,18 @@ class EvoragMCP(FastMCP):
             raise ToolError(f"{name} needs the {needed} role; {principal.name} has the {principal.role} role "
                             "(an admin grants roles with `evorag users add NAME --role ROLE`)")
         return principal
+
+    def _count_api_call(self, principal: Principal) -> None:
+        """Count the call against the principal's API calls per minute, unless the HTTP guard already did (it
+        answers 429 there); past the limit, a tool error saying when the next call is possible."""
+        context = self._request_context()
+        scope = getattr(getattr(context, "request", None), "scope", None)
+        if isinstance(scope, dict) and scope.get(API_CALLS_COUNTED):
+            return
+        try:
+            self.service.api_call(principal)
+        except RateLimitedError as exc:
+            raise ToolError(str(exc)) from None
 
     def _track_session(self) -> None:
         context = self._request_context()

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from mcp.server.fastmcp import FastMCP
 
-from evorag.mcp_server import _tools_approvals, _tools_evolution, _tools_knowledge, _tools_queue, _tools_team
+from evorag.mcp_server import (
+    _tools_approvals,
+    _tools_evolution,
+    _tools_knowledge,
+    _tools_proposals,
+    _tools_queue,
+    _tools_team,
+    _tools_usage,
+)
 from evorag.mcp_server._registration import CoreTool, ToolGroup
 from evorag.principals import OPERATIONS, Role
 
@@ -19,6 +27,8 @@ TOOL_GROUPS: tuple[ToolGroup, ...] = (
     _tools_approvals.tools,
     _tools_team.tools,
     _tools_queue.tools,
+    _tools_usage.tools,
+    _tools_proposals.tools,
 )
 GENERATED_TOOL_OPERATION = "call_tool"  # what calling a deployed (evolved) tool is
 

@@ -21,8 +21,8 @@ import sys
 
 from evorag.approval_token import withhold_from_process
 from evorag.errors import ConfigError
-from evorag.mcp_server._auth import BearerAuthenticator, GuardMiddleware, is_loopback
-from evorag.mcp_server._limits import BodyGuard, SessionLimiter, sdk_live_sessions
+from evorag.mcp_server._auth import BearerAuthenticator, GuardMiddleware, is_loopback, principal_of
+from evorag.mcp_server._limits import ApiCallGuard, BodyGuard, SessionLimiter, sdk_live_sessions
 from evorag.mcp_server._server import EvoragMCP, build_server
 from evorag.observability import MetricsMiddleware, configure_logging
 
@@ -104,7 +104,10 @@ def http_app(server: EvoragMCP, *, authenticate, allowed_origins: list[str], hos
 
     @server.custom_route("/metrics", methods=["GET"], include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        body, content_type = server.metrics.render()
+        # Tokens and cost per principal only for those who may see costs (operator role and up).
+        principal = principal_of(request.scope)
+        usage = principal is not None and principal.can("costs")
+        body, content_type = await asyncio.to_thread(server.metrics.render, usage=usage)  # reads the cost ledger
         return Response(body, media_type=content_type)
 
     guarded = GuardMiddleware(_limited(server), authenticate=authenticate, allowed_origins=allowed_origins,
@@ -113,7 +116,8 @@ def http_app(server: EvoragMCP, *, authenticate, allowed_origins: list[str], hos
 
 
 def _limited(server: EvoragMCP):
-    """The SDK's streamable HTTP app behind the body checks and the per-client session cap (see _limits)."""
+    """The SDK's streamable HTTP app behind the body checks, the API call limit and the per-client session cap
+    (see _limits)."""
     settings = server.service.settings
     if hasattr(server.settings, "session_idle_timeout"):  # the SDK closes idle sessions itself
         server.settings.session_idle_timeout = settings.mcp_session_idle_seconds
@@ -122,7 +126,10 @@ def _limited(server: EvoragMCP):
     path = server.settings.streamable_http_path
     sessions = SessionLimiter(server.streamable_http_app(), path=path, max_sessions=settings.mcp_max_sessions,
                               idle_seconds=settings.mcp_session_idle_seconds, live_sessions=sdk_live_sessions(server))
-    return BodyGuard(sessions, path=path, max_bytes=settings.mcp_max_body_bytes, max_depth=settings.mcp_max_json_depth)
+    # Tool calls count against their principal's API calls per minute (429 past it) before a session runs them.
+    counted = ApiCallGuard(sessions, path=path, count=lambda principal, calls: server.service.api_call(
+        principal, count=calls))
+    return BodyGuard(counted, path=path, max_bytes=settings.mcp_max_body_bytes, max_depth=settings.mcp_max_json_depth)
 
 
 def resolve_http_auth(service, host: str, insecure_no_auth: bool) -> BearerAuthenticator | None:

@@ -15,6 +15,7 @@ from evorag.errors import ConfigError
 from evorag.principals import Principal, Role
 from evorag.service._context import ServiceContext
 from evorag.settings import Settings
+from evorag.tools.rate_limit import FailureThrottle
 
 FROM_STORE, FROM_SETTINGS = "store", "settings"  # where a session's account comes from
 
@@ -43,6 +44,8 @@ def check_credentials(settings: Settings, username: str, password: str) -> bool:
 class AccountsService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        self._throttle = FailureThrottle(limit=ctx.settings.ui_login_attempts,
+                                         window_seconds=ctx.settings.ui_login_window_seconds)
 
     def require_login(self) -> None:
         """Raise ConfigError unless someone can log in: EVORAG_UI_USER and EVORAG_UI_PASSWORD are both set, or a
@@ -57,14 +60,31 @@ class AccountsService:
 
     def authenticate(self, username: str, password: str, *, via: str = "ui") -> Login | None:
         """The login for a user name and password, or None. The store's scrypt check always runs (~50 ms: call
-        it off the event loop), so the time taken does not tell which accounts exist."""
+        it off the event loop), so the time taken does not tell which accounts exist.
+
+        Password guessing: after EVORAG_UI_LOGIN_ATTEMPTS failures for one user name within the window, that name
+        is refused without a check until the oldest failure leaves the window, whether it exists or not (so the
+        lockout tells nothing about accounts either). Failures and refusals go to the audit log."""
+        name = (username or "")[:200]
+        if self._throttle.locked_for(name) > 0:
+            self._audit("login_refused", user=name, via=via, reason="too many failed logins")
+            return None
         store = self._ctx.parts.principals
         principal = store.authenticate_password(username, password, via=via)
         if principal is not None:
+            self._throttle.succeeded(name)
             return Login(principal, FROM_STORE)
         if store.get(username or "") is None and check_credentials(self._ctx.settings, username, password):
+            self._throttle.succeeded(name)
             return Login(Principal(username, Role.ADMIN, via=via, human=True), FROM_SETTINGS)
+        self._throttle.failed(name)
+        self._audit("login_failed", user=name, via=via)
         return None
+
+    def _audit(self, event: str, *, user: str, **fields: str) -> None:
+        # A name that is no account is not written down: people type their password into the name field.
+        known = self._ctx.parts.principals.get(user) is not None or user == self._ctx.settings.ui_user
+        self._ctx.parts.pipeline.audit.write(event, user=user if known else "(not an account)", **fields)
 
     def session_principal(self, name: str, source: str | None, *, via: str = "ui") -> Principal | None:
         """The principal of a logged-in session now: the role is read again at every use, so removing a user or

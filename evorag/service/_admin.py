@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evorag.errors import NotFoundError
+from evorag.errors import NotFoundError, UserError
 from evorag.principals import Principal, Role, UserRecord, validate_name
 from evorag.service._context import ServiceContext
 from evorag.service._knowledge import KnowledgeService
+from evorag.service._toolset import model_test_writer
 from evorag.settings import config_file_candidates
 from evorag.tools.archive_guard import ArchiveLimits
 from evorag.tools.backup import backup, requeue_quarantined, restore
@@ -94,9 +95,23 @@ class AdminService:
                                  use_backup_secret=use_backup_secret)
             plugins = report["plugins"]
             if plugins["quarantined"] and gates:
-                plugins["requeued"] = requeue_quarantined(self._ctx.parts.pipeline, report)
+                plugins["requeued"] = requeue_quarantined(self._ctx.parts.pipeline, report,
+                                                          test_writer=self._restore_test_writer(plugins),
+                                                          test_rounds=settings.evolution_attempts)
             manifest = {key: value for key, value in report.items() if key not in ("home", "parts", "plugins")}
             return RestoreResult(Path(report["home"]), report["parts"], plugins, manifest)
+
+    def _restore_test_writer(self, plugins: dict):
+        """The model writing tests for quarantined tools that have none (homes from before every deploy needed
+        them); None when they all have tests, or when no model is configured: the tests gate then rejects those
+        tools, saying to add tests or configure a model."""
+        # Only looked at: the gates read (and refuse, one by one) what a quarantined folder holds.
+        if all(any(Path(item["path"]).glob("test_*")) for item in plugins["quarantined"]):
+            return None
+        try:
+            return model_test_writer(self._ctx, "writing tests for a restored tool")
+        except UserError:
+            return None
 
     def config(self, *, principal: Principal | None = None) -> dict[str, Any]:
         """The effective settings (secrets masked) and the config files they were read from."""

@@ -20,6 +20,8 @@ NO_PROOF_NEEDED = frozenset({"LOW", "MEDIUM"})
 class ApprovalsService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        # Told of every decision made here, with who decided (the proposals service queues approved proposals).
+        self.on_decided: list[Callable[[ApprovalRequest, Principal], None]] = []
 
     def pending(self, *, principal: Principal | None = None) -> list[ApprovalRequest]:
         """Changes waiting for a decision (reader role)."""
@@ -56,5 +58,7 @@ class ApprovalsService:
                                  proof=request.proof)
             if request.status == "approved" and "staged" in request.payload:
                 return pipeline.deploy_approved(approval_id)
+            for listener in self.on_decided:
+                listener(request, who)
             # Nothing staged (a proposed crawl or rollback): the decision is recorded for the run that asked.
             return request

@@ -1,5 +1,5 @@
 """The request kinds evorag itself queues: ``crawl``, ``refresh``, ``evolve``, ``heal``, and the periodic
-``health`` task. Each runs through the service's use cases, acting as whoever asked (see _request_kinds).
+``health`` and ``anomalies`` tasks. Each runs through the service's use cases, acting as whoever asked (see _request_kinds).
 
 - ``crawl``: a crawl request (the fields of ``CrawlRequest``), checked and completed from the settings when it
   is submitted, checked again when it runs. Writes: one at a time, holding the writer slot.
@@ -9,6 +9,8 @@
 - ``evolve`` / ``heal``: the agent teams. Nobody is there to ask when a queued run needs a decision: risky
   changes wait in the approval queue (``evorag approvals``), as with ``--yes`` off.
 - ``health`` (periodic, daily by default): the health checks, changing nothing.
+- ``anomalies`` (periodic, hourly by default): the anomaly detector over the answer history; each new alert is
+  sent once to the ``anomaly`` webhook subscribers (the same as `evorag anomalies --notify`).
 """
 
 from __future__ import annotations
@@ -131,6 +133,13 @@ async def _health(task: TaskContext) -> dict:
     return {"ok": all(check.ok for check in checks), "checks": [check.to_dict() for check in checks]}
 
 
+async def _anomalies(task: TaskContext) -> dict:
+    """Watch the metric streams: each new alert goes to the ``anomaly`` webhook subscribers once per home."""
+    task.progress({"stage": "checking the metric streams"})
+    report = await asyncio.to_thread(task.service.anomalies, notify=True, principal=task.principal)
+    return report.to_dict()
+
+
 def _crawl_summary(payload: dict) -> str:
     return f"crawl {payload.get('url')} into {payload.get('source')}" + (
         f"@{payload['version']}" if payload.get("version") else "")
@@ -146,3 +155,4 @@ register_request_kind(RequestKind("evolve", _evolve, "evolve", prepare=_check_ev
 register_request_kind(RequestKind("heal", _heal, "heal", prepare=_check_heal,
                                   describe=lambda payload: f"heal: {str(payload.get('description'))[:120]}"))
 register_periodic_task(PeriodicTask("health", _health, every="daily", operation="heal"))
+register_periodic_task(PeriodicTask("anomalies", _anomalies, every="hourly", operation="heal"))

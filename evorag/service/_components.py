@@ -11,29 +11,33 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evorag.approval_token import token_digests, withhold_from_process
 from evorag.principals import PrincipalStore
 from evorag.service._writer import WriterSlot
 from evorag.settings import Settings
-from evorag.tools.answering import Answerer, ExtractiveAnswerer, ExtractiveConfig
 from evorag.tools.approvals import ApprovalStore
 from evorag.tools.audit import AuditLog
 from evorag.tools.catalog import Catalog
 from evorag.tools.costs import CostLedger
 from evorag.tools.embedding import Embedder, create_embedder
-from evorag.tools.evaluation import Evaluator, EvaluatorConfig, Weights
-from evorag.tools.evolution import EvolutionPipeline, GateVerdict
-from evorag.tools.indexer import Indexer
 from evorag.tools.memory import EvolutionMemory
-from evorag.tools.metrics_store import MetricsStore
-from evorag.tools.plugins import PluginRepository, ToolRegistry
-from evorag.tools.rate_limit import SlidingWindowLimiter
-from evorag.tools.sandbox import default_sandbox
+from evorag.tools.rate_limit import CallRateLimiter, SlidingWindowLimiter
 from evorag.tools.search import HybridSearcher
-from evorag.tools.tool_envs import ToolEnvironments
-from evorag.tools.webhooks import DeliveryPolicy, WebhookNotifier, WebhookStore
+from evorag.tools.usage_log import FILENAME as USAGE_FILENAME
+from evorag.tools.usage_log import UsageLog
+
+if TYPE_CHECKING:
+    # Built on first use, and imported there: a search never loads the answerer, the evaluator, the evolution
+    # pipeline (the sandbox, the gates, the plugin repository) or the webhooks (httpx); see issue 14.
+    from evorag.tools.answering import Answerer, ExtractiveAnswerer
+    from evorag.tools.evaluation import Evaluator
+    from evorag.tools.evolution import EvolutionPipeline, GateVerdict
+    from evorag.tools.indexer import Indexer
+    from evorag.tools.metrics_store import MetricsStore
+    from evorag.tools.plugins import ToolRegistry
+    from evorag.tools.webhooks import WebhookNotifier
 
 
 class Components:
@@ -87,6 +91,8 @@ class Components:
         return store
 
     def indexer(self) -> Indexer:
+        from evorag.tools.indexer import Indexer  # see TYPE_CHECKING above
+
         return Indexer(self.store, self.embedder, self.catalog, max_chars=self.settings.chunk_max_chars,
                        min_chars=self.settings.chunk_min_chars)
 
@@ -96,11 +102,15 @@ class Components:
     # Answers and their quality
     @property
     def metrics(self) -> MetricsStore:
+        from evorag.tools.metrics_store import MetricsStore  # see TYPE_CHECKING above
+
         return self._part("metrics", lambda: MetricsStore(self.settings.metrics_path))
 
     @property
     def evaluator(self) -> Evaluator:
         def build() -> Evaluator:
+            from evorag.tools.evaluation import Evaluator, EvaluatorConfig, Weights  # see TYPE_CHECKING above
+
             config = EvaluatorConfig()
             config.weights = Weights.from_mapping(self.settings.eval_weights)
             embed = self.embedder.embed_documents if self.settings.eval_embeddings else None
@@ -148,6 +158,8 @@ class Components:
 
     @property
     def answerer(self) -> Answerer:
+        from evorag.tools.answering import Answerer  # see TYPE_CHECKING above
+
         return self._part("answerer", lambda: Answerer(self.model_client("answer"), model_name=self.model_name(),
                                                        timeout=self.settings.answer_timeout,
                                                        extractive=self.extractive))
@@ -155,6 +167,8 @@ class Components:
     @property
     def extractive(self) -> ExtractiveAnswerer:
         """Extractive answers, with the index's embedding model; kept across answerers for its sentence vectors."""
+        from evorag.tools.answering import ExtractiveAnswerer, ExtractiveConfig  # see TYPE_CHECKING above
+
         return self._part("extractive", lambda: ExtractiveAnswerer(
             self.embedder.embed_documents, ExtractiveConfig(min_similarity=self.settings.answer_min_similarity)))
 
@@ -180,6 +194,11 @@ class Components:
         return self._part("pipeline", self._build_pipeline)
 
     def _build_pipeline(self) -> EvolutionPipeline:
+        from evorag.tools.evolution import EvolutionPipeline  # see TYPE_CHECKING above
+        from evorag.tools.plugins import PluginRepository, ToolRegistry
+        from evorag.tools.sandbox import default_sandbox
+        from evorag.tools.tool_envs import ToolEnvironments
+
         settings = self.settings
         # From here on this process runs agents, the sandbox and pip: none of them may inherit the human
         # approval token. The settings already hold what verifying it needs.
@@ -220,14 +239,28 @@ class Components:
 
     @property
     def rate_limiter(self) -> SlidingWindowLimiter:
-        """The hourly limit on evolutions (and hand-added tools), shared by every process of the home."""
+        """The hourly per-principal limit on evolutions (and hand-added tools), shared by every process of the home."""
         return self._part("rate_limiter", lambda: SlidingWindowLimiter(
-            self.settings.home / "rate_limit.sqlite3", limit=self.settings.evolutions_per_hour))
+            self.settings.home / "rate_limit.sqlite3", limit=self.settings.evolutions_per_hour,
+            limits_by_role=self.settings.evolutions_per_hour_by_role))
+
+    @property
+    def api_limiter(self) -> CallRateLimiter:
+        """The per-principal limit on API calls per minute, in this process (see evorag.service._quotas)."""
+        return self._part("api_limiter", lambda: CallRateLimiter(limit=self.settings.api_calls_per_minute))
+
+    def built(self, name: str) -> Any:
+        """The part ``name`` if it was built already, else None (readers that must not build it, e.g. metrics)."""
+        with self._lock:
+            return self._parts.get(name)
 
     # Notifications
     @property
     def webhooks(self) -> WebhookNotifier:
         """Signed notifications of events to the registered webhooks (deliveries run off the caller's thread)."""
+        # See TYPE_CHECKING above.
+        from evorag.tools.webhooks import DeliveryPolicy, WebhookNotifier, WebhookStore
+
         settings = self.settings
         return self._part("webhooks", lambda: WebhookNotifier(
             WebhookStore(settings.home / "webhooks.sqlite3"),
@@ -251,6 +284,15 @@ class Components:
             self.webhooks.emit("rollback", {"to_version": entry.get("version"),
                                             "new_checkpoint": entry.get("new_checkpoint"),
                                             "removed": entry.get("removed"), "by": principal})
+
+    # Usage
+    @property
+    def usage_log(self) -> UsageLog:
+        """Every search, answer, tool call and evolution request, with who asked and how it went."""
+        settings = self.settings
+        secrets = [v.get_secret_value() for v in (settings.approval_token, settings.openai_api_key,
+                                                  settings.qdrant_api_key) if v is not None]
+        return self._part("usage_log", lambda: UsageLog(settings.home / USAGE_FILENAME, known_secrets=secrets))
 
     # Principals
     @property

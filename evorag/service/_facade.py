@@ -17,46 +17,51 @@ from typing import TYPE_CHECKING, Any, Self
 
 from evorag.principals import Principal, Role, UserRecord, local_principal
 from evorag.service._accounts import AccountsService, Login
-from evorag.service._admin import AdminService, BackupResult, NewCredentials, RestoreResult
-from evorag.service._approvals import ApprovalsService
-from evorag.service._budgeted import BudgetedResultsService, BudgetedSearch
 from evorag.service._components import Components
 from evorag.service._context import ServiceContext
-from evorag.service._conversations import TeamTurn
-from evorag.service._environment import EnvironmentService
 from evorag.service._jobs import CrawlJob
 from evorag.service._knowledge import KnowledgeService
-from evorag.service._library import LibraryService, SourceChanges
 from evorag.service._monitoring import AnomalyReport, Health, MonitoringService, Status
 from evorag.service._priority import Origin
-from evorag.service._quality import Evaluation, MetricsReport, QualityService
+from evorag.service._proposals import ProposalsService
 from evorag.service._queue import QueueRequest, Schedule
+from evorag.service._quotas import QuotaService
 from evorag.service._recurrence import Clock
 from evorag.service._requests import ChangeCallback, RequestsService
-from evorag.service._sharing import ExportResult, ImportResult, SharingService
-from evorag.service._toolset import Rollback, ToolsetService
-from evorag.service._webhooks import WebhooksService
+from evorag.service._usage import UsageReport, UsageService
 from evorag.service._writer import WriterSlot
 from evorag.settings import Settings, load_settings
-from evorag.tools.answering import Answer
 from evorag.tools.approvals import ApprovalRequest, Approver, Decision
 from evorag.tools.catalog import SourceRecord
 from evorag.tools.costs import CostReport
-from evorag.tools.crawl_job import CrawlReport, ProgressCallback
-from evorag.tools.environment_doctor import DoctorReport
-from evorag.tools.evolution import EvolutionOutcome
-from evorag.tools.plugins import ToolManifest, Version
+from evorag.tools.proposals import MissingFeature, Proposal, WeakTopic, WeakTopicSource
 from evorag.tools.regression_gate import DEFAULT_TOLERANCE
 from evorag.tools.result_budget import SeenResults
 from evorag.tools.types import CrawlRequest, Hit
-from evorag.tools.webhooks import DeliveryAttempt, Webhook
 
 if TYPE_CHECKING:
+    from evorag.service._admin import AdminService, BackupResult, NewCredentials, RestoreResult
+    from evorag.service._approvals import ApprovalsService
+    from evorag.service._budgeted import BudgetedResultsService, BudgetedSearch
+    from evorag.service._conversations import TeamTurn
+    from evorag.service._environment import EnvironmentService
+    from evorag.service._library import LibraryService, SourceChanges
     from evorag.service._local_sources import LocalSourcesService
+    from evorag.service._quality import Evaluation, MetricsReport, QualityService
+    from evorag.service._sharing import ExportResult, ImportResult, SharingService
     from evorag.service._sync import SyncReport, SyncService
     from evorag.service._teams import TeamsService
+    from evorag.service._toolset import Rollback, ToolsetService
+    from evorag.service._webhooks import WebhooksService
     from evorag.teams import CheckResult, GapProposal, GapReport, HealingReport, PluginInfo
+    from evorag.tools.answering import Answer
+    from evorag.tools.crawl_job import CrawlReport, ProgressCallback
+    from evorag.tools.environment_doctor import DoctorReport
+    from evorag.tools.evolution import EvolutionOutcome
     from evorag.tools.local_files import FolderLimits
+    from evorag.tools.plugins import ToolManifest, Version
+    from evorag.tools.usage_analysis import WeakTopic as UsageWeakTopic  # numpy: only the analysis needs it
+    from evorag.tools.webhooks import DeliveryAttempt, Webhook
 
 EventCallback = Callable[[object], None]
 
@@ -79,19 +84,72 @@ class Evorag:
         self._context = ServiceContext(self.settings, self.parts, self.writer, self.principal)
         self.requests = RequestsService(self._context, self, clock=clock)  # ``clock``: UTC time for schedules
         self.knowledge = KnowledgeService(self._context, self.requests)
-        self.quality = QualityService(self._context, self.knowledge)
-        self.toolset = ToolsetService(self._context)
-        self.approvals = ApprovalsService(self._context)
-        self.admin = AdminService(self._context, self.knowledge)
-        self.library = LibraryService(self._context, self.knowledge)
-        self.sharing = SharingService(self._context, self.knowledge)
-        self.budgeted = BudgetedResultsService(self._context, self.knowledge)
-        self.environment = EnvironmentService(self._context)
+        # quality, toolset, approvals, admin, library, sharing, budgeted, environment and webhooks are built on
+        # first use (properties below): a search loads none of their modules (issue 14: cold CLI start).
         self.accounts = AccountsService(self._context)
         self.monitoring = MonitoringService(
-            self._context, queued=lambda: self.requests.requests(finished=False, limit=1000))
-        self.webhooks = WebhooksService(self._context)
-        self.parts.retrieval_gate = self.quality.retrieval_gate
+            self._context, queued=lambda: self.requests.requests(finished=False, limit=1000),
+            schedules=lambda: self.requests.store().schedules())
+        self.usage = UsageService(self._context)
+        self.proposals = ProposalsService(self._context, self)
+        self.quotas = QuotaService(self._context)
+        self.parts.retrieval_gate = lambda: self.quality.retrieval_gate()
+
+    @functools.cached_property
+    def quality(self) -> QualityService:
+        from evorag.service._quality import QualityService  # see __init__
+
+        return QualityService(self._context, self.knowledge)
+
+    @functools.cached_property
+    def toolset(self) -> ToolsetService:
+        from evorag.service._toolset import ToolsetService  # see __init__
+
+        return ToolsetService(self._context)
+
+    @functools.cached_property
+    def approvals(self) -> ApprovalsService:
+        from evorag.service._approvals import ApprovalsService  # see __init__
+
+        approvals = ApprovalsService(self._context)
+        approvals.on_decided.append(self.proposals.decided)
+        return approvals
+
+    @functools.cached_property
+    def admin(self) -> AdminService:
+        from evorag.service._admin import AdminService  # see __init__
+
+        return AdminService(self._context, self.knowledge)
+
+    @functools.cached_property
+    def library(self) -> LibraryService:
+        from evorag.service._library import LibraryService  # see __init__
+
+        return LibraryService(self._context, self.knowledge)
+
+    @functools.cached_property
+    def sharing(self) -> SharingService:
+        from evorag.service._sharing import SharingService  # see __init__
+
+        return SharingService(self._context, self.knowledge)
+
+    @functools.cached_property
+    def budgeted(self) -> BudgetedResultsService:
+        from evorag.service._budgeted import BudgetedResultsService  # see __init__
+
+        return BudgetedResultsService(self._context, self.knowledge)
+
+    @functools.cached_property
+    def environment(self) -> EnvironmentService:
+        from evorag.service._environment import EnvironmentService  # see __init__
+
+        return EnvironmentService(self._context)
+
+    @functools.cached_property
+    def webhooks(self) -> WebhooksService:
+        from evorag.service._webhooks import WebhooksService  # see __init__
+
+        return WebhooksService(self._context)
 
     @functools.cached_property
     def local_sources(self) -> LocalSourcesService:
@@ -117,12 +175,16 @@ class Evorag:
     # Lifecycle
     def close(self) -> None:
         self.knowledge.jobs.close()
+        # Background workers stop before the parts they use close; the queue's database closes too.
+        self.requests.close()
+        self.proposals.close()
         self.parts.close()
 
     async def aclose(self) -> None:
         """Stop the queue workers of this loop (what they run goes back to the queue), then close."""
         await self.knowledge.acancel_crawl_jobs()
         self.requests.close()
+        self.proposals.close()
         self.parts.close()
 
     def __enter__(self) -> Self:
@@ -352,11 +414,25 @@ class Evorag:
     def costs(self, *, day: str | None = None, principal: Principal | None = None) -> CostReport:
         return self.monitoring.costs(day=day, principal=principal)
 
-    def status(self, *, anomalies_last: int = 500, principal: Principal | None = None) -> Status:
-        return self.monitoring.status(anomalies_last=anomalies_last, principal=principal)
+    def status(self, *, anomalies_last: int = 500, days: int = 7, principal: Principal | None = None) -> Status:
+        return self.monitoring.status(anomalies_last=anomalies_last, days=days, principal=principal)
 
     def health(self) -> Health:
         return self.monitoring.health()
+
+    # Quotas
+    def api_call(self, principal: Principal, *, count: int = 1) -> None:
+        """Count API calls of ``principal`` against EVORAG_API_CALLS_PER_MINUTE (see evorag.service._quotas)."""
+        self.quotas.api_call(principal, count=count)
+
+    # Usage analysis (evorag/service/_usage.py)
+    def usage_report(self, *, since: str | float | None = None, html: Path | None = None,
+                     principal: Principal | None = None) -> UsageReport:
+        return self.usage.report(since=since, html=html, principal=principal)
+
+    def usage_weak_topics(self, *, since: str | float | None = None,
+                          principal: Principal | None = None) -> list[UsageWeakTopic]:
+        return self.usage.weak_topics(since=since, principal=principal)
 
     # Webhooks
     def add_webhook(self, url: str, events: Sequence[str], *, allow_private: bool = False,
@@ -375,6 +451,20 @@ class Evorag:
     def webhook_log(self, *, hook_id: str | None = None, last: int = 50,
                     principal: Principal | None = None) -> list[DeliveryAttempt]:
         return self.webhooks.log(hook_id=hook_id, last=last, principal=principal)
+
+    # Proposals (evorag/service/_proposals.py)
+    def make_proposals(self, *, topics: Sequence[WeakTopic] | WeakTopicSource | None = None,
+                       features: Sequence[MissingFeature] | None = None, threshold: float = 0.5,
+                       packages: bool = True, principal: Principal | None = None) -> list[Proposal]:
+        return self.proposals.make(topics=topics, features=features, threshold=threshold, packages=packages,
+                                   principal=principal)
+
+    def list_proposals(self, *, status: str | None = None, limit: int = 100,
+                       principal: Principal | None = None) -> list[Proposal]:
+        return self.proposals.proposals(status=status, limit=limit, principal=principal)
+
+    def get_proposal(self, proposal_id: str, *, principal: Principal | None = None) -> Proposal:
+        return self.proposals.proposal(proposal_id, principal=principal)
 
     # The deployed tool set
     def add_tool(self, path: Path, *, request: str = "", approver: Approver | None = None,

@@ -15,19 +15,20 @@ import asyncio
 import contextlib
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from evorag.errors import NotFoundError
 from evorag.service._queue import FINISHED, QueueRequest
 from evorag.service._requests import RequestsService
-from evorag.tools.crawl_job import CrawlProgress, CrawlReport, ProgressCallback
 from evorag.tools.types import CrawlRequest
+
+if TYPE_CHECKING:
+    # Imported where used: the crawler (httpx, lxml) loads when a crawl job is followed, never for a search.
+    from evorag.tools.crawl_job import CrawlReport, ProgressCallback
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 CRAWL_KINDS = ("crawl", "refresh")
 RESUME = "run the crawl again to resume (pages already indexed are kept)"
-_PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(CrawlProgress))
-_REPORT_FIELDS = frozenset(f.name for f in dataclasses.fields(CrawlReport))
 
 __all__ = ["FINISHED", "CrawlJob", "CrawlJobs"]
 
@@ -118,10 +119,13 @@ class CrawlJobs:
     async def result(self, job_id: str) -> CrawlReport:
         """Wait for the job: its report, or its failure raised again. A caller cancelled while waiting cancels
         the job (as Ctrl-C stops a crawl in the terminal)."""
+        from evorag.tools.crawl_job import CrawlReport  # see TYPE_CHECKING above
+
         outcome = await self._requests.result(job_id)
         if isinstance(outcome, CrawlReport):
             return outcome
-        return CrawlReport(**{name: value for name, value in outcome.items() if name in _REPORT_FIELDS})
+        known = {f.name for f in dataclasses.fields(CrawlReport)}
+        return CrawlReport(**{name: value for name, value in outcome.items() if name in known})
 
     async def aclose(self) -> None:
         """Stop following jobs and stop this loop's workers (what they run goes back to the queue)."""
@@ -144,8 +148,12 @@ class CrawlJobs:
         return request
 
     async def _follow(self, job_id: str, on_progress: ProgressCallback) -> None:
+        from evorag.tools.crawl_job import CrawlProgress  # see TYPE_CHECKING above
+
+        known = {f.name for f in dataclasses.fields(CrawlProgress)}
+
         async def changed(request: QueueRequest) -> None:
-            fields = {name: value for name, value in request.progress.items() if name in _PROGRESS_FIELDS}
+            fields = {name: value for name, value in request.progress.items() if name in known}
             if fields:
                 on_progress(CrawlProgress(**fields))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from evorag.errors import NotFoundError, UserError
 from evorag.principals import Principal
@@ -19,11 +20,9 @@ from evorag.service._context import ServiceContext
 from evorag.service._inputs import default_source_name, require_text, validate_source_name
 from evorag.service._jobs import CrawlJob, CrawlJobs
 from evorag.service._requests import RequestsService
-from evorag.tools.answering import Answer, assemble_context
+from evorag.service._usage import UsageRecorder
 from evorag.tools.catalog import SourceRecord, VersionRecord
-from evorag.tools.crawl_job import CrawlReport, ProgressCallback, run_crawl
-from evorag.tools.crawling import CrawlOptions
-from evorag.tools.indexer import Indexer
+from evorag.tools.costs import current_operation
 from evorag.tools.search import SearchOptions
 from evorag.tools.types import Chunk, CrawlRequest, Hit
 from evorag.tools.url_guard import check_url
@@ -35,6 +34,13 @@ from evorag.tools.versions import (
     source_label,
     validate_version_label,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: a search loads neither the crawler (httpx, lxml) nor the answerer (issue 14).
+    from evorag.tools.answering import Answer
+    from evorag.tools.crawl_job import CrawlReport, ProgressCallback
+    from evorag.tools.crawling import CrawlOptions
+    from evorag.tools.indexer import Indexer
 
 MAX_SEARCH_LIMIT = 1000
 # What a source holds (its ``kind`` option; crawled sites have none), as messages name it.
@@ -56,6 +62,7 @@ class KnowledgeService:
     def __init__(self, ctx: ServiceContext, requests: RequestsService) -> None:
         self._ctx = ctx
         self.jobs = CrawlJobs(requests)  # crawl jobs are requests in the one request queue
+        self.usage = UsageRecorder(ctx)  # every search and answer is logged (evorag/service/_usage.py)
 
     # Crawling
     async def start_crawl(self, request: CrawlRequest, *, on_progress: ProgressCallback | None = None,
@@ -104,6 +111,8 @@ class KnowledgeService:
         selector = request.selector or (existing.options.get("selector") if existing else None)
         limits = {name: value for name, value in (("max_pages", request.max_pages), ("max_depth", request.max_depth))
                   if value is not None}
+        from evorag.tools.crawling import CrawlOptions  # see TYPE_CHECKING above
+
         options = CrawlOptions.from_settings(
             settings, source=source, include=list(request.include), exclude=list(request.exclude),
             allow_private=allow_private, browser=request.browser, selector=selector, **limits)
@@ -152,6 +161,8 @@ class KnowledgeService:
 
     async def run_crawl(self, plan: CrawlPlan, on_progress: ProgressCallback) -> CrawlReport:
         """The crawl itself, as its queued request runs it (holding the writer slot)."""
+        from evorag.tools.crawl_job import run_crawl  # see TYPE_CHECKING above
+
         indexer = await asyncio.to_thread(self._prepare_crawl, plan)
         report = await run_crawl(source=plan.source, start_url=plan.start_url, options=plan.options,
                                  catalog=self._ctx.parts.catalog, indexer=indexer, on_progress=on_progress,
@@ -207,11 +218,27 @@ class KnowledgeService:
 
         Code blocks live in both kinds of chunk (inside their section, and on their own), so each search looks
         at one kind to avoid returning the same block twice. ``source`` is a selector (``NAME``, ``NAME@X``,
-        ``NAME@latest``, a range): one version of one source is searched.
+        ``NAME@latest``, a range): one version of one source is searched. Logged in the usage log.
         """
-        self._ctx.check(principal, "search")
+        who = self._ctx.check(principal, "search")
         if not query or not query.strip():
             raise UserError("the query is empty", hint="pass some words to search for")
+        # An agent team searching while it evolves or heals is not someone asking: only a search made for its
+        # own sake (no other operation under way) is usage.
+        logged, started = current_operation() is None, time.perf_counter()
+        try:
+            hits = self._search(query, source=source, limit=limit, code=code, max_per_page=max_per_page)
+        except Exception as exc:
+            if logged:
+                self.usage.search(who, query, source=source, hits=None, started=started, error=exc)
+            raise
+        if logged:
+            self.usage.search(who, query, source=source, hits=hits, started=started)
+        return hits
+
+    def _search(self, query: str, *, source: str | None, limit: int, code: bool = False,
+                max_per_page: int | None = None) -> list[Hit]:
+        """``search`` without the role check and the usage log (answering logs the question instead)."""
         require_text(query, "query")
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
             raise UserError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}")
@@ -237,24 +264,38 @@ class KnowledgeService:
                    principal: Principal | None = None) -> Answer:
         """Retrieve, assemble the context, answer (LLM, or extractive when it is down) and score.
 
-        The report is stored in the metrics history. Raises UserError for an empty question or an unknown
-        source; model failures never raise, they produce an extractive answer with a note.
+        The report is stored in the metrics history, the question in the usage log. Raises UserError for an
+        empty question or an unknown source; model failures never raise, they produce an extractive answer with
+        a note.
         """
-        with self._ctx.acting(principal, "ask"):
+        with self._ctx.acting(principal, "ask") as who:
             require_text(question, "question")
             if reference is not None:
                 require_text(reference, "reference answer")
-            return await self._answer(question, source=source, evaluate=evaluate, reference=reference,
-                                      relevance=relevance)
+            started, retrieved = time.perf_counter(), {}
+            try:
+                answer = await self._answer(question, source=source, evaluate=evaluate, reference=reference,
+                                            relevance=relevance, retrieved=retrieved)
+            except Exception as exc:
+                await asyncio.to_thread(self.usage.ask, who, question, source=source, top_score=retrieved.get("top"),
+                                        started=started, error=exc)
+                raise
+            await asyncio.to_thread(self.usage.ask, who, question, source=source, answer=answer,
+                                    top_score=retrieved.get("top"), started=started)
+            return answer
 
     async def _answer(self, question: str, *, source: str | None, evaluate: bool, reference: str | None,
-                      relevance: dict | None) -> Answer:
+                      relevance: dict | None, retrieved: dict | None = None) -> Answer:
         settings, parts = self._ctx.settings, self._ctx.parts
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
         def retrieve():
-            hits = self.search(question, source=source, limit=settings.answer_passages * 2)
+            from evorag.tools.answering import assemble_context  # see TYPE_CHECKING above
+
+            hits = self._search(question, source=source, limit=settings.answer_passages * 2)
+            if retrieved is not None and hits:
+                retrieved["top"] = max(float(hit.score) for hit in hits)
             timings["retrieve"] = round((time.perf_counter() - started) * 1000, 1)
             mark = time.perf_counter()
             passages = assemble_context(hits, self._chunks_between, token_budget=settings.context_tokens,

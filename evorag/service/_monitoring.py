@@ -1,9 +1,11 @@
 """Monitoring use cases: anomalies in the answer history (evorag.tools.metric_anomalies), model costs
-(evorag.tools.costs), the status of a home (resources, queue, cost today, recent anomalies) and the health checks
-behind ``/healthz`` (the store, the catalog, the model client)."""
+(evorag.tools.costs), the status of a home (resources, queue, schedules and their last runs, cost today and by
+day, recent anomalies, the evolutions' success rate, the agents' latency and tokens) and the health checks behind
+``/healthz`` (the store, the catalog, the model client)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Callable
@@ -14,11 +16,15 @@ import psutil
 from evorag.errors import UserError
 from evorag.principals import Principal
 from evorag.service._context import ServiceContext
-from evorag.tools.costs import CostReport
+from evorag.tools.audit import AuditLog
+from evorag.tools.costs import CostReport, UsageRow
 from evorag.tools.metric_anomalies import Alert, scan
 from evorag.tools.resources import snapshot
 
 MAX_RECORDS = 100_000
+MAX_STATUS_DAYS = 90
+# How an evolution ended (EvolutionOutcome.status); "pending" waits for a person and is not decided yet.
+DECIDED = ("deployed", "rejected", "model_unavailable")
 
 
 @dataclass(slots=True)
@@ -37,8 +43,42 @@ class AnomalyReport:
 
 
 @dataclass(slots=True)
+class ScheduleRun:
+    """A schedule (``refresh:SOURCE`` or ``task:NAME``), its next run and the request it last submitted as that
+    request is now (``last_status`` None: it never ran, or the finished request was pruned from the queue)."""
+
+    name: str
+    spec: str
+    next_due: float
+    last_submitted_at: float | None
+    last_status: str | None
+    last_finished_at: float | None
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class EvolutionStats:
+    """The evolutions that finished in the window, counted by how they ended (a ``pending`` one decided later
+    counts as its decision). ``success_rate`` is deployed / decided (pending excluded), None when none was
+    decided."""
+
+    finished: int
+    by_status: dict[str, int]
+    success_rate: float | None
+
+
+@dataclass(slots=True)
+class DayCost:
+    day: str
+    cost_usd: float
+    calls: int
+
+
+@dataclass(slots=True)
 class Status:
-    """A home at a glance. ``queue_waiting`` is None when the queue could not be read."""
+    """A home at a glance. ``queue_waiting`` is None when the queue could not be read, ``schedules`` likewise
+    (then None, not empty). The evolutions, the agents (model calls made by agents: calls, tokens, mean seconds
+    per call) and ``cost_by_day`` cover the last ``window_days`` UTC days, today included."""
 
     resources: dict
     queue_waiting: int | None
@@ -47,11 +87,48 @@ class Status:
     model_calls_today: int
     budget_usd: float | None
     recent_anomalies: list[Alert]
+    window_days: int = 7
+    schedules: list[ScheduleRun] | None = None
+    evolutions: EvolutionStats = field(default_factory=lambda: EvolutionStats(0, {}, None))
+    agents: list[UsageRow] = field(default_factory=list)
+    cost_by_day: list[DayCost] = field(default_factory=list)
+
+    @property
+    def budget_left_usd(self) -> float | None:
+        return None if self.budget_usd is None else round(max(0.0, self.budget_usd - self.cost_today_usd), 6)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["recent_anomalies"] = [alert.to_dict() for alert in self.recent_anomalies]
+        data["budget_left_usd"] = self.budget_left_usd
         return data
+
+
+def evolution_stats(entries: list[dict], since: float) -> EvolutionStats:
+    """Count the evolutions finished since ``since`` in the audit ``entries`` (oldest first). A run that finished
+    ``pending`` takes the decision recorded later under its run id (a deploy, a rejection or a rollback) or under
+    its approval's id (an approver's rejection names only the approval)."""
+    outcome: dict[str, str] = {}
+    run_of_approval: dict[str, str] = {}
+    for entry in entries:
+        run_id, event, approval_id = entry.get("run_id"), entry.get("event"), entry.get("approval_id")
+        if run_id and approval_id:
+            run_of_approval[str(approval_id)] = run_id
+        run_id = run_id or run_of_approval.get(str(approval_id))
+        if not run_id:
+            continue
+        if event == "evolution_finished" and float(entry.get("ts") or 0) >= since:
+            outcome[run_id] = str(entry.get("status") or "unknown")
+        elif run_id in outcome and outcome[run_id] == "pending" and event == "deployed":
+            outcome[run_id] = "deployed"
+        elif run_id in outcome and outcome[run_id] in ("pending", "deployed") and event in ("rejected", "rolled_back"):
+            outcome[run_id] = "rejected"
+    counts: dict[str, int] = {}
+    for status in outcome.values():
+        counts[status] = counts.get(status, 0) + 1
+    decided = sum(counts.get(status, 0) for status in DECIDED)
+    rate = round(counts.get("deployed", 0) / decided, 4) if decided else None
+    return EvolutionStats(finished=len(outcome), by_status=dict(sorted(counts.items())), success_rate=rate)
 
 
 @dataclass(slots=True)
@@ -77,9 +154,11 @@ class Health:
 
 
 class MonitoringService:
-    def __init__(self, ctx: ServiceContext, queued: Callable[[], list] | None = None) -> None:
+    def __init__(self, ctx: ServiceContext, queued: Callable[[], list] | None = None,
+                 schedules: Callable[[], list] | None = None) -> None:
         self._ctx = ctx
         self._queued = queued  # the unfinished queue requests, when the service has a queue
+        self._schedules = schedules  # the queue's schedules, likewise
 
     def anomalies(self, *, last: int = 2000, warmup: int = 48, notify: bool = False,
                   principal: Principal | None = None) -> AnomalyReport:
@@ -114,10 +193,14 @@ class MonitoringService:
             raise UserError(f"day must be YYYY-MM-DD, got {day!r}")
         return self._ctx.parts.costs.report(day)
 
-    def status(self, *, anomalies_last: int = 500, principal: Principal | None = None) -> Status:
-        """CPU, memory and disk, the request queue, today's model cost and the anomalies among the newest
-        ``anomalies_last`` answers (reader role). Opens neither the index nor a model."""
+    def status(self, *, anomalies_last: int = 500, days: int = 7, principal: Principal | None = None) -> Status:
+        """CPU, memory and disk, the request queue, the schedules and their last runs, today's model cost, the
+        anomalies among the newest ``anomalies_last`` answers, and over the last ``days`` UTC days the cost by
+        day, the evolutions' success rate and the agents' latency and tokens (reader role). Opens neither the
+        index nor a model."""
         self._ctx.check(principal, "metrics")
+        if not 1 <= days <= MAX_STATUS_DAYS:
+            raise UserError(f"days must be between 1 and {MAX_STATUS_DAYS}, got {days}")
         settings = self._ctx.settings
         settings.ensure_home()
         waiting = running = None
@@ -129,7 +212,13 @@ class MonitoringService:
             if pending is not None:
                 waiting = sum(1 for r in pending if getattr(r, "status", None) in ("queued", "waiting"))
                 running = sum(1 for r in pending if getattr(r, "status", None) == "running")
-        report = self._ctx.parts.costs.report()
+        ledger = self._ctx.parts.costs
+        report = ledger.report()
+        by_day = [DayCost(day, cost, calls) for day, cost, calls in ledger.daily_totals(days)]
+        # The window starts at the first of its UTC days, like cost_by_day.
+        since = dt.datetime.fromisoformat(by_day[0].day).replace(tzinfo=dt.UTC).timestamp()
+        # The audit log is read as a file: the evolution pipeline (a git repository) is not opened for a status.
+        evolutions = evolution_stats(AuditLog(settings.audit_path).entries(), since)
         alerts, _ = scan(self._ctx.parts.metrics.history(last=anomalies_last, kind="answer"))
         resources = snapshot(settings.home)
         # snapshot()'s CPU figure is "since the last call", meaningless in a fresh process: sample 0.2 s.
@@ -137,7 +226,19 @@ class MonitoringService:
         resources["cpu_count"] = psutil.cpu_count()
         return Status(resources=resources, queue_waiting=waiting, queue_running=running,
                       cost_today_usd=report.total_usd, model_calls_today=report.calls,
-                      budget_usd=report.budget_usd, recent_anomalies=alerts[-10:])
+                      budget_usd=report.budget_usd, recent_anomalies=alerts[-10:], window_days=days,
+                      schedules=self._schedule_runs(), evolutions=evolutions, agents=ledger.agents_since(since),
+                      cost_by_day=by_day)
+
+    def _schedule_runs(self) -> list[ScheduleRun] | None:
+        if self._schedules is None:
+            return None
+        try:
+            schedules = self._schedules()
+        except Exception:  # noqa: BLE001 - as for the queue: the schedules are one part of a status
+            return None
+        return [ScheduleRun(s.name, s.spec, s.next_due, s.last_submitted_at, s.last_status, s.last_finished_at,
+                            s.last_error) for s in schedules]
 
     def health(self) -> Health:
         """The checks ``/healthz`` answers with (blocking; the first call may load the embedding model to open

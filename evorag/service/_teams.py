@@ -80,11 +80,19 @@ class TeamsService:
         """Let the agent team build a tool for ``request`` (operator role). ``docs`` are crawled first (each
         crawl a job, as small as the evolution_docs_* settings say). ``team``: an evolution team of
         ``installed_teams`` (default: the evolution_team setting). See teams.run_evolution."""
-        with self._ctx.acting(principal, "evolve"):
-            # Refused URLs fail now, before the run takes a slot of the hourly limit.
-            docs = [await asyncio.to_thread(self._knowledge.check_url, url) for url in docs]
-            ports = await self.ports(model_client)
-            return await run_evolution(ports, request, docs=docs, approver=approver, on_event=on_event, team=team)
+        with self._ctx.acting(principal, "evolve") as who:
+            started, usage = time.perf_counter(), self._knowledge.usage  # the request and outcome are logged
+            try:
+                # Refused URLs fail now, before the run takes a slot of the hourly limit.
+                docs = [await asyncio.to_thread(self._knowledge.check_url, url) for url in docs]
+                ports = await self.ports(model_client)
+                outcome = await run_evolution(ports, request, docs=docs, approver=approver, on_event=on_event,
+                                              team=team)
+            except Exception as exc:
+                await asyncio.to_thread(usage.evolution, who, request, started=started, error=exc)
+                raise
+            await asyncio.to_thread(usage.evolution, who, request, outcome=outcome, started=started)
+            return outcome
 
     async def aheal(self, description: str, *, approver: Approver, on_event: EventCallback | None = None,
                     model_client: Any = None, principal: Principal | None = None) -> HealingReport:

@@ -12,14 +12,16 @@ from typing import Self
 
 from evorag.errors import EvoragError
 from evorag.ui._commands import COMMANDS
-from evorag.ui._plots import metrics_figure
+from evorag.ui._plots import cost_figure, evolutions_figure, metrics_figure
 from evorag.ui._render import (
+    render_costs,
     render_crawl_progress,
     render_crawl_report,
     render_evolutions,
     render_history,
     render_pending,
     render_rollback_question,
+    render_status,
     render_trend,
     render_versions,
     starter_prompts,
@@ -108,6 +110,25 @@ async def show_quality(report, evolutions: list[dict], window: int) -> None:
     await cl.Message(content=f"## Answer quality\n\n{render_trend(report.trend)}\n\n### Latest answers\n\n"
                              + render_history(report.history), elements=elements).send()
     await cl.Message(content="## Evolutions\n\n" + render_evolutions(evolutions)).send()
+
+
+async def show_status(status) -> None:
+    """The health dashboard: the figures and tables of ``Evorag.status()``, and plots of the cost by day and of
+    the evolutions' outcomes (each when it has something to show)."""
+    import chainlit as cl  # see the module docstring
+
+    figures = [("cost by day", cost_figure(status.cost_by_day)),
+               ("evolution outcomes", evolutions_figure(status.evolutions))]
+    elements = [cl.Plotly(name=name, figure=figure, display="inline", size="medium")
+                for name, figure in figures if figure is not None]
+    await cl.Message(content=render_status(status), elements=elements).send()
+
+
+async def show_costs(report) -> None:
+    """The costs view: a day's model cost by principal, operation and model, the budget and what is left."""
+    import chainlit as cl  # see the module docstring
+
+    await cl.Message(content=render_costs(report)).send()
 
 
 async def show_pending_approval(request, principal) -> None:

@@ -67,3 +67,50 @@ def metrics_figure(history: Sequence[dict], window: int = 10):
         plot_bgcolor="rgba(127,127,127,0.06)", font={"color": "#8b949e"},
     )
     return figure
+
+
+def _small_layout(figure, title: str, y_title: str) -> None:
+    grid = "rgba(127,127,127,0.25)"
+    figure.update_layout(
+        title={"text": title}, height=300, margin={"l": 50, "r": 20, "t": 50, "b": 40}, showlegend=False,
+        yaxis={"title": y_title, "gridcolor": grid, "zeroline": False, "rangemode": "tozero"},
+        xaxis={"gridcolor": grid}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(127,127,127,0.06)",
+        font={"color": "#8b949e"},
+    )
+
+
+def cost_figure(cost_by_day: Sequence):
+    """Bars of the model cost of each day (evorag.service's DayCost, oldest first), the calls in the hover;
+    None when no day of them had a model call."""
+    import plotly.graph_objects as go
+
+    if not any(day.calls for day in cost_by_day):
+        return None
+    figure = go.Figure(go.Bar(
+        x=[day.day for day in cost_by_day], y=[day.cost_usd for day in cost_by_day],
+        customdata=[day.calls for day in cost_by_day], marker={"color": "#2f81f7"},
+        hovertemplate="%{x}<br>$%{y:.4f} · %{customdata} model calls<extra></extra>",
+    ))
+    _small_layout(figure, "Model cost by day (UTC)", "USD")
+    return figure
+
+
+_OUTCOME_COLORS = {"deployed": "#3fb950", "rejected": "#f85149", "model_unavailable": "#d29922",
+                   "pending": "#8b949e"}
+
+
+def evolutions_figure(evolutions):
+    """Bars of how the window's evolutions ended (evorag.service's EvolutionStats); None when none finished."""
+    import plotly.graph_objects as go
+
+    if not evolutions.finished:
+        return None
+    names = list(evolutions.by_status)
+    figure = go.Figure(go.Bar(
+        x=names, y=[evolutions.by_status[name] for name in names],
+        marker={"color": [_OUTCOME_COLORS.get(name, "#a371f7") for name in names]},
+        hovertemplate="%{x}: %{y}<extra></extra>",
+    ))
+    rate = "" if evolutions.success_rate is None else f" · success rate {evolutions.success_rate:.0%}"
+    _small_layout(figure, f"Evolution outcomes{rate}", "evolutions")
+    return figure

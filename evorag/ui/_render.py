@@ -306,3 +306,81 @@ def render_evolutions(entries: Sequence[dict], limit: int = 10) -> str:
         lines.append(f"| {when(e.get('ts'))} | {_STATUS.get(e.get('status'), '')} {e.get('status')} | "
                      f"{e.get('gate') or '–'} | {text_cell(e.get('reason') or '', 120)} |")
     return "\n".join(lines)
+
+
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"${value:.4f}"
+
+
+def _usage_table(title: str, rows: Sequence, *, cost: bool = True) -> str:
+    """Rows of model usage (evorag.tools.costs.UsageRow) as a table headed ``title``. The keys are code spans:
+    as text, the chat's Markdown would read ``openai:gpt-4o`` as a link to a URL scheme."""
+    header = (f"| {title} | calls | failed | prompt tokens | completion tokens |" + (" cost $ |" if cost else "")
+              + " mean s |")
+    lines = [header, "|---|" + "---:|" * (5 if cost else 4) + "---:|"]
+    for r in rows:
+        lines.append(f"| {code_span(r.key, 60)} | {r.calls} | {r.failed} | {r.prompt_tokens} | {r.completion_tokens} |"
+                     + (f" {r.cost_usd:.4f} |" if cost else "") + f" {number(r.mean_seconds)} |")
+    return "\n".join(lines)
+
+
+def render_status(status) -> str:
+    """``Evorag.status()`` (evorag.service's Status) as the health dashboard: a table of the figures, the schedules
+    with their last runs, the agents' latency and tokens, and the recent anomalies."""
+    r, days = status.resources, status.window_days
+    queue = ("unknown" if status.queue_waiting is None
+             else f"{status.queue_waiting} waiting, {status.queue_running} running")
+    budget = (f" of ${status.budget_usd:.2f} budget, {_money(status.budget_left_usd)} left"
+              if status.budget_usd is not None else " (no daily budget)")
+    evolutions = status.evolutions
+    rate = "–" if evolutions.success_rate is None else f"{evolutions.success_rate:.0%}"
+    counts = ", ".join(f"{count} {text_cell(name, 30)}" for name, count in evolutions.by_status.items())
+    anomalies = len(status.recent_anomalies)
+    lines = ["## Health", "", "| measure | now |", "|---|---|",
+             (f"| CPU | {r.get('cpu_percent', 0):.0f}% of {r.get('cpu_count') or '?'} cores "
+             f"(load {r.get('load_1m', 0):.2f}) |"),
+             f"| memory available | {r.get('memory_available_mb')} MB |",
+             f"| disk free | {r.get('disk_free_mb')} MB |",
+             f"| queue | {queue} |",
+             f"| cost today | {_money(status.cost_today_usd)}{budget} · {status.model_calls_today} model calls |",
+             f"| evolutions (last {days} days) | {evolutions.finished} finished, success rate {rate}"
+             + (f" ({counts})" if counts else "") + " |",
+             f"| anomalies | {anomalies or 'none'} |"]
+    lines += ["", "### Schedules", ""]
+    if status.schedules is None:
+        lines.append("The schedules could not be read.")
+    elif not status.schedules:
+        lines.append("No schedules (`evorag sources schedule NAME SPEC` adds one).")
+    else:
+        lines += ["| schedule | every | next run (UTC) | last run (UTC) | last status |", "|---|---|---|---|---|"]
+        for s in status.schedules:
+            last_status = s.last_status or ("–" if s.last_submitted_at is None else "pruned")
+            if s.last_error:
+                last_status += f": {s.last_error}"
+            lines.append(f"| {code_span(s.name, 60)} | {text_cell(s.spec, 40)} | {when(s.next_due)} | "
+                         f"{when(s.last_finished_at or s.last_submitted_at)} | {text_cell(last_status, 100)} |")
+    lines += ["", f"### Agents (last {days} days)", ""]
+    lines.append(_usage_table("agent", status.agents, cost=False) if status.agents else "No model calls by agents.")
+    if status.recent_anomalies:
+        lines += ["", "### Recent anomalies", "", "| metric | kind | value | expected | answer |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {text_cell(a.metric, 40)} | {text_cell(a.kind, 20)} {text_cell(a.direction, 10)} | "
+                  f"{a.value:.3g} | {a.expected:.3g} | {a.record_id or '–'} |" for a in status.recent_anomalies]
+    return "\n".join(lines)
+
+
+def render_costs(report) -> str:
+    """A day's ``CostReport`` (evorag.tools.costs): the total against the budget, then by principal, operation
+    and model."""
+    budget = (f" of ${report.budget_usd:.2f} budget, **{_money(report.remaining_usd)} left**"
+              if report.budget_usd is not None else " (no daily budget)")
+    lines = [f"## Costs · {report.day} (UTC)", "",
+             (f"**{_money(report.total_usd)}**{budget} · {report.calls} model calls · "
+             f"{report.prompt_tokens} prompt + {report.completion_tokens} completion tokens")]
+    for title, rows in (("principal", report.by_principal), ("operation", report.by_operation),
+                        ("model", report.by_model)):
+        if rows:
+            lines += ["", f"### By {title}", "", _usage_table(title, rows)]
+    if any(r.unpriced_calls for r in report.by_model):
+        lines += ["", "Models without a price count $0: set `EVORAG_MODEL_PRICES`."]
+    return "\n".join(lines)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from evorag.tools.evaluation import split_sentences
+from evorag.tools.markdown_blocks import CodeBlock, fenced_segments
 
 UnitKind = Literal["sentence", "item", "row", "term", "code"]
 
-_FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(?P<title>.*?)\s*#*\s*$")
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
@@ -71,28 +71,12 @@ def _blocks(markdown: str) -> list[_Block]:
             blocks.append(_Block("para", " ".join(paragraph)))
             paragraph.clear()
 
-    lines = markdown.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        fence = _FENCE_OPEN.match(line)
-        if fence is not None:
+    for segment in fenced_segments(markdown.splitlines()):
+        if isinstance(segment, CodeBlock):
             flush()
-            marker = fence.group("fence")
-            language = line[fence.end():].strip().split(" ")[0].lower()
-            closing = re.compile(rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}\s*$")
-            body: list[str] = []
-            i += 1
-            closed = False
-            while i < len(lines):
-                if closing.match(lines[i]):
-                    closed = True
-                    i += 1
-                    break
-                body.append(lines[i])
-                i += 1
-            blocks.append(_Block("code", "\n".join(body), closed=closed, language=language))
+            blocks.append(_Block("code", segment.code, closed=segment.closed, language=segment.language))
             continue
+        line = segment
         stripped = line.strip()
         heading = _HEADING.match(line)
         if not stripped or _TABLE_RULE.match(stripped):
@@ -111,7 +95,6 @@ def _blocks(markdown: str) -> list[_Block]:
             blocks[-1].text += " " + stripped  # an item's continuation line
         else:
             paragraph.append(stripped.lstrip(">").strip())
-        i += 1
     flush()
     return blocks
 

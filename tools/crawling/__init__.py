@@ -2,7 +2,8 @@
 
 ``crawl_site`` walks a site breadth-first from a start URL and yields events as it goes:
 ``PageFetched`` (new or changed page), ``PageUnchanged`` (HTTP 304, or the same content hash as the
-``known`` page), ``PageFailed``, ``PageGone`` (a known page now answers 404/410) and finally one
+``known`` page), ``PageSkipped`` (read and followed but not indexed: a navigation page, see
+``_navigation``), ``PageFailed``, ``PageGone`` (a known page now answers 404/410) and finally one
 ``CrawlFinished`` with the summary. Build its options with ``CrawlOptions.from_settings``.
 
 The parts, one job each:
@@ -15,6 +16,7 @@ The parts, one job each:
 - ``_browser``: rendering in the system Chromium through Crawl4AI (``browser=True``).
 - ``_robots``, ``_discovery``: robots.txt; pages listed by sitemaps and llms.txt.
 - ``_page``: a page response into Markdown (content type, charset, main-content extraction).
+- ``_navigation``: which pages are only lists of links (followed, not indexed).
 - ``_traversal``: ``crawl_site``, the breadth-first walk that ties them together.
 
 Plain HTTP goes through httpx, not Crawl4AI's ``AsyncHTTPCrawlerStrategy``, because (checked in
@@ -35,6 +37,7 @@ from evorag.tools.crawling._events import (
     PageFailed,
     PageFetched,
     PageGone,
+    PageSkipped,
     PageUnchanged,
 )
 from evorag.tools.crawling._fetch import FetchError, FetchResult, HttpFetcher
@@ -54,6 +57,7 @@ __all__ = [
     "PageFailed",
     "PageFetched",
     "PageGone",
+    "PageSkipped",
     "PageUnchanged",
     "crawl_site",
     "normalize_url",

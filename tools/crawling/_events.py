@@ -35,6 +35,15 @@ class PageFailed:
 
 
 @dataclass(slots=True, frozen=True)
+class PageSkipped:
+    """A page read and followed for its links but not indexed (e.g. a navigation page): ``reason`` says why.
+    A page of an earlier crawl that is skipped now leaves the index."""
+
+    url: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
 class PageGone:
     url: str
     status: int
@@ -52,6 +61,13 @@ class CrawlSummary:
     external_links: list[str]
     """Sorted unique links from page content to other sites: what the crawl did not follow."""
     elapsed: float
+    unvisited: tuple[tuple[str, str, str], ...] = ()
+    """In-scope pages the crawl knew of but did not visit: (url, reason, found via). Reasons: ``page limit``
+    (still queued when max_pages was reached), ``excluded`` (by the include/exclude globs), ``depth limit``
+    (linked from a page at max_depth); found via ``sitemap``, ``llms.txt``, ``link`` or ``known``. Pages
+    robots.txt disallows are not listed: the site asked not to be crawled there."""
+    skipped: int = 0
+    """Pages read but not indexed (``PageSkipped`` events)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,4 +75,4 @@ class CrawlFinished:
     summary: CrawlSummary
 
 
-CrawlEvent = PageFetched | PageUnchanged | PageFailed | PageGone | CrawlFinished
+CrawlEvent = PageFetched | PageUnchanged | PageSkipped | PageFailed | PageGone | CrawlFinished

@@ -25,6 +25,7 @@ _FROM_SETTINGS = {
     "max_page_bytes": "max_page_bytes",
     "user_agent": "user_agent",
     "state_dir": "crawl_state_dir",
+    "index_navigation_pages": "index_navigation_pages",
 }
 
 
@@ -56,6 +57,8 @@ class CrawlOptions:
     backoff_base: float = 0.5
     """First retry delay in seconds; doubled on each retry, with jitter."""
     chromium_path: str = "/usr/bin/chromium"
+    index_navigation_pages: bool = False
+    """Index pages that are only lists of links too (by default they are followed, not indexed)."""
 
     def __post_init__(self) -> None:
         for name in ("max_pages", "concurrency", "max_page_bytes"):
@@ -75,8 +78,8 @@ class CrawlOptions:
         """The options of one crawl: every crawl setting, then ``overrides`` (any option by name) on top.
 
         Settings give max_pages, max_depth, allow_private, concurrency, rate_per_host, retries,
-        timeout, max_page_bytes, user_agent and state_dir; a crawl request adds source, include,
-        exclude, selector and browser. An override is taken as given (None included): leave out what
+        timeout, max_page_bytes, user_agent, state_dir and index_navigation_pages; a crawl request adds
+        source, include, exclude, selector and browser. An override is taken as given (None included): leave out what
         the request did not set. Raises ``UserError`` for an invalid value, ``InternalError`` for a
         name that is not an option.
         """

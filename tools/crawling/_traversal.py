@@ -27,9 +27,11 @@ from evorag.tools.crawling._events import (
     PageFailed,
     PageFetched,
     PageGone,
+    PageSkipped,
     PageUnchanged,
 )
 from evorag.tools.crawling._fetch import FetchError, HttpFetcher
+from evorag.tools.crawling._navigation import NAVIGATION_REASON, is_navigation_page
 from evorag.tools.crawling._options import CrawlOptions
 from evorag.tools.crawling._page import accept_html, decode_html, extract_page, reason_phrase
 from evorag.tools.crawling._robots import RobotsRules
@@ -47,6 +49,8 @@ from evorag.tools.types import Page
 from evorag.tools.url_guard import check_url
 
 from evorag.errors import BlockedURLError, CrawlError, UserError
+
+_MAX_UNVISITED = 5000  # pages known but not visited, remembered per crawl
 
 
 async def crawl_site(
@@ -109,7 +113,11 @@ class _SiteCrawler:
         self.judged_links: set[str] = set()
         self.frontier: deque[tuple[str, int]] = deque()
         self.external: set[str] = set()
-        self.counts = {"discovered": 0, "fetched": 0, "unchanged": 0, "failed": 0, "gone": 0}
+        # Pages known but not visited, for proposals (see CrawlSummary.unvisited): url -> (reason, via).
+        self.unvisited: dict[str, tuple[str, str]] = {}
+        self.found_via: dict[str, str] = {}
+        self.visited: set[str] = set()
+        self.counts = {"discovered": 0, "fetched": 0, "unchanged": 0, "skipped": 0, "failed": 0, "gone": 0}
         self.on_discovered = on_discovered
         self.reported_total = 0
 
@@ -136,6 +144,7 @@ class _SiteCrawler:
                     hint="crawl another part of the site, or turn off respect_robots if you have permission",
                 )
             self.seen.add(dedupe_key(start))
+            self.visited.add(dedupe_key(start))
             self.counts["discovered"] = 1
             self._report_total()
             outcome = await self._visit(start, 0, is_start=True)
@@ -158,6 +167,7 @@ class _SiteCrawler:
                     and visits < self.options.max_pages
                 ):
                     url, depth = self.frontier.popleft()
+                    self.visited.add(dedupe_key(url))
                     visits += 1
                     task = asyncio.create_task(self._visit(url, depth))
                     in_flight[task] = depth
@@ -180,6 +190,8 @@ class _SiteCrawler:
                 complete=not self.frontier,
                 external_links=sorted(self.external),
                 elapsed=time.monotonic() - started,
+                unvisited=self._unvisited(),
+                skipped=self.counts["skipped"],
             )
             yield CrawlFinished(summary)
         finally:
@@ -201,9 +213,8 @@ class _SiteCrawler:
             self.on_discovered(total)
 
     def _count(self, event: CrawlEvent) -> CrawlEvent:
-        key = {PageFetched: "fetched", PageUnchanged: "unchanged", PageFailed: "failed", PageGone: "gone"}[
-            type(event)
-        ]
+        key = {PageFetched: "fetched", PageUnchanged: "unchanged", PageSkipped: "skipped", PageFailed: "failed",
+               PageGone: "gone"}[type(event)]
         self.counts[key] += 1
         return event
 
@@ -216,6 +227,8 @@ class _SiteCrawler:
             if urlsplit(link).hostname != site_host:
                 self.external.add(link)
         if depth + 1 > self.options.max_depth:
+            for link in outcome.links:
+                self._note_depth_cut(link)
             return
         for link in outcome.links:
             # Navigation repeats the same links on every page; each is judged once.
@@ -223,7 +236,7 @@ class _SiteCrawler:
                 self.judged_links.add(link)
                 self._enqueue(link, depth + 1)
 
-    def _enqueue(self, url: str, depth: int) -> bool:
+    def _enqueue(self, url: str, depth: int, via: str = "link") -> bool:
         assert self.scope is not None
         try:
             url = normalize_url(url)
@@ -233,11 +246,37 @@ class _SiteCrawler:
         if key in self.seen or not self.scope.contains(url) or not looks_like_page(url):
             return False
         self.seen.add(key)
-        if not self._wanted(url) or not self._robots_allows(url):
+        if not self._robots_allows(url):
             return False
+        if not self._wanted(url):
+            self._note_unvisited(url, "excluded", via)
+            return False
+        self.found_via[url] = via
         self.frontier.append((url, depth))
         self.counts["discovered"] += 1
         return True
+
+    def _note_unvisited(self, url: str, reason: str, via: str) -> None:
+        if len(self.unvisited) < _MAX_UNVISITED:
+            self.unvisited.setdefault(url, (reason, via))
+
+    def _note_depth_cut(self, link: str) -> None:
+        """A link not followed because its page is at max_depth: remembered if it is an in-scope page the
+        crawl has not found otherwise (``_unvisited`` drops it if another path reaches it later)."""
+        assert self.scope is not None
+        try:
+            url = normalize_url(link)
+        except ValueError:
+            return
+        if (dedupe_key(url) not in self.seen and self.scope.contains(url) and looks_like_page(url)
+                and self._wanted(url) and self._robots_allows(url)):
+            self._note_unvisited(url, "depth limit", "link")
+
+    def _unvisited(self) -> tuple[tuple[str, str, str], ...]:
+        for url, _ in self.frontier:
+            self._note_unvisited(url, "page limit", self.found_via.get(url, "link"))
+        return tuple((url, reason, via) for url, (reason, via) in sorted(self.unvisited.items())
+                     if dedupe_key(url) not in self.visited)
 
     def _wanted(self, url: str) -> bool:
         return wanted(url, self.options.include, self.options.exclude)
@@ -260,20 +299,22 @@ class _SiteCrawler:
         assert self.scope is not None
         origin = f"{self.scope.scheme}://{self.scope.netloc}"
         prefix_root = origin + self.scope.prefix
-        jobs = []
+        jobs, names = [], []
         if self.options.use_sitemaps:
             candidates = self._robots().sitemaps(origin) or [origin + "/sitemap.xml"]
             if prefix_root + "sitemap.xml" not in candidates:
                 candidates.append(prefix_root + "sitemap.xml")
             jobs.append(sitemap_urls(self._fetcher(), candidates))
+            names.append("sitemap")
         if self.options.use_llms_txt:
             llms = dict.fromkeys([prefix_root + "llms.txt", origin + "/llms.txt"])
             jobs.extend(llms_txt_urls(self._fetcher(), url) for url in llms)
-        for urls in await asyncio.gather(*jobs):
+            names.extend("llms.txt" for _ in llms)
+        for via, urls in zip(names, await asyncio.gather(*jobs), strict=True):
             for url in urls:
-                self._enqueue(url, 1)
+                self._enqueue(url, 1, via)
         for url in self.known:
-            self._enqueue(url, 1)
+            self._enqueue(url, 1, "known")
 
     def _claim_redirect_target(self, url: str) -> bool:
         """Follow a redirect only to an in-scope, allowed page that no other URL of this crawl claimed."""
@@ -368,6 +409,11 @@ class _SiteCrawler:
         outcome.content_links = extracted.content_links
         if not extracted.markdown:
             outcome.events.append(PageFailed(final, "no text content", status))
+            return outcome
+        # Before the unchanged-hash shortcut, so a page indexed by an earlier crawl that is now only a list of
+        # links is reported (and leaves the index) rather than kept as unchanged. Its links are followed.
+        if not self.options.index_navigation_pages and is_navigation_page(extracted.words):
+            outcome.events.append(PageSkipped(final, NAVIGATION_REASON))
             return outcome
         content_hash = hashlib.sha256(extracted.markdown.encode("utf-8")).hexdigest()
         known = self.known.get(final)

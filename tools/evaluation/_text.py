@@ -11,19 +11,9 @@ import threading
 from dataclasses import dataclass, field
 
 import Stemmer
+from evorag.tools.markdown_blocks import CodeBlock, fenced_segments
 
 # ---------------------------------------------------------------------------------------------- code fences
-
-_FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\s`]*)[^\n]*$")
-
-
-@dataclass(slots=True)
-class CodeBlock:
-    """A fenced code block; ``language`` is the first word of the info string, lowercased ('' if none)."""
-
-    language: str
-    code: str
-    closed: bool = True
 
 
 def split_code_blocks(markdown: str) -> tuple[str, list[CodeBlock]]:
@@ -34,28 +24,12 @@ def split_code_blocks(markdown: str) -> tuple[str, list[CodeBlock]]:
     """
     prose: list[str] = []
     blocks: list[CodeBlock] = []
-    lines = markdown.splitlines()
-    i = 0
-    while i < len(lines):
-        match = _FENCE_OPEN.match(lines[i])
-        if match is None or (match.group("fence")[0] == "`" and "`" in lines[i][match.end("fence") :]):
-            prose.append(lines[i])
-            i += 1
-            continue
-        fence = match.group("fence")
-        closing = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
-        body: list[str] = []
-        i += 1
-        closed = False
-        while i < len(lines):
-            if closing.match(lines[i]):
-                closed = True
-                i += 1
-                break
-            body.append(lines[i])
-            i += 1
-        blocks.append(CodeBlock(language=match.group("info").lower(), code="\n".join(body), closed=closed))
-        prose.append("")
+    for segment in fenced_segments(markdown.splitlines()):
+        if isinstance(segment, CodeBlock):
+            blocks.append(segment)
+            prose.append("")
+        else:
+            prose.append(segment)
     return "\n".join(prose), blocks
 
 

@@ -57,6 +57,9 @@ class ToolManifest:
     return_schema: dict = field(default_factory=dict)  # the return value's JSON schema ({}: any)
     # Set on a previous major version kept callable (folder NAME_vMAJOR): the function its tool.py defines.
     pinned_of: str = ""
+    # Percent of tool.py's statements its own tests ran in the sandbox when it was deployed (coverage.py);
+    # None for a tool deployed before coverage was measured.
+    coverage: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

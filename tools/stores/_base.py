@@ -36,6 +36,7 @@ from evorag.tools.stores._common import (
     delete_conditions,
     hits_from_points,
     page_refs_by_id,
+    page_terms_by_id,
     query_vector,
     scored_from_points,
     sparse_signature_to_record,
@@ -235,6 +236,14 @@ class QdrantStoreBase(ABC):
             return {}
         return page_refs_by_id(self._retrieve([canonical_id(chunk_id) for chunk_id in ids], fields=PAGE_FIELDS))
 
+    def page_terms(self, ids: Sequence[str]) -> dict[str, tuple[PageRef, frozenset[int]]]:
+        self._require_name()
+        if not ids:
+            return {}
+        # The sparse vector alone: its indices are the chunk's term ids, a fraction of the text's size.
+        records = self._retrieve([canonical_id(chunk_id) for chunk_id in ids], fields=PAGE_FIELDS, vectors=[SPARSE])
+        return page_terms_by_id(records)
+
     def hybrid_search(
         self,
         dense: np.ndarray,
@@ -407,10 +416,13 @@ class QdrantStoreBase(ABC):
         """Exact number of points of the open collection matching ``selector``."""
 
     @abstractmethod
-    def _retrieve(self, point_ids: list[str], fields: list[str] | None = None) -> list:
-        """Records (``.id``, ``.payload``) of these ids in the open collection, without vectors.
+    def _retrieve(
+        self, point_ids: list[str], fields: list[str] | None = None, vectors: list[str] | None = None
+    ) -> list:
+        """Records (``.id``, ``.payload``, ``.vector``) of these ids in the open collection.
 
-        ``fields`` names the payload fields to read; None reads the whole payload.
+        ``fields`` names the payload fields to read; None reads the whole payload. ``vectors`` names the
+        vectors to read (``.vector`` maps each name to its vector); None reads none.
         """
 
     @abstractmethod

@@ -169,6 +169,15 @@ def page_refs_by_id(records: Sequence) -> dict[str, PageRef]:
     return refs
 
 
+def page_terms_by_id(records: Sequence) -> dict[str, tuple[PageRef, frozenset[int]]]:
+    refs = page_refs_by_id(records)
+    terms = {}
+    for record in records:
+        bm25 = (record.vector or {}).get(SPARSE)
+        terms[str(record.id)] = (refs[str(record.id)], frozenset(bm25.indices) if bm25 else frozenset())
+    return terms
+
+
 @dataclass(frozen=True, slots=True)
 class Conditions:
     """What a filter selects, before a backend spells it in its own client's types.

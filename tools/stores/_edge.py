@@ -270,9 +270,11 @@ class EdgeStore(QdrantStoreBase):
         shard = self._require()
         return self._call(lambda: shard.count(qe.CountRequest(exact=True, filter=_filter(selector))), "count")
 
-    def _retrieve(self, point_ids: list[str], fields: list[str] | None = None) -> list:
+    def _retrieve(
+        self, point_ids: list[str], fields: list[str] | None = None, vectors: list[str] | None = None
+    ) -> list:
         shard = self._require()
-        return self._call(lambda: shard.retrieve(point_ids, fields or True, False), "retrieve")
+        return self._call(lambda: shard.retrieve(point_ids, fields or True, vectors or False), "retrieve")
 
     def _nearest(
         self, using: str, query: QueryVector, limit: int, selector: Conditions, *, with_payload: bool

@@ -133,6 +133,11 @@ class VectorStore(Protocol):
         """
         ...
 
+    def page_terms(self, ids: Sequence[str]) -> dict[str, tuple[PageRef, frozenset[int]]]:
+        """``page_refs`` with each chunk's BM25 term ids (the indices of its sparse vector), in one read:
+        what the term coverage of page-aware ranking needs, without the text."""
+        ...
+
     def hybrid_search(
         self,
         dense: np.ndarray,

@@ -253,10 +253,13 @@ class QdrantServerStore(QdrantStoreBase):
             lambda client: client.count(name, count_filter=_filter(selector), exact=True).count, "count"
         )
 
-    def _retrieve(self, point_ids: list[str], fields: list[str] | None = None) -> list:
+    def _retrieve(
+        self, point_ids: list[str], fields: list[str] | None = None, vectors: list[str] | None = None
+    ) -> list:
         name = self._require_name()
         return self._call(
-            lambda client: client.retrieve(name, ids=point_ids, with_payload=fields or True, with_vectors=False),
+            lambda client: client.retrieve(name, ids=point_ids, with_payload=fields or True,
+                                           with_vectors=vectors or False),
             "retrieve",
         )
 

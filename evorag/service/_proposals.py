@@ -1,0 +1,270 @@
+"""Proposals use cases: turn weak topics and missing features into proposals, put them in the approval queue,
+and run the approved ones through the request queue (see evorag.tools.proposals for how they are made).
+
+- ``make`` (operator role; also the daily periodic task ``proposals``): weak topics (default: the usage
+  analysis's, else from the answer reports as `evorag gaps` finds them; or any ``WeakTopicSource``) are matched with every URL the catalog knows but has not indexed
+  (sitemap and llms.txt entries past the page limit, excluded or depth-cut pages, links to other sites) and with
+  the documentation URLs of installed packages; missing features (default: evolutions rejected and never
+  deployed) become evolution requests. Each new proposal gets a MEDIUM-risk approval request (approvers are
+  told by the ``approval_pending`` webhook event) and raises the ``proposal`` event.
+- Deciding its approval (``evorag approvals approve ID``, the UI, MCP) decides the proposal: approved, a crawl
+  proposal queues a ``proposal-crawl`` request and a tool proposal an ``evolve`` request (origin ``proposal``,
+  its evidence counted in the priority); rejected, it is never proposed again.
+- ``proposal-crawl`` asks the evidence queries, crawls each proposed page into a source of its own
+  (``proposal-ID-N``, that page only), asks them again and records the effect: the scores before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from evorag.errors import EvoragError, UserError
+from evorag.principals import Principal
+from evorag.service._context import ServiceContext
+from evorag.service._request_kinds import (
+    PeriodicTask,
+    RequestKind,
+    TaskContext,
+    register_periodic_task,
+    register_request_kind,
+)
+from evorag.tools.approvals import ApprovalRequest
+from evorag.tools.docs_urls import installed_documentation
+from evorag.tools.proposals import (
+    PROPOSALS_FILE,
+    Candidate,
+    MissingFeature,
+    Proposal,
+    ProposalStore,
+    WeakTopic,
+    WeakTopicSource,
+    crawl_proposal,
+    missing_features_from_audit,
+    tool_proposal,
+    weak_topics_from_answers,
+)
+from evorag.tools.types import CrawlRequest
+
+if TYPE_CHECKING:
+    from evorag.service._facade import Evorag
+
+CRAWL_KIND = "proposal-crawl"
+USAGE_PERIOD = "30d"  # how far back the usage analysis looks for weak topics when proposals are made
+_SCORES = ("overall", "grounding", "ndcg")
+
+
+class ProposalsService:
+    def __init__(self, ctx: ServiceContext, service: Evorag) -> None:
+        self._ctx = ctx
+        self._service = service
+        self._lock = threading.Lock()
+        self._store: ProposalStore | None = None
+
+    def store(self) -> ProposalStore:
+        with self._lock:
+            if self._store is None:
+                self._ctx.settings.ensure_home()
+                self._store = ProposalStore(self._ctx.settings.home / PROPOSALS_FILE)
+            return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    # Inputs
+    def weak_topics(self, *, threshold: float = 0.5, last: int = 500, since: str = USAGE_PERIOD) -> list[WeakTopic]:
+        """The default input of ``make``: the usage analysis's weak topics since ``since`` (every interface's
+        searches and questions, clustered by meaning, worst first), or, when the usage log has none (a home from
+        before it), weak topics from the newest ``last`` answer reports, grouped by shared terms."""
+        from_usage = [WeakTopic(weak.topic.label, tuple(dict.fromkeys(item["query"] for item in weak.evidence)),
+                                weak.score) for weak in self._service.usage.weak_topics(since=since)]
+        if from_usage:
+            return from_usage
+        return weak_topics_from_answers(self._ctx.parts.metrics.history(last=last, kind="answer"), threshold=threshold)
+
+    def missing_features(self, *, last: int = 2000) -> list[MissingFeature]:
+        """Capabilities asked for by evolutions that were rejected and never deployed (newest ``last`` entries)."""
+        return missing_features_from_audit(self._ctx.parts.pipeline.audit.entries(last))
+
+    def candidates(self, *, packages: bool = True) -> list[Candidate]:
+        """Every URL known but not indexed: pages crawls found and did not visit, links to other sites, and
+        (``packages``) the documentation of installed packages."""
+        catalog = self._ctx.parts.catalog
+        found = [Candidate(url, via, source, reason) for source, url, reason, via in catalog.unvisited_pages()]
+        found += [Candidate(url, "outbound", source, "link to another site") for source, url in catalog.external_links()
+                  if catalog.page(url) is None]
+        if packages:
+            found += [Candidate(url, "package docs", name, "installed package metadata")
+                      for name, url in installed_documentation() if catalog.page(url) is None]
+        return found
+
+    # Use cases
+    def make(self, *, topics: Sequence[WeakTopic] | WeakTopicSource | None = None,
+             features: Sequence[MissingFeature] | None = None, threshold: float = 0.5, max_urls: int = 5,
+             packages: bool = True, principal: Principal | None = None) -> list[Proposal]:
+        """Analyse and submit: the new proposals (one made before, in any status, is not made again), each
+        waiting for approval. Operator role."""
+        with self._ctx.acting(principal, "gaps"):
+            if callable(topics):
+                topics = topics()
+            topics = self.weak_topics(threshold=threshold) if topics is None else list(topics)
+            features = self.missing_features() if features is None else list(features)
+            candidates = self.candidates(packages=packages) if topics else []
+            made = [p for p in (crawl_proposal(t, candidates, max_urls=max_urls) for t in topics) if p is not None]
+            made += [tool_proposal(feature) for feature in features]
+            made.sort(key=lambda p: (-p.score, p.kind, p.topic))
+            return [self._submit(proposal) for proposal in made if self.store().add(proposal) is not None]
+
+    def _submit(self, proposal: Proposal) -> Proposal:
+        pipeline = self._ctx.parts.pipeline
+        what = (f"crawl {len(proposal.urls)} page(s): {proposal.target}" if proposal.kind == "crawl"
+                else "queue an evolution for a missing tool")
+        approval = pipeline.approvals.create(
+            tool=f"proposal-{proposal.id}", risk="MEDIUM", ttl=pipeline.approval_ttl,
+            summary=f"Proposal {proposal.id} ({proposal.topic}): {what}; asked: {'; '.join(proposal.evidence[:5])}"[:1000],
+            diff=proposal.request, payload={"proposal": proposal.id})
+        proposal.approval_id = approval.id
+        self.store().save(proposal)
+        pipeline.audit.write("approval_pending", approval_id=approval.id, proposal=proposal.id)  # tells approvers
+        self._ctx.parts.webhooks.emit("proposal", {
+            "proposal_id": proposal.id, "kind": proposal.kind, "topic": proposal.topic, "target": proposal.target,
+            "evidence": proposal.evidence, "score": proposal.score, "approval_id": approval.id})
+        return proposal
+
+    def proposals(self, *, status: str | None = None, limit: int = 100,
+                  principal: Principal | None = None) -> list[Proposal]:
+        """The newest proposals (reader role)."""
+        self._ctx.check(principal, "metrics")
+        return [self._current(p) for p in self.store().proposals(status=status, limit=limit)]
+
+    def proposal(self, proposal_id: str, *, principal: Principal | None = None) -> Proposal:
+        """One proposal; NotFoundError for an unknown id (reader role)."""
+        self._ctx.check(principal, "metrics")
+        return self._current(self.store().get(proposal_id))
+
+    def _current(self, proposal: Proposal) -> Proposal:
+        """A proposed one whose approval was rejected elsewhere (or expired) is rejected; an approved one whose
+        queued request failed or was cancelled has failed, and a tool proposal whose evolution ran is done."""
+        if proposal.status == "proposed" and proposal.approval_id:
+            approval = self._ctx.parts.pipeline.approvals.get(proposal.approval_id)
+            if approval.status in ("rejected", "expired"):
+                proposal.status, proposal.decided_by = "rejected", approval.decided_by
+                proposal.decided_at = approval.expires_at if approval.status == "expired" else None
+                self.store().save(proposal)
+        elif proposal.status == "approved" and proposal.request_id:
+            request = self._service.requests.store().get(proposal.request_id)
+            if request is not None and request.status in ("failed", "cancelled"):
+                proposal.status, proposal.error = "failed", f"request {request.id} {request.status}: {request.error}"
+                self.store().save(proposal)
+            elif request is not None and request.status == "done" and proposal.kind == "tool":
+                proposal.status, proposal.effect = "done", {"evolution_request": request.id,
+                                                            "result": request.result}
+                self.store().save(proposal)
+        return proposal
+
+    def decided(self, approval: ApprovalRequest, who: Principal) -> None:
+        """Called when an approval is decided (ApprovalsService): an approved proposal's work is queued."""
+        proposal_id = approval.payload.get("proposal")
+        if not proposal_id:
+            return
+        proposal = self.store().get(str(proposal_id))  # NotFoundError: its database was removed since
+        if proposal.status != "proposed":
+            return
+        proposal.decided_by, proposal.decided_at = who.name, self._service.requests.clock.time()
+        if approval.status != "approved":
+            proposal.status = "rejected"
+            self.store().save(proposal)
+            return
+        proposal.status = "approved"
+        self.store().save(proposal)  # the queued run checks it is approved
+        try:
+            if proposal.kind == "crawl":
+                request = self._service.requests.submit(
+                    CRAWL_KIND, {"proposal": proposal.id}, origin="proposal", evidence=len(proposal.evidence),
+                    key=f"proposal:{proposal.id}", principal=who)
+            else:
+                request = self._service.requests.submit("evolve", {"request": proposal.request}, origin="proposal",
+                                                        evidence=len(proposal.evidence), principal=who)
+        except EvoragError as exc:  # approved, but its work could not be queued: said, and kept
+            proposal.status, proposal.error = "failed", f"could not be queued: {exc.message}"
+            self.store().save(proposal)
+            raise
+        proposal.request_id = request.id
+        self.store().save(proposal)
+
+    # Running an approved crawl proposal
+    async def run_crawl(self, task: TaskContext) -> dict:
+        store = self.store()
+        proposal = await asyncio.to_thread(store.get, str(task.payload["proposal"]))
+        if proposal.status != "approved":
+            raise UserError(f"proposal {proposal.id} is {proposal.status}, not approved: nothing to crawl")
+        knowledge = task.service.knowledge
+        task.progress({"stage": "asking the evidence queries (before)"})
+        before = {query: await self._scores(query, task.principal) for query in proposal.evidence}
+        crawled = []
+        for number, url in enumerate(proposal.urls, start=1):
+            source = f"proposal-{proposal.id}-{number}"
+            task.progress({"stage": f"crawling {url}"})
+            try:
+                plan = await asyncio.to_thread(knowledge.plan_crawl,
+                                               CrawlRequest(url=url, source=source, max_pages=1, max_depth=0))
+                report = await knowledge.run_crawl(plan, lambda state: task.progress(dataclasses.asdict(state)))
+            except EvoragError as exc:
+                crawled.append({"url": url, "source": source, "status": "failed", "reason": exc.message})
+                continue
+            crawled.append({"url": url, "source": source, "status": "crawled", "pages": report.pages_indexed,
+                            "chunks": report.chunks_indexed})
+        task.progress({"stage": "asking the evidence queries (after)"})
+        after = {query: await self._scores(query, task.principal) for query in proposal.evidence}
+        proposal.effect = {"crawled": crawled, "before": before, "after": after,
+                           "mean_before": _means(before), "mean_after": _means(after)}
+        ok = any(item["status"] == "crawled" and item["pages"] for item in crawled)
+        proposal.status = "done" if ok else "failed"
+        proposal.error = None if ok else "no proposed page could be crawled"
+        await asyncio.to_thread(store.save, proposal)
+        self._ctx.parts.pipeline.audit.write("proposal_done", proposal=proposal.id, status=proposal.status,
+                                             mean_before=proposal.effect["mean_before"],
+                                             mean_after=proposal.effect["mean_after"])
+        return {"proposal": proposal.id, "status": proposal.status, **proposal.effect}
+
+    async def _scores(self, query: str, principal: Principal) -> dict:
+        answer = await self._service.knowledge.aask(query, principal=principal)
+        metrics = answer.metrics or {}
+        return {**{name: metrics.get(name) for name in _SCORES}, "model": answer.model,
+                "citations": len(answer.citations)}
+
+
+def _means(scores: dict[str, dict]) -> dict[str, float]:
+    """Mean of each score over the queries; a question with no score (nothing retrieved) counts as 0."""
+    if not scores:
+        return {}
+    return {name: round(sum(float(s.get(name) or 0.0) for s in scores.values()) / len(scores), 4) for name in _SCORES}
+
+
+def _check_crawl(service: Evorag, payload: dict) -> dict:
+    proposal = service.proposals.store().get(str(payload.get("proposal") or ""))
+    if proposal.kind != "crawl":
+        raise UserError(f"proposal {proposal.id} is a {proposal.kind} proposal, not a crawl")
+    return {"proposal": proposal.id}
+
+
+async def _run_crawl(task: TaskContext) -> Any:
+    return await task.service.proposals.run_crawl(task)
+
+
+async def _propose(task: TaskContext) -> dict:
+    """The learning loop's daily step: analyse the usage, and put what it suggests in front of the approvers."""
+    task.progress({"stage": "analysing the usage and making proposals"})
+    made = await asyncio.to_thread(task.service.proposals.make, principal=task.principal)
+    return {"proposals": [{"id": p.id, "kind": p.kind, "topic": p.topic, "target": p.target} for p in made]}
+
+
+register_periodic_task(PeriodicTask("proposals", _propose, every="daily", operation="gaps"))
+register_request_kind(RequestKind(CRAWL_KIND, _run_crawl, "crawl", writes=True, prepare=_check_crawl,
+                                  describe=lambda payload: f"crawl the pages of proposal {payload.get('proposal')}"))

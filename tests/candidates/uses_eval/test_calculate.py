@@ -1,0 +1,5 @@
+from tool import calculate
+
+
+def test_arithmetic():
+    assert calculate("2 * (3 + 4)") == 14.0
