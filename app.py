@@ -18,6 +18,7 @@ from evorag.errors import EvoragError, PermissionDeniedError
 from evorag.principals import Principal, require
 from evorag.service import CrawlRequest, Evorag
 from evorag.settings import load_settings
+from evorag.ui._feedback import give_feedback, remember_answer
 from evorag.ui.history import create_data_layer
 
 log = logging.getLogger("evorag.ui")
@@ -28,6 +29,7 @@ SETTINGS = load_settings()
 withhold_from_process()  # this process runs agents and tools: they never inherit the approval token
 SERVICE = Evorag(SETTINGS)  # builds nothing yet: every part is built on first use
 TEAM_MODE, CONVERSATION = "team_mode", "team_conversation"  # this chat's team mode, and its conversation id
+ANSWERS = "answers"  # this chat's answer ids by message id (evorag.ui._feedback)
 _background: set[asyncio.Task] = set()
 
 
@@ -120,7 +122,28 @@ async def ask(command: ui.Command) -> None:
     async with cl.Step(name="search and answer", type="retrieval", show_input=False) as step:
         answer = await SERVICE.aask(command.argument, principal=who)
         step.output = ui.render_answer_step(answer)
-    await ui.say(ui.render_answer(answer))
+    message = cl.Message(content=ui.render_answer(answer))
+    await message.send()
+    # The thumbs under this message rate this answer (on_feedback below).
+    remember_answer(_answers(), message.id, answer.answer_id)
+
+
+def _answers() -> dict[str, int]:
+    """This chat session's answers by message id, for its feedback buttons."""
+    answers = cl.user_session.get(ANSWERS)
+    if answers is None:
+        answers = {}
+        cl.user_session.set(ANSWERS, answers)
+    return answers
+
+
+@cl.on_feedback
+async def feedback(given) -> None:
+    """A thumbs up or down under an answer (Chainlit has stored it in the chat history): evorag feedback."""
+    try:
+        await give_feedback(SERVICE, principal(), given, _answers())
+    except EvoragError as exc:
+        log.warning("feedback not recorded: %s", exc.message)
 
 
 async def crawl(command: ui.Command) -> None:
@@ -188,6 +211,27 @@ async def costs(command: ui.Command) -> None:
     await ui.show_costs(await asyncio.to_thread(lambda: SERVICE.costs(principal=who)))
 
 
+async def usage(command: ui.Command) -> None:
+    """``/usage [SINCE]``: topics, weak topics and missing capabilities of the period (reader role, checked by the
+    service; embedding the queries takes a moment, off the event loop)."""
+    who = principal()
+    since = command.argument or None
+    report = await asyncio.to_thread(lambda: SERVICE.usage_report(since=since, principal=who))
+    await ui.show_usage(report.analysis)
+
+
+async def proposals(command: ui.Command) -> None:
+    """``/proposals``: the proposals, with Approve / Reject for approvers (reader role); ``/proposals make``
+    makes new ones from the usage first (operator role: refused before anything is analysed)."""
+    who = principal()
+    if command.argument.lower() == "make":
+        require(who, "gaps")
+        made = await asyncio.to_thread(lambda: SERVICE.make_proposals(principal=who))
+        await ui.say(ui.render_made_proposals(made))
+    listed = await asyncio.to_thread(lambda: SERVICE.list_proposals(limit=50, principal=who))
+    await ui.show_proposals(listed, who)
+
+
 async def versions(command: ui.Command) -> None:
     who = principal()
     await ui.show_versions(await asyncio.to_thread(lambda: SERVICE.versions(principal=who)), who)
@@ -219,8 +263,8 @@ async def show_help(command: ui.Command) -> None:
 
 
 HANDLERS = {"ask": ask, "crawl": crawl, "evolve": evolve, "heal": heal, "team": team, "metrics": metrics,
-            "status": status, "costs": costs, "versions": versions, "approvals": approvals, "tools": tools,
-            "sources": sources, "help": show_help}
+            "status": status, "costs": costs, "usage": usage, "proposals": proposals, "versions": versions,
+            "approvals": approvals, "tools": tools, "sources": sources, "help": show_help}
 
 
 @cl.action_callback("decide_approval")

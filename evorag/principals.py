@@ -67,6 +67,7 @@ OPERATIONS: dict[str, Role] = {
     "metrics": Role.READER,
     "list_approvals": Role.READER,
     "job_status": Role.READER,
+    "feedback": Role.READER,  # thumbs up/down on one's own answers (evorag.service._feedback)
     # operator: start work; whatever it would deploy still goes through the gates and approval
     "crawl": Role.OPERATOR,
     "eval": Role.OPERATOR,

@@ -239,6 +239,7 @@ TOOLS_AND_CASES = [
     ("cancel_queue_request", 60),
     ("usage_report", 30),
     ("list_proposals", 30),
+    ("rate_answer", 60),
 ]
 
 

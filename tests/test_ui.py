@@ -7,9 +7,11 @@ Screenshots of the browser test go to test-artifacts/ui/ at the repository root.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -210,6 +212,84 @@ def test_metrics_figure_plots_each_metric_and_the_trend():
     assert metrics_figure([], window=3) is None
     assert trend_line([1.0]) is None
     assert trend_line([1.0, 2.0, 3.0]) == pytest.approx((1.0, 1.0))
+
+
+def _analysis():
+    from evorag.tools.usage_analysis import MissingCapability, Topic, UsageAnalysis, WeakTopic
+
+    tls = Topic(1, "How do I set TLS | certs?", ["tls"], 3, 1, "rising", 0.12, 0.0, 0.3, 1, 2, {"cli": 3}, [])
+    install = Topic(2, "How do I install it?", ["install"], 2, 2, "steady", 0.81, 1.0, 0.7, 0, 1, {"ui": 2}, [])
+    unscored = Topic(3, "x" * 60, [], 1, 0, "new", None, None, None, 0, 1, {"mcp": 1}, [])
+    weak = WeakTopic(tls, 0.88, 2.64, ["low answer quality", "1 rephrasing"],
+                     [{"query": f"tls question {n}"} for n in range(7)])
+    missing = MissingCapability("evolution", "convert to PDF", 2, 1.0, 2.0, 1, ["convert a page to PDF"])
+    return UsageAnalysis(1_700_000_000.0, 1_700_604_800.0, {
+        "queries": 6, "searches": 1, "asks": 5, "errors": 0, "by_interface": {"cli": 3, "mcp": 1, "ui": 2},
+        "mean_latency_ms": 41.6, "evolution_requests": 2}, [tls, install, unscored], [weak], [missing])
+
+
+def test_usage_view_shows_totals_topics_weak_topics_with_evidence_and_missing_capabilities():
+    from evorag.ui import render_usage
+
+    lines = render_usage(_analysis()).splitlines()
+    assert lines[0] == "## Usage · 2023-11-14 22:13 to 2023-11-21 22:13 (UTC)"
+    assert lines[2] == ("**6 queries** (1 searches, 5 answers, 0 failed) · by interface: cli 3, mcp 1, ui 2 · mean "
+                        "latency 42 ms · 2 evolution requests")
+    assert "| How do I set TLS \\| certs? | 3 | 1 | rising | 0.12 | 0% | 1 | 2 |" in lines
+    assert "| How do I install it? | 2 | 2 | steady | 0.81 | 100% | 0 | 1 |" in lines
+    assert any(line.startswith(f"| {'x' * 60} | 1 | 0 | new | – | – |") for line in lines)
+    weak = next(line for line in lines if line.startswith("| How do I set TLS") and "2.64" in line)
+    assert weak.endswith("| 2.64 | 0.88 | low answer quality; 1 rephrasing | tls question 0 · tls question 1 · "
+                         "tls question 2 · tls question 3 · tls question 4 (+2 more) |")
+    assert "| convert to PDF | evolution | 2.00 | 2 | 100% | convert a page to PDF |" in lines
+    empty = render_usage(type(_analysis())(0.0, 1.0, {}))
+    assert "No queries in this period." in empty and "No weak topics." in empty
+    assert "Nothing asked for was missing." in empty
+
+
+def test_proposals_view_shows_each_proposal_with_its_effect_and_who_may_decide():
+    from evorag.tools.proposals import Proposal
+
+    from evorag.principals import Principal, Role
+    from evorag.ui import render_effect, render_proposals
+
+    crawl = Proposal("p1", "crawl", "tls", ["How do I set TLS?"], 2.5, urls=["http://d/tls.html"], approval_id="a1")
+    done = Proposal("p2", "crawl", "rate", ["rate?"], 1.0, urls=["http://d/rate.html"], status="done",
+                    effect={"mean_before": {"overall": 0.1, "grounding": 0.2, "ndcg": 0.0},
+                            "mean_after": {"overall": 0.8, "grounding": 0.9, "ndcg": 1.0}})
+    tool = Proposal("p3", "tool", "pdf", ["convert to PDF"], 2.0, request="Build a PDF converter",
+                    status="failed", error="request r1 failed: boom")
+    assert render_effect(done) == "overall 0.10 → 0.80 · grounding 0.20 → 0.90 · nDCG 0.00 → 1.00"
+    assert render_effect(tool) == "request r1 failed: boom" and render_effect(crawl) == "–"
+    approver = render_proposals(Principal("ada", Role.APPROVER), [crawl, done, tool])
+    assert "3 proposal(s), 1 waiting for a decision: Approve queues" in approver
+    assert "| `p1` | crawl | 2.50 | proposed | – | `http://d/tls.html` | How do I set TLS? |" in approver
+    assert "| `p3` | tool | 2.00 | failed | request r1 failed: boom | Build a PDF converter | convert to PDF |" in (
+        approver)
+    reader = render_proposals(Principal("rita", Role.READER), [crawl])
+    assert "Only approvers can decide them; you are reader." in reader
+    assert "/proposals make" in render_proposals(Principal("rita", Role.READER), [])
+
+
+def test_usage_figure_colours_topics_by_quality_busiest_first():
+    from evorag.ui import usage_figure
+    from evorag.ui._plots import quality_color
+
+    figure = usage_figure(_analysis())
+    bars = figure.data[0]
+    assert list(bars.x) == [3, 2, 1] and bars.y[0] == "How do I set TLS | certs?" and bars.y[2] == "x" * 47 + "…"
+    assert list(bars.marker.color) == [quality_color(0.12), quality_color(0.81), quality_color(None)] == [
+        "#f85149", "#3fb950", "#8b949e"]
+    assert figure.layout.yaxis.autorange == "reversed"
+    assert usage_figure(type(_analysis())(0.0, 1.0, {})) is None
+
+
+@pytest.mark.parametrize("text", ["/proposals delete", "/usage 7d 24h"])
+def test_usage_and_proposals_refuse_other_arguments(text):
+    with pytest.raises(UserError) as info:
+        parse_command(text)
+    assert info.value.hint.startswith("usage: /")
+    assert parse_command("/proposals make").argument == "make" and parse_command("/usage 24h").argument == "24h"
 
 
 # Login and launch
@@ -748,8 +828,12 @@ def test_ui_health_dashboard_and_costs_view_show_the_services_figures(tmp_path, 
             agents = _table(page, "agent")
             plots = page.locator(".js-plotly-plot")
             expect(plots).to_have_count(2)
-            cost_bars = plots.nth(0).evaluate("p => p.data[0].y")
-            outcome_bars = plots.nth(1).evaluate("p => [p.data[0].x, p.data[0].y]")
+            # Chainlit may mount the two plots in either order: each is found by its title.
+            by_title = {plots.nth(n).evaluate("p => p.layout.title.text"): plots.nth(n) for n in range(2)}
+            cost_plot = next(plot for title, plot in by_title.items() if "cost" in title.lower())
+            outcome_plot = next(plot for title, plot in by_title.items() if "evolution" in title.lower())
+            cost_bars = cost_plot.evaluate("p => p.data[0].y")
+            outcome_bars = outcome_plot.evaluate("p => [p.data[0].x, p.data[0].y]")
             plots.nth(0).scroll_into_view_if_needed()
             _shot(page, "13-status")
             _send(page, "/costs")
@@ -807,6 +891,144 @@ def test_ui_health_dashboard_and_costs_view_show_the_services_figures(tmp_path, 
     assert [row[0] for row in by_model] == [r.key for r in costs.by_model] == ["openai:gpt-test"]
     assert [(row[0], row[1]) for row in by_operation] == [(r.key, str(r.calls)) for r in costs.by_operation] == [
         ("evolve", "3"), ("ask", "1")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ui_usage_and_proposals_views_show_the_services_figures_and_approve_inline(tmp_path, browser):
+    """/usage and /proposals on a home with real questions, asked through the service, about a docs site indexed in
+    part (the questions about the pages left out are answered badly) and the proposals made from them: the tables
+    and the plot hold what the service says; a reader sees the proposals without buttons; an approver's Approve
+    goes through the approval queue and queues the proposal's crawl."""
+    from playwright.sync_api import expect
+    from sitefixtures import serve
+    from test_proposals import RATE_QUESTION, TLS_QUESTIONS, _partial_index, _write_site
+
+    from evorag.ui._plots import quality_color
+
+    home, root = tmp_path / "home", tmp_path / "site"
+    _write_site(root)
+    with serve(root) as site:
+        sitemap = root / "sitemap.xml"
+        sitemap.write_text(sitemap.read_text().replace("{BASE}", site.url("/")))
+
+        def seed():  # the synchronous service runs its own event loop: not in Playwright's thread, which has one
+            with Evorag(home=home, llm_provider="none", allow_private=True) as rag:
+                _partial_index(rag, site)
+                for question in (*TLS_QUESTIONS, RATE_QUESTION, "How do I install widgetlib?", TLS_QUESTIONS[0]):
+                    rag.ask(question)
+                made = rag.make_proposals(packages=False)
+                rag.principals.add(APPROVER, "approver", password=STORE_PASSWORD)
+                rag.principals.add(READER, "reader", password=STORE_PASSWORD)
+                return made, rag.usage_report(since="7d").analysis, rag.list_proposals(limit=50)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            made, analysis, proposals = pool.submit(seed).result()
+        assert len(made) == 2 and len(analysis.weak_topics) == 2  # the two planted gaps, one proposal each
+        first = proposals[0]  # the first Approve button is the first proposal listed
+        with _running_ui(tmp_path, home, [], {"EVORAG_LLM_PROVIDER": "none"}) as server:
+            reader = _log_in(browser, server, READER, STORE_PASSWORD)
+            try:
+                _send(reader, "/usage")
+                topics, weak = _table(reader, "topic"), _table(reader, "weak topic")
+                plot = reader.locator(".js-plotly-plot")
+                expect(plot).to_have_count(1)
+                bars = plot.evaluate("p => [p.data[0].x, p.data[0].marker.color]")
+                totals = reader.get_by_text(" evolution requests", exact=False).last.inner_text()
+                plot.scroll_into_view_if_needed()
+                _shot(reader, "15-usage")
+                _send(reader, "/proposals")
+                listed = _table(reader, "proposal")
+                expect(reader.get_by_text("Only approvers can decide them; you are reader.")).to_be_visible()
+                expect(reader.get_by_role("button", name="Approve")).to_have_count(0)
+                _send(reader, "/proposals make")
+                expect(reader.get_by_text("gaps needs the operator role; rita has the reader role")).to_be_visible()
+            except Exception as exc:
+                _shot(reader, "failure-usage-reader")
+                raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(server)}") from exc
+            finally:
+                reader.close()
+            page = _log_in(browser, server, APPROVER, STORE_PASSWORD)
+            try:
+                _send(page, "/proposals")
+                approve = page.get_by_role("button", name="Approve")
+                expect(approve).to_have_count(2)
+                _shot(page, "16-proposals")
+                approve.first.click()
+                expect(page.get_by_text(f"the work of proposal {first.id} is queued", exact=False)).to_be_visible(
+                    timeout=60_000)
+                with Evorag(home=home) as rag:
+                    approved = rag.get_proposal(first.id)
+                    approval = rag.evolution.approvals.get(first.approval_id)
+                    request = rag.queue_request(approved.request_id)
+                # The UI's queue worker crawls the proposed page (the site is still served); then the view shows
+                # the effect: the evidence queries' scores before and after.
+                deadline = time.monotonic() + 150
+                while (ran := _proposal(home, first.id)).status == "approved" and time.monotonic() < deadline:
+                    time.sleep(1)
+                _send(page, "/proposals")
+                tables = page.locator("table").filter(has=page.get_by_role("columnheader", name="proposal", exact=True))
+                expect(tables).to_have_count(2)
+                after = _table(page, "proposal")
+                _shot(page, "17-proposal-effect")
+            except Exception as exc:
+                _shot(page, "failure-proposals")
+                raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(server)}") from exc
+            finally:
+                page.close()
+            admin = _log_in(browser, server, USER, PASSWORD)
+            try:  # an operator (here the admin) makes proposals; the UI also looks at installed packages' docs
+                _send(admin, "/proposals make")
+                said = admin.get_by_text(re.compile(r"^(Made \d+ proposal\(s\)|No new proposals)")).last
+                said.wait_for(timeout=120_000)
+                made_text = admin.locator("body").inner_text()
+            except Exception as exc:
+                _shot(admin, "failure-proposals-make")
+                raise AssertionError(f"{exc}\n--- UI log ---\n{_log_tail(server)}") from exc
+            finally:
+                admin.close()
+            still = _proposal(home, proposals[1].id)
+            with Evorag(home=home) as rag:
+                new = [p for p in rag.list_proposals(limit=50) if p.id not in {q.id for q in proposals}]
+
+    # What the browser showed is what the service says.
+    t = analysis.totals
+    assert t["by_interface"] == {"python": 5} and t["asks"] == 5
+    assert totals == (f"{t['queries']} queries ({t['searches']} searches, {t['asks']} answers, {t['errors']} failed)"
+                      f" · by interface: python {t['queries']} · mean latency {t['mean_latency_ms']:.0f} ms · 0 "
+                      "evolution requests")
+    assert topics == [[topic.label, str(topic.volume), str(topic.previous_volume), topic.trend,
+                       "–" if topic.quality is None else f"{topic.quality:.2f}",
+                       "–" if topic.answered_share is None else f"{topic.answered_share:.0%}", str(topic.rephrasings),
+                       str(topic.principals)] for topic in analysis.topics]
+    assert weak == [[w.topic.label, f"{w.score:.2f}", f"{w.impact:.2f}", "; ".join(w.reasons),
+                     " · ".join(e["query"] for e in w.evidence[:5])] for w in analysis.weak_topics]
+    assert bars == [[topic.volume for topic in analysis.topics], [quality_color(topic.quality)
+                                                                   for topic in analysis.topics]]
+    assert "#f85149" in bars[1]  # the weak topics are red
+    assert listed == [[p.id, p.kind, f"{p.score:.2f}", "proposed", "–", ", ".join(p.urls),
+                       " · ".join(p.evidence[:5])] for p in proposals]
+    # Approved in the approval queue by the logged-in approver, and the proposal's crawl queued.
+    assert (approval.status, approval.decided_by, approval.decided_via) == ("approved", APPROVER, "ui")
+    assert approved.status in ("approved", "done") and approved.decided_by == APPROVER
+    assert (request.kind, request.origin, request.payload) == ("proposal-crawl", "proposal", {"proposal": first.id})
+    assert still.status == "proposed"
+    # /proposals make showed what it made: the proposals new in the store.
+    assert (f"Made {len(new)} proposal(s)" if new else "No new proposals") in made_text
+    assert all(f"{p.id} {p.kind}: " in made_text for p in new)
+    # Once run, the view shows the measured effect.
+    assert ran.status == "done", (ran.to_dict(), _log_tail(server))
+    before, after_means = ran.effect["mean_before"], ran.effect["mean_after"]
+    shown = {row[0]: row for row in after}
+    assert shown[first.id][3:5] == ["done", " · ".join(
+        f"{label} {before[key]:.2f} → {after_means[key]:.2f}" for key, label in (
+            ("overall", "overall"), ("grounding", "grounding"), ("ndcg", "nDCG")))]
+    assert after_means["overall"] > before["overall"], ran.effect
+
+
+def _proposal(home: Path, proposal_id: str):
+    with Evorag(home=home) as rag:
+        return rag.get_proposal(proposal_id)
 
 
 def _utc(timestamp: float | None) -> str:

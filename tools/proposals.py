@@ -1,5 +1,6 @@
-"""Proposals from weak topics and missing features: crawls of pages evorag knows of but has not indexed, and
-evolution requests for tools it lacks, each with the queries behind it; kept in ``EVORAG_HOME/proposals.sqlite3``.
+"""Proposals from weak topics, missing features and anomalies: crawls of pages evorag knows of but has not
+indexed, evolution requests for tools it lacks, each with the queries behind it, and heal runs for a metric stream's
+anomaly that a health check can explain, with the alert as evidence; kept in ``EVORAG_HOME/proposals.sqlite3``.
 
 Inputs are small value types, so any analysis can feed them: ``WeakTopic`` (a label, the queries answered
 badly, an impact) and ``MissingFeature`` (a label, the requests, an impact). ``weak_topics_from_answers`` and
@@ -10,6 +11,10 @@ Matching a topic with candidate URLs is deterministic and explainable: a candida
 URL path (and title, for package docs the package name); a query supports it with every term they share. A
 crawl proposal names the best ``max_urls`` candidates, each with its matched terms and where it was found.
 Package documentation is only proposed for a topic whose queries name the package.
+
+A heal proposal is made only for a stream in ``HEAL_CHECKS`` (a check exists that can find its cause). Its heal
+description is written from the alert's numbers and the stream's fixed wording only: the question that showed the
+anomaly is user text and never reaches the healing team.
 
 A proposal's status: ``proposed`` (waiting in the approval queue) -> ``approved`` (its crawl or evolution
 request is queued) -> ``done`` (with its effect: the topic's scores before and after) or ``failed``; or
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
+from evorag.tools.metric_anomalies import Alert
 from evorag.tools.sparse import tokenize
 from evorag.tools.sqlite_tx import immediate_transaction
 
@@ -63,6 +69,19 @@ class MissingFeature:
     impact: float = 1.0
 
 
+# The metric streams (evorag.tools.metric_anomalies) whose anomaly a healing check can explain: what the
+# stream's drop means, and the checks (teams/_healing.run_health_checks) that look for its cause. Latency has
+# none: no healing check measures speed or load, so a latency alert stays an alert.
+HEAL_CHECKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "answer_quality": ("the answer quality dropped", ("answer_quality", "source:*")),
+    "grounding": ("the answers' grounding in the sources dropped", ("answer_quality", "source:*")),
+    "retrieval_ndcg": ("the retrieval ranking got worse",
+                       ("index_alias", "embedder_setting", "index_consistency", "source:*")),
+}
+_ALERT_KINDS = frozenset({"spike", "shift", "drift"})
+_DIRECTIONS = frozenset({"up", "down"})
+
+
 class WeakTopicSource(Protocol):
     """Anything that lists weak topics (e.g. a usage analysis): called with no arguments."""
 
@@ -84,21 +103,22 @@ class Candidate:
 @dataclass(slots=True)
 class Proposal:
     id: str
-    kind: Literal["crawl", "tool"]
+    kind: Literal["crawl", "tool", "heal"]
     topic: str
     evidence: list[str]
     score: float
     urls: list[str] = field(default_factory=list)  # crawl: the pages to crawl
-    request: str = ""  # tool: the evolution request written for the team
+    request: str = ""  # tool: the evolution request written for the team; heal: the heal description
     reasons: list[dict] = field(default_factory=list)  # crawl: per URL, where it was found and the matched terms
     status: str = "proposed"
     approval_id: str | None = None
-    request_id: str | None = None  # the queued crawl or evolution, once approved
-    effect: dict | None = None  # done: the topic's scores before and after
+    request_id: str | None = None  # the queued crawl, evolution or heal, once approved
+    effect: dict | None = None  # done: the topic's scores before and after (heal: the healing's outcome)
     error: str | None = None
     created_at: float = 0.0
     decided_at: float | None = None
     decided_by: str | None = None
+    alert: dict | None = None  # heal: the alert (stream, kind, direction, value, baseline, when, the checks)
 
     @property
     def target(self) -> str:
@@ -106,6 +126,8 @@ class Proposal:
 
     @property
     def fingerprint(self) -> str:
+        if self.kind == "heal" and self.alert:  # one proposal per alert
+            return f"heal:{self.alert.get('stream')}:{self.alert.get('record_id')}"
         return f"{self.kind}:" + ("\n".join(sorted(self.urls)) if self.kind == "crawl" else self.topic.lower())
 
     def to_dict(self) -> dict:
@@ -223,6 +245,36 @@ def tool_proposal(feature: MissingFeature) -> Proposal:
                f"It was asked for {len(feature.requests)} way(s):\n{asked}")
     return Proposal(id="", kind="tool", topic=feature.label, evidence=list(feature.requests),
                     score=round(feature.impact, 4), request=request)
+
+
+def heal_proposal(alerts: Sequence[Alert]) -> Proposal | None:
+    """A heal proposal for the first of ``alerts`` (new alerts of one stream; the others are evidence too), or
+    None when no health check applies to the stream. Score = the first alert's |z|."""
+    if not alerts or alerts[0].metric not in HEAL_CHECKS:
+        return None
+    first = alerts[0]
+    meaning, checks = HEAL_CHECKS[first.metric]
+    kind = first.kind if first.kind in _ALERT_KINDS else "anomaly"
+    direction = first.direction if first.direction in _DIRECTIONS else "down"
+    record = int(first.record_id) if first.record_id is not None else None
+    when = _utc(first.created_at)
+    value, baseline, z = float(first.value), float(first.expected), float(first.z)
+    # Written from the allowlisted names and the numbers only (see the module docstring).
+    description = (f"{meaning}: the {first.metric} stream shows a {kind} {direction} to {value:.4g} against a "
+                   f"baseline of {baseline:.4g} (z {z:.3g}), from answer record {record if record is not None else '?'}"
+                   f" at {when}. Run the health checks ({', '.join(checks)}) and fix what they find.")
+    alert = {"stream": first.metric, "kind": kind, "direction": direction, "value": value, "baseline": baseline,
+             "z": z, "record_id": record, "created_at": first.created_at, "when": when, "checks": list(checks)}
+    evidence = [f"{a.metric} {a.kind} {a.direction}: {float(a.value):.4g} against {float(a.expected):.4g} "
+                f"(answer record {a.record_id}, {_utc(a.created_at)})" for a in alerts[:10]]
+    return Proposal(id="", kind="heal", topic=f"{first.metric} {kind} {direction}", evidence=evidence,
+                    score=round(abs(z), 4), request=description, alert=alert)
+
+
+def _utc(ts: float | None) -> str:
+    if not isinstance(ts, int | float):
+        return "an unknown time"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(ts)))
 
 
 # The store

@@ -13,10 +13,13 @@ embedder, called once per batch of distinct texts) and returns an ``UsageAnalysi
   from the docs, the mean top retrieval score, and its rephrasings: a query close to (cosine >= ``threshold``) an
   earlier one of the same principal within ``rephrase_window`` seconds, i.e. someone asking again.
 * Weak topics: impact = (1 - quality) (the share not answered from the docs when nothing was scored) plus the
-  share of rephrasings; a topic is weak when its impact reaches ``weak_impact``; ranked by volume x impact.
+  share of rephrasings plus the net share of thumbs-down among its rated answers (thumbs-up count against);
+  a topic is weak when its impact reaches ``weak_impact``, or when it got more thumbs-down than up; ranked by
+  volume x impact.
 * Missing capabilities: rejected or failed evolution requests, clustered like queries (a group some later
-  evolution deployed is satisfied and left out), and deployed tools whose calls fail; ranked by count x the share
-  that failed.
+  evolution deployed is satisfied and left out), deployed tools whose calls fail, and questions asking evorag to
+  transform input they give that no deployed tool does (evorag.tools.transformation_requests), grouped by their
+  instruction, when the docs left some unanswered; ranked by count x the share that failed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from evorag.tools.usage_log import EvolutionRecord, QueryRecord, ToolCallRecord
+from evorag.tools.transformation_requests import TransformationAsk, tool_does, transformation_ask
+from evorag.tools.usage_log import EvolutionRecord, FeedbackRecord, QueryRecord, ToolCallRecord
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -65,6 +69,8 @@ class Topic:
     principals: int
     interfaces: dict[str, int]
     queries: list[str]  # distinct texts, most frequent first
+    thumbs_up: int = 0  # feedback on the topic's answers in the period
+    thumbs_down: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,9 +93,10 @@ class WeakTopic:
 
 @dataclass(slots=True)
 class MissingCapability:
-    """Something asked of evorag that it could not do: a group of failed evolution requests, or a failing tool."""
+    """Something asked of evorag that it could not do: a group of failed evolution requests, a failing tool, or a
+    group of unanswered questions asking for a transformation no tool does."""
 
-    kind: str  # evolution | tool_error
+    kind: str  # evolution | tool_error | question
     label: str
     count: int  # failures
     impact: float  # share of the group's attempts that failed
@@ -199,9 +206,11 @@ def _groups(texts: list[str], embed: Embed, threshold: float) -> tuple[dict[str,
 def analyse(queries: Sequence[QueryRecord], tool_calls: Sequence[ToolCallRecord],
             evolutions: Sequence[EvolutionRecord], *, embed: Embed, since: float, until: float,
             threshold: float = DEFAULT_THRESHOLD, rephrase_window: float = REPHRASE_WINDOW_S,
-            weak_impact: float = WEAK_IMPACT) -> UsageAnalysis:
+            weak_impact: float = WEAK_IMPACT, feedback: Sequence[FeedbackRecord] = (),
+            tools: Sequence[tuple[str, str]] = ()) -> UsageAnalysis:
     """Analyse the period [since, until). ``queries`` may also hold the previous period of the same length
-    (for the trend); tool calls and evolutions outside the period are ignored."""
+    (for the trend); tool calls, evolutions and ``feedback`` (thumbs up/down) outside the period are ignored.
+    ``tools``: the deployed tools' names and descriptions (a transformation one of them does is not missing)."""
     span = until - since
     ok_queries = [q for q in queries if q.error is None and since - span <= q.ts < until]
     current = [q for q in ok_queries if q.ts >= since]
@@ -212,9 +221,11 @@ def analyse(queries: Sequence[QueryRecord], tool_calls: Sequence[ToolCallRecord]
     for q in ok_queries:
         members[cluster_of[normalized_text(q.query)]].append(q)
     texts_by_cluster = {c: [q.query for q in qs] for c, qs in members.items()}
+    votes = _votes_by_cluster([f for f in feedback if since <= f.ts < until], cluster_of, vector_of, members, embed,
+                              threshold)
     for cluster in sorted(members):
         topic, weak = _topic(cluster, members[cluster], since, vector_of, texts_by_cluster, threshold,
-                             rephrase_window, weak_impact)
+                             rephrase_window, weak_impact, votes.get(cluster, (0, 0)))
         if topic.volume:
             analysis.topics.append(topic)
             if weak is not None:
@@ -226,7 +237,8 @@ def analyse(queries: Sequence[QueryRecord], tool_calls: Sequence[ToolCallRecord]
     period_evolutions = [e for e in evolutions if since <= e.ts < until]
     analysis.missing_capabilities = sorted(
         _failed_evolutions(period_evolutions, embed, threshold) + _failing_tools(
-            [c for c in tool_calls if since <= c.ts < until]),
+            [c for c in tool_calls if since <= c.ts < until]) + _unserved_transformations(current, tools, embed,
+                                                                                        threshold),
         key=lambda m: (-m.score, -m.count, m.label))
     analysis.tools = _tool_summary([c for c in tool_calls if since <= c.ts < until])
     analysis.totals["evolution_requests"] = len(period_evolutions)
@@ -250,8 +262,9 @@ def _totals(records: list[QueryRecord]) -> dict:
 
 def _topic(cluster: int, records: list[QueryRecord], since: float, vector_of: dict[str, np.ndarray],
            texts_by_cluster: dict[int, list[str]], threshold: float, rephrase_window: float,
-           weak_impact: float) -> tuple[Topic, WeakTopic | None]:
+           weak_impact: float, votes: tuple[int, int] = (0, 0)) -> tuple[Topic, WeakTopic | None]:
     now = [q for q in records if q.ts >= since]
+    ups, downs = votes
     previous = len(records) - len(now)
     counts = Counter(normalized_text(q.query) for q in records)
     shown = {normalized_text(q.query): q.query for q in sorted(records, key=lambda q: q.ts)}
@@ -268,13 +281,16 @@ def _topic(cluster: int, records: list[QueryRecord], since: float, vector_of: di
         mean_top_score=_mean([q.top_score for q in now if q.top_score is not None]),
         rephrasings=len(rephrased), principals=len({q.principal for q in now}),
         interfaces=dict(sorted(Counter(q.interface for q in now).items())),
-        queries=[shown[t] for t in distinct][:10])
+        queries=[shown[t] for t in distinct][:10], thumbs_up=ups, thumbs_down=downs)
     if not now:
         return topic, None
     rephrase_share = len(rephrased) / len(now)
     base = (1.0 - quality) if quality is not None else (1.0 - answered if answered is not None else 0.0)
-    impact = round(base + rephrase_share, 4)
-    if impact < weak_impact:
+    # People's verdict next to the scores: the net share of thumbs-down among the rated answers raises the impact,
+    # a net thumbs-up lowers it; more thumbs-down than up makes the topic weak whatever the scores say.
+    verdict = (downs - ups) / (downs + ups) if downs + ups else 0.0
+    impact = round(max(0.0, base + rephrase_share + verdict), 4)
+    if impact < weak_impact and downs <= ups:
         return topic, None
     reasons = []
     if quality is not None and quality < 1.0 - weak_impact / 2:
@@ -286,12 +302,38 @@ def _topic(cluster: int, records: list[QueryRecord], since: float, vector_of: di
         reasons.append(f"{round((1 - answered) * 100)}% not answered from the docs")
     if rephrased:
         reasons.append(f"{len(rephrased)} rephrasing(s) of the same question")
+    if downs:
+        reasons.append(f"{downs} thumbs-down" + (f" ({ups} up)" if ups else ""))
     evidence = [{"query": q.query, "ts": q.ts, "kind": q.kind, "principal": q.principal, "interface": q.interface,
                  "quality": query_quality(q), "not_found": q.not_found, "top_score": q.top_score,
                  "rephrasing": q.id in rephrased if q.id is not None else False}
                 for q in sorted(now, key=lambda q: -q.ts)[:EVIDENCE]]
     return topic, WeakTopic(topic=topic, impact=impact, score=round(len(now) * impact, 4), reasons=reasons,
                             evidence=evidence)
+
+
+def _votes_by_cluster(feedback: Sequence[FeedbackRecord], cluster_of: dict[str, int],
+                      vector_of: dict[str, np.ndarray], members: dict[int, list[QueryRecord]], embed: Embed,
+                      threshold: float) -> dict[int, tuple[int, int]]:
+    """(thumbs up, thumbs down) per cluster: a feedback's question joins its own query's cluster, else (asked
+    before the period) the cluster whose centroid is nearest, if the cosine reaches ``threshold``."""
+    votes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    unplaced: list[FeedbackRecord] = []
+    for f in feedback:
+        cluster = cluster_of.get(normalized_text(f.query))
+        if cluster is None:
+            unplaced.append(f)
+        else:
+            votes[cluster][0 if f.value > 0 else 1] += 1
+    if unplaced and members:
+        clusters = sorted(members)
+        centroids = _unit(np.stack([sum(vector_of[normalized_text(q.query)] for q in members[c]) for c in clusters]))
+        similarity = _unit(np.asarray(embed([f.query for f in unplaced]))) @ centroids.T
+        for f, row in zip(unplaced, similarity, strict=True):
+            best = int(np.argmax(row))
+            if row[best] >= threshold:
+                votes[clusters[best]][0 if f.value > 0 else 1] += 1
+    return {c: (up, down) for c, (up, down) in votes.items()}
 
 
 def _rephrasings(records: list[QueryRecord], vector_of: dict[str, np.ndarray], threshold: float,
@@ -333,6 +375,33 @@ def _failed_evolutions(evolutions: list[EvolutionRecord], embed: Embed, threshol
         found.append(MissingCapability(kind="evolution", label=label, count=len(failed), impact=impact,
                                        score=round(len(failed) * impact, 4),
                                        principals=len({e.principal for e in failed}), evidence=evidence))
+    return found
+
+
+def _unserved_transformations(queries: list[QueryRecord], tools: Sequence[tuple[str, str]], embed: Embed,
+                              threshold: float) -> list[MissingCapability]:
+    """Questions asking evorag to transform input they give that no deployed tool does, grouped by their
+    instruction (the request without its input) like evolution requests; a group the docs always answered is
+    left out. Impact: the share of the group's questions not answered from the docs."""
+    asked = [(q, ask) for q in queries if q.kind == "ask"
+             for ask in [transformation_ask(q.query)] if ask is not None and tool_does(ask, tools) is None]
+    if not any(q.not_found for q, _ in asked):
+        return []
+    cluster_of, _ = _groups([ask.instruction for _, ask in asked], embed, threshold)
+    groups: dict[int, list[tuple[QueryRecord, TransformationAsk]]] = defaultdict(list)
+    for q, ask in asked:
+        groups[cluster_of[normalized_text(ask.instruction)]].append((q, ask))
+    found = []
+    for items in groups.values():
+        failed = [(q, ask) for q, ask in items if q.not_found]
+        if not failed:
+            continue
+        counts = Counter(ask.instruction for _, ask in failed)
+        impact = round(len(failed) / len(items), 4)
+        found.append(MissingCapability(
+            kind="question", label=min(counts, key=lambda text: (-counts[text], text)), count=len(failed),
+            impact=impact, score=round(len(failed) * impact, 4), principals=len({q.principal for q, _ in failed}),
+            evidence=[q.query[:200] for q, _ in sorted(failed, key=lambda item: -item[0].ts)[:EVIDENCE]]))
     return found
 
 

@@ -6,7 +6,8 @@ What is kept: the query text (the user's own data, capped at ``MAX_TEXT`` charac
 score, the grounding and overall scores when the answer was evaluated, whether the answer came from the docs (or
 said they do not answer it) and whether it was extractive, and the latency. Secrets never reach the file: every
 text goes through the audit log's ``Redactor`` (known secret values, token-shaped strings) first, and tool calls
-are logged without their arguments.
+are logged without their arguments. Feedback (thumbs up/down, ``feedback``) names the logged answer or search
+it rates and keeps its principal, interface, comment and the pages that answer cited (``queries.pages``).
 
 Safety: WAL mode, every write one ``BEGIN IMMEDIATE`` transaction (``immediate_transaction``). One connection,
 kept open and shared by the threads under a lock (processes share the file through WAL): a search pays well under a
@@ -16,6 +17,7 @@ refused, not altered. Callers that must never fail because of the log (searching
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -32,6 +34,8 @@ from evorag.errors import UserError
 FILENAME = "usage.sqlite3"
 MAX_TEXT = 1000  # characters of a query or request kept: enough to recognise it, not a dump of a pasted file
 MAX_ERROR = 200
+MAX_PAGES = 20  # URLs kept per query: what an answer cites or a search's first results
+MAX_COMMENT = 500
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -81,6 +85,27 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX evolutions_by_time ON evolutions (ts);
         """,
     ),
+    (
+        2,
+        # Feedback on an answer or a search (thumbs up/down), per principal; ``pages`` (JSON list of URLs) is what
+        # an answer cited or a search returned, so a thumbs-down can name the pages its principal rejected.
+        """
+        ALTER TABLE queries ADD COLUMN pages TEXT;
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            query_id INTEGER REFERENCES queries (id),
+            interface TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            query TEXT NOT NULL,
+            value INTEGER NOT NULL CHECK (value IN (-1, 1)),
+            comment TEXT,
+            pages TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE INDEX feedback_by_time ON feedback (ts);
+        CREATE INDEX feedback_by_principal ON feedback (principal, value);
+        """,
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -103,6 +128,26 @@ class QueryRecord:
     extractive: bool = False
     latency_ms: float = 0.0
     error: str | None = None
+    id: int | None = None
+    pages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    """A thumbs up (``value`` 1) or down (-1) from ``principal`` on a logged answer or search (``query_id``), or on
+    a question given as text (``query_id`` None); ``pages``: what that answer cited or that search returned."""
+
+    ts: float
+    interface: str
+    principal: str
+    query: str
+    value: int
+    comment: str | None = None
+    pages: tuple[str, ...] = ()
+    query_id: int | None = None
     id: int | None = None
 
     def to_dict(self) -> dict:
@@ -219,13 +264,28 @@ class UsageLog:
     def record_query(self, *, kind: str, via: str | None, principal: str, query: str, source: str | None = None,
                      hits: int | None = None, top_score: float | None = None, grounding: float | None = None,
                      overall: float | None = None, not_found: bool = False, extractive: bool = False,
-                     latency_ms: float = 0.0, error: str | None = None, ts: float | None = None) -> int:
+                     latency_ms: float = 0.0, error: str | None = None, ts: float | None = None,
+                     pages: Iterable[str] = ()) -> int:
         return self._insert("queries", {
             "ts": time.time() if ts is None else ts, "kind": kind, "interface": _interface(via),
             "principal": principal[:64], "query": self._text(query) or "", "source": self._text(source, 200),
             "hits": hits, "top_score": top_score, "grounding": grounding, "overall": overall,
             "not_found": int(bool(not_found)), "extractive": int(bool(extractive)), "latency_ms": float(latency_ms),
-            "error": self._text(error, MAX_ERROR)})
+            "error": self._text(error, MAX_ERROR), "pages": self._pages(pages)})
+
+    def _pages(self, pages: Iterable[str]) -> str:
+        unique = list(dict.fromkeys(str(p)[:2048] for p in pages if p))[:MAX_PAGES]
+        return json.dumps([self._redact.text(p) for p in unique])
+
+    def record_feedback(self, *, via: str | None, principal: str, query: str, value: int,
+                        comment: str | None = None, pages: Iterable[str] = (), query_id: int | None = None,
+                        ts: float | None = None) -> int:
+        if value not in (-1, 1):
+            raise UserError(f"feedback is +1 (up) or -1 (down), got {value!r}")
+        return self._insert("feedback", {
+            "ts": time.time() if ts is None else ts, "query_id": query_id, "interface": _interface(via),
+            "principal": principal[:64], "query": self._text(query) or "", "value": int(value),
+            "comment": self._text(comment, MAX_COMMENT) or None, "pages": self._pages(pages)})
 
     def record_tool_call(self, *, via: str | None, principal: str, tool: str, ok: bool, latency_ms: float,
                          error: str | None = None, ts: float | None = None) -> int:
@@ -254,8 +314,45 @@ class UsageLog:
         return [QueryRecord(ts=r["ts"], kind=r["kind"], interface=r["interface"], principal=r["principal"],
                             query=r["query"], source=r["source"], hits=r["hits"], top_score=r["top_score"],
                             grounding=r["grounding"], overall=r["overall"], not_found=bool(r["not_found"]),
-                            extractive=bool(r["extractive"]), latency_ms=r["latency_ms"], error=r["error"], id=r["id"])
+                            extractive=bool(r["extractive"]), latency_ms=r["latency_ms"], error=r["error"], id=r["id"],
+                            pages=_pages(r["pages"]))
                 for r in self._rows("queries", since, until)]
+
+    def query(self, query_id: int) -> QueryRecord | None:
+        """The logged search or answer with this id, or None."""
+        with self._connect() as connection:
+            r = connection.execute("SELECT * FROM queries WHERE id = ?", (int(query_id),)).fetchone()
+        if r is None:
+            return None
+        return QueryRecord(ts=r["ts"], kind=r["kind"], interface=r["interface"], principal=r["principal"],
+                           query=r["query"], source=r["source"], hits=r["hits"], top_score=r["top_score"],
+                           grounding=r["grounding"], overall=r["overall"], not_found=bool(r["not_found"]),
+                           extractive=bool(r["extractive"]), latency_ms=r["latency_ms"], error=r["error"], id=r["id"],
+                           pages=_pages(r["pages"]))
+
+    def latest_query(self, principal: str, text: str) -> QueryRecord | None:
+        """The principal's newest logged search or answer of exactly ``text`` (case and spacing aside), or None."""
+        wanted = " ".join(text.lower().split())
+        with self._connect() as connection:
+            rows = connection.execute("SELECT id, query FROM queries WHERE principal = ? ORDER BY id DESC LIMIT 500",
+                                      (principal[:64],)).fetchall()
+        found = next((r["id"] for r in rows if " ".join(r["query"].lower().split()) == wanted), None)
+        return self.query(found) if found is not None else None
+
+    def feedback(self, *, since: float | None = None, until: float | None = None,
+                 principal: str | None = None, value: int | None = None) -> list[FeedbackRecord]:
+        """The feedback given in [since, until), oldest first; only ``principal``'s, only ``value``, if given."""
+        sql = "SELECT * FROM feedback WHERE ts >= ? AND ts < ?"
+        args: list = [since if since is not None else 0.0, until if until is not None else float("inf")]
+        if principal is not None:
+            sql, args = sql + " AND principal = ?", [*args, principal[:64]]
+        if value is not None:
+            sql, args = sql + " AND value = ?", [*args, int(value)]
+        with self._connect() as connection:
+            rows = connection.execute(sql + " ORDER BY ts, id", args).fetchall()
+        return [FeedbackRecord(ts=r["ts"], interface=r["interface"], principal=r["principal"], query=r["query"],
+                               value=r["value"], comment=r["comment"], pages=_pages(r["pages"]),
+                               query_id=r["query_id"], id=r["id"]) for r in rows]
 
     def tool_calls(self, *, since: float | None = None, until: float | None = None) -> list[ToolCallRecord]:
         return [ToolCallRecord(ts=r["ts"], interface=r["interface"], principal=r["principal"], tool=r["tool"],
@@ -267,3 +364,11 @@ class UsageLog:
                                 outcome=r["outcome"], gate=r["gate"], reason=r["reason"], tool=r["tool"],
                                 latency_ms=r["latency_ms"], id=r["id"])
                 for r in self._rows("evolutions", since, until)]
+
+
+def _pages(text: str | None) -> tuple[str, ...]:
+    try:
+        pages = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple(p for p in pages if isinstance(p, str)) if isinstance(pages, list) else ()

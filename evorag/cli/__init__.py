@@ -21,6 +21,7 @@ from evorag.cli import _knowledge, _sources, _quality, _evolution, _teams, _appr
 from evorag.cli import _monitoring, _webhooks  # noqa: F401
 from evorag.cli import _proposals  # noqa: F401
 from evorag.cli import _usage  # noqa: F401
+from evorag.cli import _feedback  # noqa: F401
 # isort: on
 from evorag.errors import EvoragError
 from evorag.terminal import strip_control

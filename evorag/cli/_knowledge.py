@@ -268,6 +268,8 @@ def ask(
         _print_citations(answer)
     if answer.metrics:
         out.print(f"[dim]quality: {_quality_line(answer.metrics)}  (model: {esc(answer.model)})[/]")
+    if answer.answer_id is not None:
+        out.print(f"[dim]answer {answer.answer_id}: rate it with `evorag feedback {answer.answer_id} up|down`[/]")
 
 
 @app.command()

@@ -18,7 +18,8 @@ def anomalies(
     last: Annotated[int, typer.Option(min=1, max=100_000, help="Scan the newest N answers.")] = 2000,
     warmup: Annotated[int, typer.Option(min=8, max=10_000, help="Answers each metric learns from first.")] = 48,
     notify: Annotated[bool, typer.Option(
-        "--notify", help="Send alerts not sent before to the webhooks subscribed to `anomaly`.")] = False,
+        "--notify", help="Send alerts not sent before to the webhooks subscribed to `anomaly`, and propose a heal "
+        "run for each one a health check can explain.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Anomalies (spikes, shifts, drifts) in answer quality, grounding, retrieval nDCG and latency."""
@@ -41,6 +42,8 @@ def anomalies(
         out.print(table)
     if learning:
         out.print(f"still learning (fewer than {report.warmup} values): {', '.join(learning)}")
+    if report.heal_proposals:
+        out.print(f"heal proposals waiting for approval (`evorag proposals`): {', '.join(report.heal_proposals)}")
 
 
 @app.command()

@@ -87,13 +87,16 @@ def show(proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: Jso
         out.print(f"  {reason['url']}  ({reason['origin']} of {reason['found_in']}"
                   f"{', ' + reason['reason'] if reason.get('reason') else ''}; matched "
                   f"{', '.join(reason['matched_terms'])})", highlight=False, markup=False)
-    if proposal.kind == "tool":
+    if proposal.kind in ("tool", "heal"):
         out.print(proposal.request, highlight=False, markup=False)
     out.print("evidence:", highlight=False)
     for query in proposal.evidence:
         out.print(f"  - {query}", highlight=False, markup=False)
-    if proposal.effect:
+    if proposal.effect and "mean_before" in proposal.effect:
         out.print(f"before {proposal.effect['mean_before']}  after {proposal.effect['mean_after']}",
+                  highlight=False, markup=False)
+    elif proposal.effect and proposal.effect.get("heal_request"):
+        out.print(f"heal request {proposal.effect['heal_request']} done: healed {proposal.effect.get('healed')}",
                   highlight=False, markup=False)
     if proposal.error:
         out.print(f"error: {proposal.error}", highlight=False, markup=False)

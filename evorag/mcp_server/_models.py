@@ -40,6 +40,7 @@ class RagAnswer(_Result):
     model: str
     fallback: bool = False
     note: str | None = None
+    answer_id: int | None = None  # what rate_answer takes (None when the usage log could not record the answer)
 
 
 class CodeExamples(_Result):

@@ -12,6 +12,7 @@ from mcp.server.fastmcp import FastMCP
 from evorag.mcp_server import (
     _tools_approvals,
     _tools_evolution,
+    _tools_feedback,
     _tools_knowledge,
     _tools_proposals,
     _tools_queue,
@@ -29,6 +30,7 @@ TOOL_GROUPS: tuple[ToolGroup, ...] = (
     _tools_queue.tools,
     _tools_usage.tools,
     _tools_proposals.tools,
+    _tools_feedback.tools,
 )
 GENERATED_TOOL_OPERATION = "call_tool"  # what calling a deployed (evolved) tool is
 

@@ -10,7 +10,8 @@
   changes wait in the approval queue (``evorag approvals``), as with ``--yes`` off.
 - ``health`` (periodic, daily by default): the health checks, changing nothing.
 - ``anomalies`` (periodic, hourly by default): the anomaly detector over the answer history; each new alert is
-  sent once to the ``anomaly`` webhook subscribers (the same as `evorag anomalies --notify`).
+  sent once to the ``anomaly`` webhook subscribers, and one whose stream a health check can explain becomes a
+  ``heal`` proposal waiting for approval (the same as `evorag anomalies --notify`; see _proposals).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ async def _health(task: TaskContext) -> dict:
 
 
 async def _anomalies(task: TaskContext) -> dict:
-    """Watch the metric streams: each new alert goes to the ``anomaly`` webhook subscribers once per home."""
+    """Watch the metric streams: each new alert goes to the ``anomaly`` webhook subscribers once per home, and
+    becomes a heal proposal where a health check applies (the result lists their ids)."""
     task.progress({"stage": "checking the metric streams"})
     report = await asyncio.to_thread(task.service.anomalies, notify=True, principal=task.principal)
     return report.to_dict()

@@ -19,6 +19,7 @@ from evorag.principals import Principal, Role, UserRecord, local_principal
 from evorag.service._accounts import AccountsService, Login
 from evorag.service._components import Components
 from evorag.service._context import ServiceContext
+from evorag.service._feedback import FeedbackService
 from evorag.service._jobs import CrawlJob
 from evorag.service._knowledge import KnowledgeService
 from evorag.service._monitoring import AnomalyReport, Health, MonitoringService, Status
@@ -38,6 +39,7 @@ from evorag.tools.proposals import MissingFeature, Proposal, WeakTopic, WeakTopi
 from evorag.tools.regression_gate import DEFAULT_TOLERANCE
 from evorag.tools.result_budget import SeenResults
 from evorag.tools.types import CrawlRequest, Hit
+from evorag.tools.usage_log import FeedbackRecord
 
 if TYPE_CHECKING:
     from evorag.service._admin import AdminService, BackupResult, NewCredentials, RestoreResult
@@ -89,8 +91,10 @@ class Evorag:
         self.accounts = AccountsService(self._context)
         self.monitoring = MonitoringService(
             self._context, queued=lambda: self.requests.requests(finished=False, limit=1000),
-            schedules=lambda: self.requests.store().schedules())
+            schedules=lambda: self.requests.store().schedules(),
+            new_alerts=lambda alerts, who: [p.id for p in self.proposals.heal_from_alerts(alerts, principal=who)])
         self.usage = UsageService(self._context)
+        self.feedbacks = FeedbackService(self._context)
         self.proposals = ProposalsService(self._context, self)
         self.quotas = QuotaService(self._context)
         self.parts.retrieval_gate = lambda: self.quality.retrieval_gate()
@@ -433,6 +437,15 @@ class Evorag:
     def usage_weak_topics(self, *, since: str | float | None = None,
                           principal: Principal | None = None) -> list[UsageWeakTopic]:
         return self.usage.weak_topics(since=since, principal=principal)
+
+    # Feedback on answers (evorag/service/_feedback.py)
+    def feedback(self, answer: int | str, value: int | str, *, comment: str = "", pages: list[str] | None = None,
+                 principal: Principal | None = None) -> FeedbackRecord:
+        """Thumbs up (+1, "up") or down (-1, "down") on an answer (its ``answer_id``) or a question (its text)."""
+        return self.feedbacks.give(answer, value, comment=comment, pages=pages, principal=principal)
+
+    def feedback_given(self, *, principal: Principal | None = None) -> list[FeedbackRecord]:
+        return self.feedbacks.given(principal=principal)
 
     # Webhooks
     def add_webhook(self, url: str, events: Sequence[str], *, allow_private: bool = False,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from evorag.errors import NotFoundError, UserError
 from evorag.principals import Principal
 from evorag.service._context import ServiceContext
+from evorag.service._feedback import RejectedPages
 from evorag.service._inputs import default_source_name, require_text, validate_source_name
 from evorag.service._jobs import CrawlJob, CrawlJobs
 from evorag.service._requests import RequestsService
@@ -63,6 +64,7 @@ class KnowledgeService:
         self._ctx = ctx
         self.jobs = CrawlJobs(requests)  # crawl jobs are requests in the one request queue
         self.usage = UsageRecorder(ctx)  # every search and answer is logged (evorag/service/_usage.py)
+        self.rejected = RejectedPages(ctx)  # a principal's thumbs-down pages, demoted (evorag/service/_feedback.py)
 
     # Crawling
     async def start_crawl(self, request: CrawlRequest, *, on_progress: ProgressCallback | None = None,
@@ -227,7 +229,7 @@ class KnowledgeService:
         # own sake (no other operation under way) is usage.
         logged, started = current_operation() is None, time.perf_counter()
         try:
-            hits = self._search(query, source=source, limit=limit, code=code, max_per_page=max_per_page)
+            hits = self._search(query, source=source, limit=limit, code=code, max_per_page=max_per_page, who=who)
         except Exception as exc:
             if logged:
                 self.usage.search(who, query, source=source, hits=None, started=started, error=exc)
@@ -237,8 +239,9 @@ class KnowledgeService:
         return hits
 
     def _search(self, query: str, *, source: str | None, limit: int, code: bool = False,
-                max_per_page: int | None = None) -> list[Hit]:
-        """``search`` without the role check and the usage log (answering logs the question instead)."""
+                max_per_page: int | None = None, who: Principal | None = None) -> list[Hit]:
+        """``search`` without the role check and the usage log (answering logs the question instead). With
+        ``who``, the pages ``who`` gave a thumbs-down for this question are demoted (evorag.service._feedback)."""
         require_text(query, "query")
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
             raise UserError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}")
@@ -251,7 +254,10 @@ class KnowledgeService:
                                               candidates=max(settings.candidates, limit))
         if max_per_page is not None:
             options.max_per_page = max_per_page
-        return self._ctx.parts.searcher().search(query, options)
+        searcher = self._ctx.parts.searcher()
+        vector = searcher.embedder.embed_query(query)  # embedded once: the search and the feedback lookup share it
+        hits = searcher.search_vector(query, vector, options)
+        return self.rejected.demote(who, vector, hits) if who is not None else hits
 
     def ask(self, question: str, *, source: str | None = None, evaluate: bool = True, reference: str | None = None,
             relevance: dict | None = None, principal: Principal | None = None) -> Answer:
@@ -275,17 +281,18 @@ class KnowledgeService:
             started, retrieved = time.perf_counter(), {}
             try:
                 answer = await self._answer(question, source=source, evaluate=evaluate, reference=reference,
-                                            relevance=relevance, retrieved=retrieved)
+                                            relevance=relevance, retrieved=retrieved, who=who)
             except Exception as exc:
                 await asyncio.to_thread(self.usage.ask, who, question, source=source, top_score=retrieved.get("top"),
                                         started=started, error=exc)
                 raise
-            await asyncio.to_thread(self.usage.ask, who, question, source=source, answer=answer,
-                                    top_score=retrieved.get("top"), started=started)
+            answer.answer_id = await asyncio.to_thread(self.usage.ask, who, question, source=source, answer=answer,
+                                                       top_score=retrieved.get("top"), started=started)
             return answer
 
     async def _answer(self, question: str, *, source: str | None, evaluate: bool, reference: str | None,
-                      relevance: dict | None, retrieved: dict | None = None) -> Answer:
+                      relevance: dict | None, retrieved: dict | None = None,
+                      who: Principal | None = None) -> Answer:
         settings, parts = self._ctx.settings, self._ctx.parts
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -293,7 +300,7 @@ class KnowledgeService:
         def retrieve():
             from evorag.tools.answering import assemble_context  # see TYPE_CHECKING above
 
-            hits = self._search(question, source=source, limit=settings.answer_passages * 2)
+            hits = self._search(question, source=source, limit=settings.answer_passages * 2, who=who)
             if retrieved is not None and hits:
                 retrieved["top"] = max(float(hit.score) for hit in hits)
             timings["retrieve"] = round((time.perf_counter() - started) * 1000, 1)

@@ -36,10 +36,11 @@ class AnomalyReport:
     warmup: int
     values: dict[str, int]
     alerts: list[Alert] = field(default_factory=list)
+    heal_proposals: list[str] = field(default_factory=list)  # notify: ids of the heal proposals made
 
     def to_dict(self) -> dict:
         return {"records": self.records, "warmup": self.warmup, "values": self.values,
-                "alerts": [alert.to_dict() for alert in self.alerts]}
+                "alerts": [alert.to_dict() for alert in self.alerts], "heal_proposals": self.heal_proposals}
 
 
 @dataclass(slots=True)
@@ -155,16 +156,18 @@ class Health:
 
 class MonitoringService:
     def __init__(self, ctx: ServiceContext, queued: Callable[[], list] | None = None,
-                 schedules: Callable[[], list] | None = None) -> None:
+                 schedules: Callable[[], list] | None = None,
+                 new_alerts: Callable[[list[Alert], Principal | None], list[str]] | None = None) -> None:
         self._ctx = ctx
         self._queued = queued  # the unfinished queue requests, when the service has a queue
         self._schedules = schedules  # the queue's schedules, likewise
+        self._new_alerts = new_alerts  # given the alerts notified for the first time: the heal proposals' ids
 
     def anomalies(self, *, last: int = 2000, warmup: int = 48, notify: bool = False,
                   principal: Principal | None = None) -> AnomalyReport:
         """Anomalies in answer quality, grounding, retrieval nDCG and latency over the newest ``last`` answers
         (reader role). ``notify`` (operator role) sends each alert not sent before as an ``anomaly`` webhook
-        event, once per home."""
+        event, once per home, and makes a heal proposal of it where a health check applies."""
         self._ctx.check(principal, "metrics")
         if notify:
             self._ctx.check(principal, "heal")
@@ -174,16 +177,21 @@ class MonitoringService:
             raise UserError(f"warmup must be between 8 and 10000, got {warmup}")
         records = self._ctx.parts.metrics.history(last=last, kind="answer")
         alerts, values = scan(records, warmup=warmup)
+        report = AnomalyReport(records=len(records), warmup=warmup, values=values, alerts=alerts)
         if notify and records:
-            self._notify(alerts, newest=int(records[-1]["id"]))
-        return AnomalyReport(records=len(records), warmup=warmup, values=values, alerts=alerts)
+            new = self._notify(alerts, newest=int(records[-1]["id"]))
+            if new and self._new_alerts is not None:
+                report.heal_proposals = self._new_alerts(new, principal)
+        return report
 
-    def _notify(self, alerts: list[Alert], *, newest: int) -> None:
+    def _notify(self, alerts: list[Alert], *, newest: int) -> list[Alert]:
+        """Send the alerts past the home's cursor; returns them (each alert is new exactly once)."""
         webhooks = self._ctx.parts.webhooks
         sent_up_to = webhooks.store.advance_cursor("anomalies", newest)
-        for alert in alerts:
-            if alert.record_id is not None and alert.record_id > sent_up_to:
-                webhooks.emit("anomaly", alert.to_dict())
+        new = [alert for alert in alerts if alert.record_id is not None and alert.record_id > sent_up_to]
+        for alert in new:
+            webhooks.emit("anomaly", alert.to_dict())
+        return new
 
     def costs(self, *, day: str | None = None, principal: Principal | None = None) -> CostReport:
         """Model calls, tokens and cost of ``day`` (YYYY-MM-DD, UTC; default today) by principal, operation,

@@ -5,11 +5,16 @@ and run the approved ones through the request queue (see evorag.tools.proposals 
   analysis's, else from the answer reports as `evorag gaps` finds them; or any ``WeakTopicSource``) are matched with every URL the catalog knows but has not indexed
   (sitemap and llms.txt entries past the page limit, excluded or depth-cut pages, links to other sites) and with
   the documentation URLs of installed packages; missing features (default: evolutions rejected and never
-  deployed) become evolution requests. Each new proposal gets a MEDIUM-risk approval request (approvers are
+  deployed, and unanswered questions asking for a transformation no tool does) become evolution requests. Each new proposal gets a MEDIUM-risk approval request (approvers are
   told by the ``approval_pending`` webhook event) and raises the ``proposal`` event.
 - Deciding its approval (``evorag approvals approve ID``, the UI, MCP) decides the proposal: approved, a crawl
   proposal queues a ``proposal-crawl`` request and a tool proposal an ``evolve`` request (origin ``proposal``,
   its evidence counted in the priority); rejected, it is never proposed again.
+- ``heal_from_alerts`` (called with the new alerts each time the anomalies are notified: the periodic
+  ``anomalies`` task, `evorag anomalies --notify`): a new alert of a stream a health check can explain becomes a
+  ``heal`` proposal, the alert its evidence; approved, it queues a ``heal`` request whose description is written
+  from the alert's numbers (never its text), and the proposal is done with the healing's outcome. The notify
+  cursor hands each alert over once, and the store keeps one proposal per alert.
 - ``proposal-crawl`` asks the evidence queries, crawls each proposed page into a source of its own
   (``proposal-ID-N``, that page only), asks them again and records the effect: the scores before and after.
 """
@@ -43,6 +48,7 @@ from evorag.tools.proposals import (
     WeakTopic,
     WeakTopicSource,
     crawl_proposal,
+    heal_proposal,
     missing_features_from_audit,
     tool_proposal,
     weak_topics_from_answers,
@@ -51,6 +57,8 @@ from evorag.tools.types import CrawlRequest
 
 if TYPE_CHECKING:
     from evorag.service._facade import Evorag
+    from evorag.tools.metric_anomalies import Alert
+    from evorag.tools.usage_analysis import UsageAnalysis
 
 CRAWL_KIND = "proposal-crawl"
 USAGE_PERIOD = "30d"  # how far back the usage analysis looks for weak topics when proposals are made
@@ -78,19 +86,37 @@ class ProposalsService:
                 self._store = None
 
     # Inputs
-    def weak_topics(self, *, threshold: float = 0.5, last: int = 500, since: str = USAGE_PERIOD) -> list[WeakTopic]:
+    def weak_topics(self, *, threshold: float = 0.5, last: int = 500, since: str = USAGE_PERIOD,
+                    analysis: UsageAnalysis | None = None) -> list[WeakTopic]:
         """The default input of ``make``: the usage analysis's weak topics since ``since`` (every interface's
         searches and questions, clustered by meaning, worst first), or, when the usage log has none (a home from
-        before it), weak topics from the newest ``last`` answer reports, grouped by shared terms."""
+        before it), weak topics from the newest ``last`` answer reports, grouped by shared terms. ``analysis``:
+        that usage analysis, when the caller has it already."""
+        weak_topics = (analysis.weak_topics if analysis is not None
+                       else self._service.usage.weak_topics(since=since))
         from_usage = [WeakTopic(weak.topic.label, tuple(dict.fromkeys(item["query"] for item in weak.evidence)),
-                                weak.score) for weak in self._service.usage.weak_topics(since=since)]
+                                weak.score) for weak in weak_topics]
         if from_usage:
             return from_usage
         return weak_topics_from_answers(self._ctx.parts.metrics.history(last=last, kind="answer"), threshold=threshold)
 
-    def missing_features(self, *, last: int = 2000) -> list[MissingFeature]:
-        """Capabilities asked for by evolutions that were rejected and never deployed (newest ``last`` entries)."""
-        return missing_features_from_audit(self._ctx.parts.pipeline.audit.entries(last))
+    def missing_features(self, *, last: int = 2000, since: str = USAGE_PERIOD,
+                         analysis: UsageAnalysis | None = None) -> list[MissingFeature]:
+        """Capabilities asked for by evolutions that were rejected and never deployed (newest ``last`` audit
+        entries), and by questions since ``since`` that asked evorag to transform input they gave, that no tool
+        does and the docs did not answer (the usage analysis's ``question`` capabilities). A question's request is
+        its instruction only: the input it gave is the user's data, not part of an evolution request."""
+        from evorag.tools.transformation_requests import transformation_ask
+
+        features = missing_features_from_audit(self._ctx.parts.pipeline.audit.entries(last))
+        analysis = analysis if analysis is not None else self._service.usage.analyse(since=since)
+        for capability in analysis.missing_capabilities:
+            if capability.kind != "question":
+                continue
+            asks = [transformation_ask(question) for question in capability.evidence]
+            requests = tuple(dict.fromkeys(ask.instruction for ask in asks if ask is not None)) or (capability.label,)
+            features.append(MissingFeature(capability.label, requests, capability.score))
+        return sorted(features, key=lambda f: (-f.impact, f.label))
 
     def candidates(self, *, packages: bool = True) -> list[Candidate]:
         """Every URL known but not indexed: pages crawls found and did not visit, links to other sites, and
@@ -113,17 +139,33 @@ class ProposalsService:
         with self._ctx.acting(principal, "gaps"):
             if callable(topics):
                 topics = topics()
-            topics = self.weak_topics(threshold=threshold) if topics is None else list(topics)
-            features = self.missing_features() if features is None else list(features)
+            # One usage analysis (it embeds every question of the period) when both inputs come from it.
+            analysis = self._service.usage.analyse(since=USAGE_PERIOD) if topics is None and features is None else None
+            topics = self.weak_topics(threshold=threshold, analysis=analysis) if topics is None else list(topics)
+            features = self.missing_features(analysis=analysis) if features is None else list(features)
             candidates = self.candidates(packages=packages) if topics else []
             made = [p for p in (crawl_proposal(t, candidates, max_urls=max_urls) for t in topics) if p is not None]
             made += [tool_proposal(feature) for feature in features]
             made.sort(key=lambda p: (-p.score, p.kind, p.topic))
             return [self._submit(proposal) for proposal in made if self.store().add(proposal) is not None]
 
+    def heal_from_alerts(self, alerts: Sequence[Alert], *, principal: Principal | None = None) -> list[Proposal]:
+        """Heal proposals for new ``alerts`` (oldest first): one per stream a health check can explain, made from
+        its first alert (the stream's later ones in this batch are evidence too); an alert proposed before is not
+        proposed again. Operator role (``heal``)."""
+        by_stream: dict[str, list[Alert]] = {}
+        for alert in alerts:
+            by_stream.setdefault(alert.metric, []).append(alert)
+        made = [p for p in (heal_proposal(stream) for stream in by_stream.values()) if p is not None]
+        if not made:
+            return []
+        with self._ctx.acting(principal, "heal"):
+            return [self._submit(proposal) for proposal in made if self.store().add(proposal) is not None]
+
     def _submit(self, proposal: Proposal) -> Proposal:
         pipeline = self._ctx.parts.pipeline
         what = (f"crawl {len(proposal.urls)} page(s): {proposal.target}" if proposal.kind == "crawl"
+                else "queue a heal run for an anomaly" if proposal.kind == "heal"
                 else "queue an evolution for a missing tool")
         approval = pipeline.approvals.create(
             tool=f"proposal-{proposal.id}", risk="MEDIUM", ttl=pipeline.approval_ttl,
@@ -166,6 +208,11 @@ class ProposalsService:
                 proposal.status, proposal.effect = "done", {"evolution_request": request.id,
                                                             "result": request.result}
                 self.store().save(proposal)
+            elif request is not None and request.status == "done" and proposal.kind == "heal":
+                result = request.result if isinstance(request.result, dict) else {}
+                proposal.status, proposal.effect = "done", {"heal_request": request.id,
+                                                            "healed": result.get("healed"), "result": request.result}
+                self.store().save(proposal)
         return proposal
 
     def decided(self, approval: ApprovalRequest, who: Principal) -> None:
@@ -188,6 +235,9 @@ class ProposalsService:
                 request = self._service.requests.submit(
                     CRAWL_KIND, {"proposal": proposal.id}, origin="proposal", evidence=len(proposal.evidence),
                     key=f"proposal:{proposal.id}", principal=who)
+            elif proposal.kind == "heal":
+                request = self._service.requests.submit("heal", {"description": proposal.request}, origin="proposal",
+                                                        evidence=len(proposal.evidence), principal=who)
             else:
                 request = self._service.requests.submit("evolve", {"request": proposal.request}, origin="proposal",
                                                         evidence=len(proposal.evidence), principal=who)

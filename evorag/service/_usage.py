@@ -29,6 +29,12 @@ DEFAULT_SINCE = "7d"
 MAX_QUERIES = 20_000  # the newest queries analysed (embedding is the cost: ~20k short texts is about a minute)
 
 
+def cited_pages(answer) -> list[str]:
+    """The pages an answer cited, else (no citation) the pages it was given."""
+    cited = [c.get("url") for c in answer.citations or () if isinstance(c, dict) and c.get("url")]
+    return cited or [s.get("url") for s in answer.sources_used or () if isinstance(s, dict) and s.get("url")]
+
+
 def _error_text(exc: BaseException) -> str:
     message = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -40,34 +46,40 @@ class UsageRecorder:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
 
-    def _write(self, what: str, write) -> None:
+    def _write(self, what: str, write):
+        """What ``write`` returned (a record's id), or None when the log could not be written."""
         try:
-            write(self._ctx.parts.usage_log)
+            return write(self._ctx.parts.usage_log)
         except Exception as exc:  # noqa: BLE001 - the log must never break a search, an answer or a tool call
             logger.warning("could not write the usage log (%s): %s", what, _error_text(exc))
+            return None
 
     def search(self, who: Principal, query: str, *, source: str | None, hits: list | None, started: float,
-               error: BaseException | None = None) -> None:
+               error: BaseException | None = None) -> int | None:
+        """Log a search; its id in the log (what feedback names), or None when it could not be logged."""
         top = max((float(h.score) for h in hits), default=None) if hits else None
-        self._write("search", lambda log: log.record_query(
+        return self._write("search", lambda log: log.record_query(
             kind="search", via=who.via, principal=who.name, query=query, source=source,
             hits=len(hits) if hits is not None else None, top_score=top, not_found=hits is not None and not hits,
-            latency_ms=(time.perf_counter() - started) * 1000, error=_error_text(error) if error else None))
+            latency_ms=(time.perf_counter() - started) * 1000, error=_error_text(error) if error else None,
+            pages=[h.chunk.url for h in hits or ()]))
 
     def ask(self, who: Principal, question: str, *, source: str | None, answer=None, top_score: float | None,
-            started: float, error: BaseException | None = None) -> None:
+            started: float, error: BaseException | None = None) -> int | None:
+        """Log an answer; its id in the log (the answer id feedback names), or None when it could not be logged."""
         metrics = (answer.metrics or {}) if answer is not None else {}
 
         def score(name: str) -> float | None:
             value = metrics.get(name)
             return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-        self._write("ask", lambda log: log.record_query(
+        return self._write("ask", lambda log: log.record_query(
             kind="ask", via=who.via, principal=who.name, query=question, source=source,
             hits=len(answer.sources_used) if answer is not None else None, top_score=top_score,
             grounding=score("grounding"), overall=score("overall"),
             not_found=bool(answer is not None and answer.not_found), extractive=bool(answer and answer.fallback),
-            latency_ms=(time.perf_counter() - started) * 1000, error=_error_text(error) if error else None))
+            latency_ms=(time.perf_counter() - started) * 1000, error=_error_text(error) if error else None,
+            pages=cited_pages(answer) if answer is not None else ()))
 
     def tool_call(self, who: Principal, tool: str, *, started: float, error: BaseException | None = None) -> None:
         self._write("tool call", lambda log: log.record_tool_call(
@@ -116,7 +128,19 @@ class UsageService:
         calls, evolutions = log.tool_calls(since=start, until=end), log.evolutions(since=start, until=end)
         # Nothing to cluster: the embedding model need not load.
         embed = self._ctx.parts.embedder.embed_documents if queries or evolutions else _no_embedding
-        return analyse(queries, calls, evolutions, embed=embed, since=start, until=end)
+        # Thumbs up/down (evorag.service._feedback) count as evidence for or against the topics they rate.
+        return analyse(queries, calls, evolutions, embed=embed, since=start, until=end,
+                       feedback=log.feedback(since=start, until=end), tools=self._tools_for(queries, start))
+
+    def _tools_for(self, queries: list, since: float) -> list[tuple[str, str]]:
+        """The deployed tools' names and descriptions, read (opening the tool registry) only when some question
+        of the period asked for a transformation the docs did not answer."""
+        from evorag.tools.transformation_requests import transformation_ask
+
+        if not any(q.ts >= since and q.kind == "ask" and q.not_found and transformation_ask(q.query) is not None
+                   for q in queries):
+            return []
+        return [(manifest.name, manifest.description) for manifest in self._ctx.parts.registry.tools()]
 
     def report(self, *, since: str | float | None = None, html: Path | None = None,
                principal: Principal | None = None) -> UsageReport:

@@ -12,7 +12,7 @@ from typing import Self
 
 from evorag.errors import EvoragError
 from evorag.ui._commands import COMMANDS
-from evorag.ui._plots import cost_figure, evolutions_figure, metrics_figure
+from evorag.ui._plots import cost_figure, evolutions_figure, metrics_figure, usage_figure
 from evorag.ui._render import (
     render_costs,
     render_crawl_progress,
@@ -20,9 +20,12 @@ from evorag.ui._render import (
     render_evolutions,
     render_history,
     render_pending,
+    render_proposal_decision,
+    render_proposals,
     render_rollback_question,
     render_status,
     render_trend,
+    render_usage,
     render_versions,
     starter_prompts,
 )
@@ -129,6 +132,34 @@ async def show_costs(report) -> None:
     import chainlit as cl  # see the module docstring
 
     await cl.Message(content=render_costs(report)).send()
+
+
+async def show_usage(analysis) -> None:
+    """The usage view: ``render_usage`` and a plot of the busiest topics' volume coloured by answer quality."""
+    import chainlit as cl  # see the module docstring
+
+    figure = usage_figure(analysis)
+    elements = [cl.Plotly(name="queries per topic", figure=figure, display="inline", size="large")] if figure else []
+    await cl.Message(content=render_usage(analysis), elements=elements).send()
+
+
+async def show_proposals(proposals, principal) -> None:
+    """The proposals view: the table of proposals, then one message per proposal waiting for a decision with
+    Approve / Reject for those who may decide it. The buttons are the /approvals view's ``decide_approval``
+    actions on the proposal's approval request: one approval path (the callback checks the role again)."""
+    import chainlit as cl  # see the module docstring
+
+    await cl.Message(content=render_proposals(principal, proposals)).send()
+    if not principal.can("approve"):
+        return
+    for proposal in [p for p in proposals if p.status == "proposed" and p.approval_id][:APPROVALS_SHOWN]:
+        actions = [
+            cl.Action(name="decide_approval", payload={"id": proposal.approval_id, "approve": True}, label="Approve",
+                      icon="check", tooltip=f"Approve proposal {proposal.id}: queue its {proposal.kind}"),
+            cl.Action(name="decide_approval", payload={"id": proposal.approval_id, "approve": False}, label="Reject",
+                      icon="x", tooltip=f"Reject proposal {proposal.id}"),
+        ]
+        await cl.Message(content=render_proposal_decision(proposal), actions=actions).send()
 
 
 async def show_pending_approval(request, principal) -> None:

@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("/status", "Health: CPU, memory, disk, queue, schedules, evolutions, agents, cost by day", "activity"),
     "costs": ("/costs", "Today's model cost by principal and operation, the budget and what is left (operators)",
               "coins"),
+    "usage": ("/usage [SINCE]", "What people asked (default: the last 7d): topics, weak topics, missing tools",
+              "chart-bar"),
+    "proposals": ("/proposals [make]", "Proposals from the usage and their effect; `make` (operators) makes new ones",
+                  "lightbulb"),
     "versions": ("/versions", "Checkpoints of the deployed tools, with rollback", "history"),
     "approvals": ("/approvals", "Changes waiting for approval: approvers approve or reject them", "shield-check"),
     "tools": ("/tools", "Tools the agents have deployed", "wrench"),
@@ -53,6 +57,10 @@ def parse_command(text: str, command: str | None = None, *, team_mode: bool = Fa
         raise UserError(f"unknown command /{name}", hint="type /help to see the commands")
     if name in ("ask", "crawl", "evolve") and not text:
         raise UserError(f"/{name} needs an argument", hint=f"usage: {COMMANDS[name][0]}")
+    if name == "proposals" and text.lower() not in ("", "make"):
+        raise UserError(f"/proposals takes no argument or `make`, got {text!r}", hint=f"usage: {COMMANDS[name][0]}")
+    if name == "usage" and len(text.split()) > 1:
+        raise UserError("/usage takes one period, such as 7d, 24h or 2024-05-01", hint=f"usage: {COMMANDS[name][0]}")
     if name == "evolve":
         return _with_docs(text)
     return Command(name, text)

@@ -114,3 +114,39 @@ def evolutions_figure(evolutions):
     rate = "" if evolutions.success_rate is None else f" · success rate {evolutions.success_rate:.0%}"
     _small_layout(figure, f"Evolution outcomes{rate}", "evolutions")
     return figure
+
+
+USAGE_TOPICS_PLOTTED = 15
+_UNSCORED = "#8b949e"
+
+
+def quality_color(quality: float | None) -> str:
+    """A topic's bar colour: red under 0.4, amber under 0.7, green from 0.7; grey when nothing was scored."""
+    if quality is None:
+        return _UNSCORED
+    return "#f85149" if quality < 0.4 else "#d29922" if quality < 0.7 else "#3fb950"
+
+
+def usage_figure(analysis):
+    """Horizontal bars of the busiest topics' query volume (evorag.tools.usage_analysis's UsageAnalysis), the
+    busiest on top, each coloured by its answer quality (``quality_color``: a long red bar is where the docs fail
+    the most people); None when the period had no queries."""
+    import plotly.graph_objects as go
+
+    topics = analysis.topics[:USAGE_TOPICS_PLOTTED]
+    if not topics:
+        return None
+    labels = [t.label if len(t.label) <= 48 else t.label[:47] + "…" for t in topics]
+    hover = [f"{html.escape(t.label[:120])}<br>quality {'–' if t.quality is None else f'{t.quality:.2f}'}"
+             f" · from the docs {'–' if t.answered_share is None else f'{t.answered_share:.0%}'}"
+             f" · trend {t.trend} (before: {t.previous_volume})" for t in topics]
+    figure = go.Figure(go.Bar(
+        x=[t.volume for t in topics], y=labels, orientation="h", customdata=hover,
+        marker={"color": [quality_color(t.quality) for t in topics]},
+        hovertemplate="%{customdata}<br>%{x} queries<extra></extra>",
+    ))
+    _small_layout(figure, "Queries per topic, coloured by answer quality", "")
+    figure.update_layout(height=max(260, 60 + 28 * len(topics)), margin={"l": 260},
+                         yaxis={"autorange": "reversed", "rangemode": "normal"},
+                         xaxis={"title": "queries", "rangemode": "tozero"})
+    return figure

@@ -199,6 +199,10 @@ def render_decision(approval_id: str, result) -> str:
     """What an Approve / Reject click in the /approvals view did."""
     if getattr(result, "status", None) == "deployed":
         return f"✓ Approved `{approval_id}`: {render_outcome(result)}"
+    proposal = (getattr(result, "payload", None) or {}).get("proposal")
+    if proposal and result.status == "approved":
+        return (f"Approval `{approval_id}` is now **approved**: the work of proposal `{proposal}` is queued "
+                "(`/proposals` shows its effect when it has run).")
     return f"Approval `{approval_id}` is now **{result.status}**."
 
 
@@ -384,3 +388,120 @@ def render_costs(report) -> str:
     if any(r.unpriced_calls for r in report.by_model):
         lines += ["", "Models without a price count $0: set `EVORAG_MODEL_PRICES`."]
     return "\n".join(lines)
+
+
+EVIDENCE_SHOWN = 5  # queries shown per weak topic, missing capability or proposal
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _evidence(queries: Sequence[str]) -> str:
+    shown = " · ".join(text_cell(q, 100) for q in queries[:EVIDENCE_SHOWN])
+    more = len(queries) - EVIDENCE_SHOWN
+    return (shown or "–") + (f" (+{more} more)" if more > 0 else "")
+
+
+def render_usage(analysis) -> str:
+    """A period's ``UsageAnalysis`` (evorag.tools.usage_analysis): the totals, the topics, the weak topics with the
+    queries behind them and the capabilities asked for but missing. Queries are whatever people typed: escaped."""
+    totals = analysis.totals
+    interfaces = ", ".join(f"{text_cell(name, 20)} {count}" for name, count in totals.get("by_interface", {}).items())
+    lines = [f"## Usage · {when(analysis.since)} to {when(analysis.until)} (UTC)", "",
+             (f"**{totals.get('queries', 0)} queries** ({totals.get('searches', 0)} searches, "
+              f"{totals.get('asks', 0)} answers, {totals.get('errors', 0)} failed) · by interface: "
+              f"{interfaces or 'none'} · mean latency {number(totals.get('mean_latency_ms'), 0)} ms · "
+              f"{totals.get('evolution_requests', 0)} evolution requests"), "", "### Topics", ""]
+    if analysis.topics:
+        lines += ["| topic | queries | before | trend | quality | from the docs | rephrasings | people |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|"]
+        lines += [f"| {text_cell(t.label, 90)} | {t.volume} | {t.previous_volume} | {text_cell(t.trend, 10)} | "
+                  f"{number(t.quality)} | {_share(t.answered_share)} | {t.rephrasings} | {t.principals} |"
+                  for t in analysis.topics]
+    else:
+        lines.append("No queries in this period.")
+    lines += ["", "### Weak topics (volume × impact)", ""]
+    if analysis.weak_topics:
+        lines += ["| weak topic | score | impact | why | queries asked |", "|---|---:|---:|---|---|"]
+        lines += [f"| {text_cell(w.topic.label, 90)} | {number(w.score)} | {number(w.impact)} | "
+                  f"{text_cell('; '.join(w.reasons), 160)} | {_evidence([e['query'] for e in w.evidence])} |"
+                  for w in analysis.weak_topics]
+    else:
+        lines.append("No weak topics.")
+    lines += ["", "### Missing capabilities (failures × share failed)", ""]
+    if analysis.missing_capabilities:
+        lines += ["| missing capability | kind | score | failures | failed | asked |", "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {text_cell(m.label, 90)} | {text_cell(m.kind, 20)} | {number(m.score)} | {m.count} | "
+                  f"{_share(m.impact)} | {_evidence(m.evidence)} |" for m in analysis.missing_capabilities]
+    else:
+        lines.append("Nothing asked for was missing.")
+    return "\n".join(lines)
+
+
+_SCORE_LABELS = (("overall", "overall"), ("grounding", "grounding"), ("ndcg", "nDCG"))
+
+
+def render_effect(proposal) -> str:
+    """What an approved proposal did: a crawl's mean scores of its evidence queries before -> after, an
+    evolution's request, or why it failed."""
+    effect = proposal.effect or {}
+    before, after = effect.get("mean_before"), effect.get("mean_after")
+    if before or after:
+        before, after = before or {}, after or {}
+        return " · ".join(f"{label} {number(before.get(key))} → {number(after.get(key))}"
+                          for key, label in _SCORE_LABELS)
+    if effect.get("evolution_request"):
+        return f"evolution request {code_span(effect['evolution_request'], 40)} done"
+    if effect.get("heal_request"):
+        return f"heal request {code_span(effect['heal_request'], 40)} done (healed: {effect.get('healed')})"
+    if proposal.error:
+        return text_cell(proposal.error, 160)
+    return "–"
+
+
+def _target(proposal) -> str:
+    if proposal.kind == "crawl":
+        return ", ".join(code_span(url, 120) for url in proposal.urls) or "–"
+    return text_cell(proposal.request, 160)
+
+
+def render_proposals(principal, proposals: Sequence) -> str:
+    """The /proposals view: who is looking, the proposals (newest first) and whether they may decide them."""
+    waiting = sum(p.status == "proposed" and bool(p.approval_id) for p in proposals)
+    lines = [f"## Proposals\n\n{render_principal(principal)}\n"]
+    if not proposals:
+        lines.append("No proposals yet. An operator makes them from the usage with `/proposals make`.")
+        return "\n".join(lines)
+    if not waiting:
+        lines.append(f"{len(proposals)} proposal(s); none waits for a decision.")
+    elif principal.role >= Role.APPROVER:
+        lines.append(f"{len(proposals)} proposal(s), {waiting} waiting for a decision: Approve queues its crawl or "
+                     "evolution, Reject means it is never proposed again.")
+    else:
+        lines.append(f"{len(proposals)} proposal(s), {waiting} waiting for a decision. Only approvers can decide "
+                     f"them; you are {principal.role}.")
+    # Short columns first, the long target and evidence last (the chat scrolls a wide table sideways). The topic
+    # is left out: its label is the most central of the evidence queries, shown anyway.
+    lines += ["", "| proposal | kind | score | status | effect (before → after) | target | evidence |",
+              "|---|---|---:|---|---|---|---|"]
+    lines += [f"| `{p.id}` | {p.kind} | {number(p.score)} | {text_cell(p.status, 20)} | {render_effect(p)} | "
+              f"{_target(p)} | {_evidence(p.evidence)} |" for p in proposals]
+    return "\n".join(lines)
+
+
+def render_proposal_decision(proposal) -> str:
+    """The message that carries a pending proposal's Approve / Reject buttons."""
+    what = (f"crawl {len(proposal.urls)} page(s): {_target(proposal)}" if proposal.kind == "crawl"
+            else f"queue a heal run: {_target(proposal)}" if proposal.kind == "heal"
+            else f"queue an evolution: {_target(proposal)}")
+    return (f"**Proposal `{proposal.id}`** ({text_cell(proposal.topic, 60)}) · score {number(proposal.score)} · "
+            f"approval `{proposal.approval_id}`\n\n{what}")
+
+
+def render_made_proposals(made: Sequence) -> str:
+    """What `/proposals make` made."""
+    if not made:
+        return "No new proposals: nothing in the usage calls for one that was not made before."
+    return (f"Made {len(made)} proposal(s), each waiting for approval:\n\n"
+            + "\n".join(f"- `{p.id}` {p.kind}: {text_cell(p.topic, 60)} → {_target(p)}" for p in made))

@@ -33,6 +33,8 @@ class Answer:
     note: str | None = None
     metrics: dict | None = None
     report_id: int | None = None
+    # The answer's id in the usage log: what feedback (thumbs up/down) names. None when it could not be logged.
+    answer_id: int | None = None
     invalid_citations: list[int] = field(default_factory=list)
     timings_ms: dict = field(default_factory=dict)
     tokens: dict = field(default_factory=dict)
