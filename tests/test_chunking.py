@@ -89,3 +89,19 @@ def test_embedding_text_has_breadcrumb():
 def test_empty_page_gives_no_chunks():
     assert chunks(markdown="") == []
     assert chunks(markdown="# Only a heading") == [] or all(c.text for c in chunks(markdown="# Only a heading"))
+
+
+def test_a_code_block_holding_a_backtick_fence_keeps_it_inside_the_chunk():
+    """A page may fence code with ~~~ (or ````) and show a ``` line inside it, e.g. a Markdown example: the chunk
+    renders it with a longer fence, so a CommonMark reader (the answers' and the evaluation's) sees one block."""
+    from evorag.tools.markdown_blocks import CodeBlock, fenced_segments
+
+    example = "# Title\n```python\nprint('hi')\n```"
+    markdown = f"# Writing docs\n\nShow a fenced block like this:\n\n~~~markdown\n{example}\n~~~\n\nThat is all."
+    chunks = chunk_page(url="https://d.example/docs", title="Docs", markdown=markdown, source="s",
+                        content_hash="h", crawled_at=0.0)
+    rendered = [c for c in chunks if "print('hi')" in c.text]
+    assert rendered
+    for chunk in rendered:
+        blocks = [item for item in fenced_segments(chunk.text.splitlines()) if isinstance(item, CodeBlock)]
+        assert [(block.language, block.code, block.closed) for block in blocks] == [("markdown", example, True)]

@@ -16,6 +16,7 @@ from evorag.tools.types import Chunk
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+#.-]*)")
+_LINE_BACKTICKS = re.compile(r"^[ \t]*(`{3,})", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`(\[])")
 _NAMESPACE = uuid.UUID("6f1c1c8e-8f0e-4c55-9d0b-2d8f3f3f2a10")
 
@@ -72,10 +73,18 @@ def parse_blocks(markdown: str) -> list[_Block]:
 
 def _render(block: _Block) -> str:
     if block.kind == "code":
-        return f"```{block.language or ''}\n{block.text}\n```"
+        fence = _fence_for(block.text)
+        return f"{fence}{block.language or ''}\n{block.text}\n{fence}"
     if block.kind == "heading":
         return f"{'#' * block.level} {block.text}"
     return block.text
+
+
+def _fence_for(code: str) -> str:
+    """A backtick fence longer than any backtick run that starts a line of ``code`` (CommonMark): a ``` line in
+    a block the page fenced with ~~~ or ```` must not close the block it is rendered in."""
+    longest = max((len(match.group(1)) for match in _LINE_BACKTICKS.finditer(code)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _split_long_text(text: str, max_chars: int) -> list[str]:
