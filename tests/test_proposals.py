@@ -108,6 +108,9 @@ def test_matching_is_by_shared_terms_and_explained() -> None:
     named = crawl_proposal(WeakTopic("h", ("How do I set httpx timeouts?",)),
                            [Candidate("https://www.python-httpx.org/advanced/timeouts/", "package docs", "httpx")])
     assert named is not None and named.reasons[0]["origin"] == "package docs"
+    # A word of a compound package name does not name the package.
+    assert crawl_proposal(WeakTopic("t", ("What is the default job timeout?",)), [Candidate(
+        "https://github.com/pytest-dev/pytest-timeout", "package docs", "pytest-timeout")]) is None
     assert group_queries([*TLS_QUESTIONS, RATE_QUESTION]) == [list(TLS_QUESTIONS), [RATE_QUESTION]]
     rows = [{"query": q, "model": "extractive", "overall": 0.2} for q in (*TLS_QUESTIONS, TLS_QUESTIONS[0])]
     topics = weak_topics_from_answers(rows + [{"query": "fine", "model": "gpt", "grounding": 0.9, "ndcg": 0.9}])

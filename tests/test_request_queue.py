@@ -26,7 +26,7 @@ from evorag.principals import Principal, Role
 from evorag.service import CrawlRequest, Evorag
 from evorag.service._queue import QUEUE_FILE, RequestQueue
 from evorag.service._recurrence import Cron, Every, parse_recurrence
-from evorag.service._request_kinds import RequestKind, TaskContext, register_request_kind
+from evorag.service._request_kinds import RequestKind, TaskContext, periodic_tasks, register_request_kind
 
 BEFORE = {
     "index.html": ("Widget guide", "<p>The guide to the widget library.</p>"),
@@ -327,7 +327,9 @@ def test_the_scheduler_submits_a_due_refresh_exactly_once_and_it_reports_the_cha
     root, home, _ = crawled_site
     clock = FakeClock(dt.datetime(2026, 5, 1, 9, 30, tzinfo=dt.UTC).timestamp())
     set_at = clock.now
-    with _rag(home, clock=clock) as first, _rag(home, clock=clock) as second:
+    # Only the refresh's schedule here: periodic tasks (e.g. the hourly anomaly check) would fall due meanwhile.
+    quiet = dict.fromkeys(periodic_tasks(), "off")
+    with _rag(home, clock=clock, schedules=quiet) as first, _rag(home, clock=clock, schedules=quiet) as second:
         schedule = first.schedule_source("widget", "every 6h")
         assert (schedule.name, schedule.kind, schedule.spec) == ("refresh:widget", "refresh", "every 6h")
         assert schedule.next_due == set_at + 6 * 3_600 and schedule.last_request is None

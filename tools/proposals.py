@@ -205,9 +205,13 @@ def candidate_terms(candidate: Candidate) -> set[str]:
     return {t for t in tokenize(words) if t not in _URL_NOISE and not t.isdigit()}
 
 
+MIN_SHARE_OF_BEST = 0.5  # a proposed candidate's points, as a share of the best candidate's
+
+
 def crawl_proposal(topic: WeakTopic, candidates: Sequence[Candidate], *, max_urls: int = 5) -> Proposal | None:
     """A crawl proposal for ``topic``: the candidates its queries share terms with, best first (points = the
-    shared terms summed over the queries); None when no candidate matches. Score = impact x the best
+    shared terms summed over the queries; candidates under half the best one's points are left out); None when
+    no candidate matches. Score = impact x the best
     candidate's share of the topic's terms."""
     query_terms = [set(tokenize(query)) for query in topic.queries]
     all_terms = set().union(*query_terms) if query_terms else set()
@@ -219,15 +223,20 @@ def crawl_proposal(topic: WeakTopic, candidates: Sequence[Candidate], *, max_url
         matched = sorted(all_terms & terms)
         if not matched:
             continue
-        if candidate.origin == "package docs" and not (set(tokenize(candidate.found_in)) & all_terms):
-            continue  # a package's docs only for questions that name the package
+        # A package's docs only for questions that name the package: all of its name's terms, so a word of a
+        # compound name ("timeout" of pytest-timeout, "json" of dataclasses-json) names nothing.
+        if candidate.origin == "package docs" and not set(tokenize(candidate.found_in)) <= all_terms:
+            continue
         points = sum(len(q & terms) for q in query_terms)
         matches.append((points, len(matched), candidate, matched))
     if not matches:
         return None
     matches.sort(key=lambda m: (-m[0], -m[1], m[2].url))
+    # A page the topic's questions barely touch (one shared word in one question) is not what they ask about:
+    # only candidates with at least half the best candidate's support are proposed.
+    floor = matches[0][0] * MIN_SHARE_OF_BEST
     chosen: dict[str, tuple] = {}
-    for match in matches:
+    for match in (m for m in matches if m[0] >= floor):
         chosen.setdefault(match[2].url, match)
         if len(chosen) == max_urls:
             break

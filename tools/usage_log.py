@@ -21,7 +21,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -196,8 +196,10 @@ def _interface(via: str | None) -> str:
 class UsageLog:
     """The usage log of one home. An unreadable file or one from a newer evorag raises UserError naming it."""
 
-    def __init__(self, path: Path, *, known_secrets: Iterable[str] = (), busy_timeout: float = 10.0) -> None:
+    def __init__(self, path: Path, *, known_secrets: Iterable[str] = (), busy_timeout: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.clock = clock  # UTC epoch seconds of each record (the service's clock: tests script it)
         self.busy_timeout = busy_timeout
         self._redact = Redactor(known_secrets)
         self._lock = threading.Lock()
@@ -267,7 +269,7 @@ class UsageLog:
                      latency_ms: float = 0.0, error: str | None = None, ts: float | None = None,
                      pages: Iterable[str] = ()) -> int:
         return self._insert("queries", {
-            "ts": time.time() if ts is None else ts, "kind": kind, "interface": _interface(via),
+            "ts": self.clock() if ts is None else ts, "kind": kind, "interface": _interface(via),
             "principal": principal[:64], "query": self._text(query) or "", "source": self._text(source, 200),
             "hits": hits, "top_score": top_score, "grounding": grounding, "overall": overall,
             "not_found": int(bool(not_found)), "extractive": int(bool(extractive)), "latency_ms": float(latency_ms),
@@ -283,14 +285,14 @@ class UsageLog:
         if value not in (-1, 1):
             raise UserError(f"feedback is +1 (up) or -1 (down), got {value!r}")
         return self._insert("feedback", {
-            "ts": time.time() if ts is None else ts, "query_id": query_id, "interface": _interface(via),
+            "ts": self.clock() if ts is None else ts, "query_id": query_id, "interface": _interface(via),
             "principal": principal[:64], "query": self._text(query) or "", "value": int(value),
             "comment": self._text(comment, MAX_COMMENT) or None, "pages": self._pages(pages)})
 
     def record_tool_call(self, *, via: str | None, principal: str, tool: str, ok: bool, latency_ms: float,
                          error: str | None = None, ts: float | None = None) -> int:
         return self._insert("tool_calls", {
-            "ts": time.time() if ts is None else ts, "interface": _interface(via), "principal": principal[:64],
+            "ts": self.clock() if ts is None else ts, "interface": _interface(via), "principal": principal[:64],
             "tool": tool[:200], "ok": int(bool(ok)), "error": self._text(error, MAX_ERROR),
             "latency_ms": float(latency_ms)})
 
@@ -298,7 +300,7 @@ class UsageLog:
                          gate: str | None = None, reason: str | None = None, tool: str | None = None,
                          latency_ms: float = 0.0, ts: float | None = None) -> int:
         return self._insert("evolutions", {
-            "ts": time.time() if ts is None else ts, "interface": _interface(via), "principal": principal[:64],
+            "ts": self.clock() if ts is None else ts, "interface": _interface(via), "principal": principal[:64],
             "request": self._text(request) or "", "outcome": outcome[:64], "gate": self._text(gate, 64),
             "reason": self._text(reason, MAX_ERROR), "tool": self._text(tool, 200), "latency_ms": float(latency_ms)})
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +46,9 @@ class Components:
     every use (the answerer and the agent teams): the test seam, and a way to bring one's own client."""
 
     def __init__(self, settings: Settings, *, writer: WriterSlot, model_client: Any = None,
-                 model_name: str | None = None) -> None:
+                 model_name: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock  # UTC epoch seconds for the records that are read by day or period (costs, usage)
         self.writer = writer
         self._model_client = model_client
         self._model_name = model_name
@@ -147,7 +149,8 @@ class Components:
         """Every model call's tokens and cost, by principal, operation, model and agent."""
         return self._part("costs", lambda: CostLedger(self.settings.home / "costs.sqlite3",
                                                       prices=self.settings.model_prices,
-                                                      daily_budget=self.settings.daily_budget_usd))
+                                                      daily_budget=self.settings.daily_budget_usd,
+                                                      clock=self.clock))
 
     def model_name(self) -> str:
         if self._model_client is not None:
@@ -292,7 +295,8 @@ class Components:
         settings = self.settings
         secrets = [v.get_secret_value() for v in (settings.approval_token, settings.openai_api_key,
                                                   settings.qdrant_api_key) if v is not None]
-        return self._part("usage_log", lambda: UsageLog(settings.home / USAGE_FILENAME, known_secrets=secrets))
+        return self._part("usage_log", lambda: UsageLog(settings.home / USAGE_FILENAME, known_secrets=secrets,
+                                                                 clock=self.clock))
 
     # Principals
     @property

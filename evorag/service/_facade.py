@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -82,7 +83,8 @@ class Evorag:
         self.settings = settings or load_settings(**overrides)
         self.principal = principal or local_principal()
         self.writer = WriterSlot()
-        self.parts = Components(self.settings, writer=self.writer, model_client=model_client, model_name=model_name)
+        self.parts = Components(self.settings, writer=self.writer, model_client=model_client, model_name=model_name,
+                                clock=clock.time if clock is not None else time.time)
         self._context = ServiceContext(self.settings, self.parts, self.writer, self.principal)
         self.requests = RequestsService(self._context, self, clock=clock)  # ``clock``: UTC time for schedules
         self.knowledge = KnowledgeService(self._context, self.requests)

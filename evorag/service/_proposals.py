@@ -90,13 +90,21 @@ class ProposalsService:
                     analysis: UsageAnalysis | None = None) -> list[WeakTopic]:
         """The default input of ``make``: the usage analysis's weak topics since ``since`` (every interface's
         searches and questions, clustered by meaning, worst first), or, when the usage log has none (a home from
-        before it), weak topics from the newest ``last`` answer reports, grouped by shared terms. ``analysis``:
+        before it), weak topics from the newest ``last`` answer reports, grouped by shared terms. Questions asking
+        for a transformation of given input are left out of the usage analysis's topics. ``analysis``:
         that usage analysis, when the caller has it already."""
+        from evorag.tools.transformation_requests import transformation_ask
+
         weak_topics = (analysis.weak_topics if analysis is not None
                        else self._service.usage.weak_topics(since=since))
-        from_usage = [WeakTopic(weak.topic.label, tuple(dict.fromkeys(item["query"] for item in weak.evidence)),
-                                weak.score) for weak in weak_topics]
-        if from_usage:
+        # A question asking evorag to transform input it gives is a missing capability (``missing_features``),
+        # not a gap in the docs; and its input is the user's data, which must not become a proposal's evidence.
+        about_docs = [(weak, tuple(dict.fromkeys(item["query"] for item in weak.evidence
+                                                 if transformation_ask(item["query"]) is None)))
+                      for weak in weak_topics]
+        from_usage = [WeakTopic(weak.topic.label if transformation_ask(weak.topic.label) is None else queries[0],
+                                queries, weak.score) for weak, queries in about_docs if queries]
+        if weak_topics:
             return from_usage
         return weak_topics_from_answers(self._ctx.parts.metrics.history(last=last, kind="answer"), threshold=threshold)
 

@@ -9,6 +9,7 @@ cannot be written (a full disk, a corrupt file) is a warning in the log, and the
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,8 @@ class UsageService:
         from evorag.tools.usage_analysis import analyse  # see TYPE_CHECKING above
 
         self._ctx.check(principal, "metrics")
-        end = time.time() if until is None else float(until)
+        # The period is [start, end): "until now" includes what was recorded at this very instant.
+        end = math.nextafter(self._ctx.parts.clock(), math.inf) if until is None else float(until)
         start = parse_since(since or DEFAULT_SINCE, now=end) if not isinstance(since, int | float) else float(since)
         if start >= end:
             raise UserError(f"--since must be in the past, got {since!r}", hint="e.g. 7d, 24h or 2024-05-01")
