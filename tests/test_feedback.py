@@ -252,3 +252,43 @@ def test_the_service_analysis_counts_feedback_and_the_log_migrates(demo, demo_ho
         assert [f.value for f in log.feedback(principal="p")] == [1]
     finally:
         log.close()
+
+
+def _two_libraries(tmp_path):
+    """Two local sources that both document a timeout setting, worded alike."""
+    for name, setting in (("alpha", "ALPHA_TIMEOUT"), ("beta", "BETA_TIMEOUT")):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "configuration.md").write_text(
+            f"# Configuration of {name}\n\n## Timeouts\n\nSet {setting} to change how long a request may take "
+            "before the client gives up. The default timeout is 30 seconds.\n", encoding="utf-8")
+        (root / "install.md").write_text(f"# Installing {name}\n\nInstall {name} with pip.\n", encoding="utf-8")
+    return tmp_path / "alpha", tmp_path / "beta"
+
+
+def test_the_sources_a_principal_usually_names_come_first_for_them_only(tmp_path) -> None:
+    alpha, beta = _two_libraries(tmp_path)
+    alice = Principal("alice", Role.READER, via="mcp")
+    bob = Principal("bob", Role.READER, via="mcp")
+    with Evorag(home=tmp_path / "home", llm_provider="none", api_calls_per_minute=0) as rag:
+        rag.add_folder(alpha, source="alpha")
+        rag.add_folder(beta, source="beta")
+        question = "how long before a request times out"
+        baseline = [hit.chunk.source for hit in rag.search(question, limit=4, principal=bob)]
+        assert {"alpha", "beta"} <= set(baseline)
+        # Alice works with the library that comes second for everyone: she names it in her searches (a version
+        # suffix counts as the source).
+        usual = "beta" if baseline[0] == "alpha" else "alpha"
+        for text in ("install", "configuration", "timeouts", "pip"):
+            rag.search(text, source=usual, principal=alice)
+        rag.search("install", source=f"{usual}@latest", principal=alice)
+        rag.knowledge.preferred._cache.clear()
+        hers = rag.search(question, limit=4, principal=alice)
+        assert hers[0].chunk.source == usual, [(h.chunk.source, h.score) for h in hers]
+        # Nobody else's results change, and naming a source leaves the ranking alone.
+        assert [hit.chunk.source for hit in rag.search(question, limit=4, principal=bob)] == baseline
+        named = rag.search(question, source="alpha", limit=4, principal=alice)
+        assert {hit.chunk.source for hit in named} == {"alpha"}
+        # A principal with no history: nothing changes either.
+        assert rag.knowledge.preferred.shares(bob) == {}
+        assert rag.knowledge.preferred.shares(alice) == {usual: 1.0}

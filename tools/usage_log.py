@@ -106,6 +106,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX feedback_by_principal ON feedback (principal, value);
         """,
     ),
+    (
+        3,
+        # A principal's recent queries that named a source: their preferred sources (``named_sources``).
+        """
+        CREATE INDEX queries_by_principal_source ON queries (principal, id) WHERE source IS NOT NULL;
+        """,
+    ),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -340,6 +347,19 @@ class UsageLog:
                                       (principal[:64],)).fetchall()
         found = next((r["id"] for r in rows if " ".join(r["query"].lower().split()) == wanted), None)
         return self.query(found) if found is not None else None
+
+    def named_sources(self, principal: str, *, last: int = 200) -> dict[str, int]:
+        """How often ``principal`` named each source (without its version) in their newest ``last`` searches and
+        questions that named one."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT source FROM queries WHERE principal = ? AND source IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (principal[:64], int(last))).fetchall()
+        counts: dict[str, int] = {}
+        for row in rows:
+            name = str(row["source"]).split("@", 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def feedback(self, *, since: float | None = None, until: float | None = None,
                  principal: str | None = None, value: int | None = None) -> list[FeedbackRecord]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from evorag.errors import NotFoundError, UserError
 from evorag.principals import Principal
 from evorag.service._context import ServiceContext
-from evorag.service._feedback import RejectedPages
+from evorag.service._feedback import PreferredSources, RejectedPages
 from evorag.service._inputs import default_source_name, require_text, validate_source_name
 from evorag.service._jobs import CrawlJob, CrawlJobs
 from evorag.service._requests import RequestsService
@@ -65,6 +65,7 @@ class KnowledgeService:
         self.jobs = CrawlJobs(requests)  # crawl jobs are requests in the one request queue
         self.usage = UsageRecorder(ctx)  # every search and answer is logged (evorag/service/_usage.py)
         self.rejected = RejectedPages(ctx)  # a principal's thumbs-down pages, demoted (evorag/service/_feedback.py)
+        self.preferred = PreferredSources(ctx)  # the sources a principal usually names, first when none is named
 
     # Crawling
     async def start_crawl(self, request: CrawlRequest, *, on_progress: ProgressCallback | None = None,
@@ -241,7 +242,8 @@ class KnowledgeService:
     def _search(self, query: str, *, source: str | None, limit: int, code: bool = False,
                 max_per_page: int | None = None, who: Principal | None = None) -> list[Hit]:
         """``search`` without the role check and the usage log (answering logs the question instead). With
-        ``who``, the pages ``who`` gave a thumbs-down for this question are demoted (evorag.service._feedback)."""
+        ``who``, the pages ``who`` gave a thumbs-down for this question are demoted and, when no source is named,
+        the sources ``who`` usually names come a little first (evorag.service._feedback)."""
         require_text(query, "query")
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
             raise UserError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit}")
@@ -257,7 +259,11 @@ class KnowledgeService:
         searcher = self._ctx.parts.searcher()
         vector = searcher.embedder.embed_query(query)  # embedded once: the search and the feedback lookup share it
         hits = searcher.search_vector(query, vector, options)
-        return self.rejected.demote(who, vector, hits) if who is not None else hits
+        if who is None:
+            return hits
+        if name is None:
+            hits = self.preferred.rerank(who, hits)
+        return self.rejected.demote(who, vector, hits)
 
     def ask(self, question: str, *, source: str | None = None, evaluate: bool = True, reference: str | None = None,
             relevance: dict | None = None, principal: Principal | None = None) -> Answer:
