@@ -154,6 +154,11 @@ def test_weak_topic_becomes_an_approved_crawl_whose_effect_is_measured(site, evo
         rag.decide_approval(rate.approval_id, approve=False)
         assert rag.get_proposal(rate.id).status == "rejected" and rag.get_proposal(rate.id).request_id is None
         assert rag.make_proposals(packages=False) == []
+        # ... not even next to another page: a question touching both gaps may only propose the TLS page, which is
+        # already proposed (so nothing new is made).
+        question = "What rate limit applies to widget requests and where is the TLS certificate file?"
+        both = WeakTopic("rate and tls", (question,), 1.0)
+        assert rag.make_proposals(topics=[both], features=[], packages=False) == []
         # Approved: a crawl request of origin "proposal" is queued; a worker runs it.
         rag.decide_approval(tls.approval_id, approve=True)
         approved = rag.get_proposal(tls.id)

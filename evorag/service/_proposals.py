@@ -152,6 +152,9 @@ class ProposalsService:
             topics = self.weak_topics(threshold=threshold, analysis=analysis) if topics is None else list(topics)
             features = self.missing_features(analysis=analysis) if features is None else list(features)
             candidates = self.candidates(packages=packages) if topics else []
+            # A page a person refused to crawl is not proposed again, in any combination with other pages.
+            refused = {url for p in self.store().proposals(status="rejected", limit=10_000) for url in p.urls}
+            candidates = [c for c in candidates if c.url not in refused]
             made = [p for p in (crawl_proposal(t, candidates, max_urls=max_urls) for t in topics) if p is not None]
             made += [tool_proposal(feature) for feature in features]
             made.sort(key=lambda p: (-p.score, p.kind, p.topic))
