@@ -318,3 +318,18 @@ def test_a_pseudo_terminal_is_no_proof_of_a_person_but_the_token_is(tmp_path):
         entries = [e for e in rag.evolution.audit.entries() if e["event"] == "approved" and e.get("approval_id")]
     assert {e["approval_id"] for e in entries} >= {first, second}
     assert all(e["principal"]["via"] == "cli" and e["proof"] == "approval token" for e in entries)
+
+
+def test_a_refused_operation_is_audited_with_who_and_what(tmp_path):
+    """Probing for what one may do leaves a trace: each refusal is an audit entry naming the principal, its
+    interface and the operation; an allowed call writes none."""
+    reader = Principal("rita", Role.READER, via="mcp")
+    with Evorag(home=tmp_path / "home", llm_provider="none") as rag:
+        with pytest.raises(PermissionDeniedError):
+            rag.crawl(CrawlRequest("https://docs.example.org/", source="x"), principal=reader)
+        with pytest.raises(PermissionDeniedError):
+            rag.add_webhook("https://hooks.example.org/x", ["deploy"], principal=reader)
+        rag.sources(principal=reader)  # allowed
+        entries = [json.loads(line) for line in rag.settings.audit_path.read_text().splitlines()]
+    refused = [(e["principal"]["name"], e["via"], e["operation"]) for e in entries if e["event"] == "permission_denied"]
+    assert refused == [("rita", "mcp", "crawl"), ("rita", "mcp", "webhooks")], refused

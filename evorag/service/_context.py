@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from evorag.errors import PermissionDeniedError
 from evorag.principals import Principal, acting_as, acting_principal, require
 from evorag.service._components import Components
 from evorag.service._writer import WriterSlot
 from evorag.settings import Settings
 from evorag.tools.costs import metering
+
+logger = logging.getLogger("evorag.audit")
 
 
 @dataclass(slots=True)
@@ -28,8 +32,19 @@ class ServiceContext:
     principal: Principal
 
     def check(self, principal: Principal | None, operation: str) -> Principal:
-        """The principal acting now, if its role allows ``operation`` (evorag.principals.OPERATIONS)."""
-        return require(principal or acting_principal() or self.principal, operation)
+        """The principal acting now, if its role allows ``operation`` (evorag.principals.OPERATIONS). A refusal
+        is written to the audit log (who, through which interface, what): probing for what one may do leaves a
+        trace."""
+        who = principal or acting_principal() or self.principal
+        try:
+            return require(who, operation)
+        except PermissionDeniedError:
+            try:
+                self.parts.pipeline.audit.write("permission_denied", principal=who, operation=operation,
+                                                via=who.via)
+            except Exception as exc:  # noqa: BLE001 - the refusal stands even when it cannot be written down
+                logger.warning("a refused %s by %s was not audited: %s", operation, who.name, exc)
+            raise
 
     @contextlib.contextmanager
     def acting(self, principal: Principal | None, operation: str) -> Iterator[Principal]:
