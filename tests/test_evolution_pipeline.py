@@ -135,3 +135,29 @@ def test_the_rate_limit_holds(tmp_path):
 
         with pytest.raises(RateLimitedError, match="2 evolutions per 1 h"):
             rag.add_tool(CANDIDATES / "syntax_error")
+
+
+def test_an_approval_naming_code_outside_the_staging_folder_never_deploys(rag, tmp_path):
+    """Defence in depth: someone who can edit the approvals database points a pending approval at a folder of
+    their own, with a matching digest; approving it must not deploy that folder."""
+    import sqlite3
+
+    candidate = tmp_path / "net"
+    shutil.copytree(CANDIDATES / "uses_network", candidate)
+    outcome = rag.add_tool(candidate, approver=PolicyApprover(assume_yes=True))
+    assert outcome.status == "pending"
+    staged = Path(rag.evolution.approvals.get(outcome.approval_id).payload["staged"])
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(staged, elsewhere)  # the same files: the recorded digest matches
+    db = sqlite3.connect(rag.settings.home / "approvals.sqlite3")
+    body = json.loads(db.execute("SELECT body FROM approvals WHERE id=?", (outcome.approval_id,)).fetchone()[0])
+    body["payload"]["staged"] = str(elsewhere)
+    db.execute("UPDATE approvals SET body=? WHERE id=?", (json.dumps(body), outcome.approval_id))
+    db.commit()
+    db.close()
+    person = Principal("ada", Role.APPROVER, via="ui", human=True)
+    versions = [v.id for v in rag.versions()]
+    refused = rag.decide_approval(outcome.approval_id, approve=True, principal=person)
+    assert (refused.status, refused.gate) == ("rejected", "deploy"), refused
+    assert "outside the staging folder" in refused.reason
+    assert [v.id for v in rag.versions()] == versions and elsewhere.is_dir()  # nothing deployed

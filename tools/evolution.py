@@ -603,9 +603,13 @@ class EvolutionPipeline:
 
     def _deploy(self, approval, verdicts: list[GateVerdict], run_id: str) -> EvolutionOutcome:
         staged = Path(approval.payload["staged"])
-        if not staged.is_dir() or _digest(staged) != approval.payload.get("digest"):
-            verdict = GateVerdict("deploy", False, "the approved candidate changed or vanished after approval",
-                                  approval.risk)
+        # Only code the pipeline staged itself deploys: an approval whose record names a folder elsewhere (an
+        # edited approvals database) is refused even when that folder matches the recorded digest.
+        inside = staged.resolve().is_relative_to(self.staging_dir.resolve()) and not staged.is_symlink()
+        if not inside or not staged.is_dir() or _digest(staged) != approval.payload.get("digest"):
+            reason = ("the approved candidate changed or vanished after approval" if inside else
+                      "the approval names a candidate outside the staging folder")
+            verdict = GateVerdict("deploy", False, reason, approval.risk)
             verdicts.append(verdict)
             self.audit.write("rejected", run_id=run_id, gate="deploy", reason=verdict.reason)
             return EvolutionOutcome("rejected", "deploy", verdict.reason, approval.risk, verdicts=verdicts, run_id=run_id)
