@@ -35,7 +35,9 @@ def _write_site(root: Path) -> None:
         (root / f"page{i}.html").write_text(
             f"<html><head><title>Page {i}</title></head><body><nav><ul>{links}</ul></nav>"
             f"<main><h1>Page {i}</h1>{sections}</main></body></html>")
-    (root / "index.html").write_text(f"<html><body><main><h1>Index</h1><ul>{links}</ul></main></body></html>")
+    # The index has a paragraph of its own: a bare list of links is a navigation page, followed but not indexed.
+    intro = "<p>" + "This site documents the widget toolkit, one topic per page, with examples. " * 4 + "</p>"
+    (root / "index.html").write_text(f"<html><body><main><h1>Index</h1>{intro}<ul>{links}</ul></main></body></html>")
 
 
 def _snapshot(home: Path) -> dict[str, tuple[str, int]]:

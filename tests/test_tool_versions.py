@@ -203,7 +203,11 @@ def check_openapi(document: dict) -> None:
 
 def test_a_breaking_redeploy_that_fails_a_previous_test_that_still_applies_is_refused(rag, tmp_path):
     deploy_1_1(rag, tmp_path)
-    pending = rag.add_tool(candidate(tmp_path, "wrong", V2_WRONG, {}), approver=PolicyApprover(assume_yes=True))
+    # Its own test passes (a candidate needs tests of its own); a test of the previous version that still
+    # applies does not.
+    own = {"test_min_length.py": "from tool import word_count\n\n\ndef test_min_length():\n"
+                                 "    assert word_count('ab', min_length=5) == 1\n"}
+    pending = rag.add_tool(candidate(tmp_path, "wrong", V2_WRONG, own), approver=PolicyApprover(assume_yes=True))
     assert (pending.status, pending.risk) == ("pending", "HIGH"), pending.reason
     assert "parameter 'lower' was removed" in gate(pending, "compatibility").reason
     refused = rag.decide_approval(pending.approval_id, approve=True, principal=PERSON)

@@ -166,8 +166,12 @@ def model_test_writer(ctx: ServiceContext, what: str):
     ``what``."""
     # AutoGen loads here: only a candidate without tests needs it.
     from evorag.agents._test_writer import ModelTestWriter
+    from evorag.agents.model_clients._forbidden import ForbiddenChatCompletionClient
 
     client = ctx.parts.model_client("agents")
+    if isinstance(getattr(client, "inner", client), ForbiddenChatCompletionClient):  # (metered or not)
+        # No model may be asked: as if none were configured.
+        raise ConfigError("language model requests are forbidden here (EVORAG_LLM_PROVIDER=forbidden)")
     return _failing_as_model_unavailable(ModelTestWriter.over_client(client), what)
 
 
