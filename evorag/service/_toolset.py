@@ -170,8 +170,13 @@ def model_test_writer(ctx: ServiceContext, what: str):
 
     client = ctx.parts.model_client("agents")
     if isinstance(getattr(client, "inner", client), ForbiddenChatCompletionClient):  # (metered or not)
-        # No model may be asked: as if none were configured.
-        raise ConfigError("language model requests are forbidden here (EVORAG_LLM_PROVIDER=forbidden)")
+        # No model may be asked. Refused only if the candidate gets as far as needing its tests written: the
+        # gates before (code, dependencies) still say what is wrong with it first.
+        async def refuse(request):
+            raise ConfigError(f"{what}: the candidate has no tests (test_*.py) and language model requests are "
+                              "forbidden here (EVORAG_LLM_PROVIDER=forbidden): add tests to the candidate")
+
+        return refuse
     return _failing_as_model_unavailable(ModelTestWriter.over_client(client), what)
 
 
