@@ -22,7 +22,7 @@ from pathlib import Path
 
 from doc_fixtures import page_html
 from sitefixtures import serve
-from test_scripted_week import DAY, START, FakeClock, SignedReceiver
+from test_scripted_week import DAY, START, FakeClock, SignedReceiver, _run_until_idle
 
 from evorag.principals import Principal, Role
 from evorag.service import CrawlRequest, Evorag
@@ -122,17 +122,6 @@ def _rag(home: Path, clock: FakeClock) -> Evorag:
                   scheduler_tick_seconds=0.2, schedules=dict.fromkeys(periodic_tasks(), "daily"))
 
 
-def _run_until_idle(rag: Evorag, timeout: float = 180.0) -> None:
-    rag.requests.start_background(workers=2)
-    try:
-        deadline = time.monotonic() + timeout
-        while rag.queue_requests(finished=False):
-            assert time.monotonic() < deadline, "the queue did not drain"
-            time.sleep(0.05)
-    finally:
-        rag.requests.stop_background()
-
-
 def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_the_gaps(tmp_path) -> None:
     started = time.monotonic()
     root, home = tmp_path / "site", tmp_path / "home"
@@ -151,7 +140,7 @@ def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_
             first = rag.crawl(CrawlRequest(site.url("/index.html"), source="tidewater", max_pages=len(INDEXED),
                                            exclude=("*encryption*",), allow_private=True))
             assert first.pages_indexed == len(INDEXED)
-            _run_until_idle(rag)  # the scheduler starts: the periodic tasks get their schedules
+            _run_until_idle(rag, timeout=180.0)  # the scheduler starts: the periodic tasks get their schedules
 
             runs = []
             for day in range(1, DAYS + 1):
@@ -163,7 +152,7 @@ def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_
                         pasted.append(data)
                 submitted = rag.requests.scheduler.tick()
                 assert "proposals" in [r.kind for r in submitted], (day, submitted)
-                _run_until_idle(rag)
+                _run_until_idle(rag, timeout=180.0)
                 [run] = [rag.queue_request(r.id) for r in submitted if r.kind == "proposals"]
                 assert (run.status, run.origin) == ("done", "schedule"), (day, run.error)
                 runs.append(run)
@@ -225,7 +214,7 @@ def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_
                 rag.decide_approval(proposal.approval_id, approve=True, principal=APPROVER)
                 request = rag.queue_request(rag.get_proposal(proposal.id).request_id)
                 assert (request.kind, request.origin, request.status) == ("proposal-crawl", "proposal", "queued")
-            _run_until_idle(rag)
+            _run_until_idle(rag, timeout=180.0)
 
             print(f"\n{asked} questions over {DAYS} days; proposals (day made, kind, topic):")
             for p in reversed(proposed):
