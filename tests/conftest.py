@@ -11,6 +11,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture
+def anyio_backend():
+    """Every async test runs on asyncio: the service, the MCP server and AutoGen are asyncio code, and the
+    anyio plugin would otherwise also run them on trio wherever trio happens to be installed."""
+    return "asyncio"
+
+
 @pytest.fixture(autouse=True)
 def evorag_home(tmp_path, monkeypatch):
     home = tmp_path / "evorag-home"

@@ -99,7 +99,7 @@ def _trace(events):
 
 def _said(events):
     """What the agents said, without what differs between any two runs (durations, the new version's id)."""
-    return [re.sub(r"\(\d+(\.\d+)?s\)", "(time)", e.content) for e in events
+    return [re.sub(r"(?<=\()\d+(\.\d+)?s(?=[,)])", "time", e.content) for e in events
             if isinstance(e, TextMessage) and e.source != "deployer"]
 
 

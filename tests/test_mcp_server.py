@@ -64,11 +64,6 @@ APPROVER_TOOLS = {"approve", "reject", "rollback"}
 OPERATOR_TOOLS = CORE_TOOLS - APPROVER_TOOLS
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 # CI lists the sandbox backends it provides (read at import: conftest.py clears EVORAG_* for each test). A
 # backend listed there that does not work fails the tests that need a sandbox instead of skipping them.
 REQUIRED_SANDBOXES = {

@@ -27,11 +27,6 @@ HUMAN_TOKEN = "obs-human-token-9876543210"
 TOOL_METRIC = "evorag_mcp_tool_duration_seconds"
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def _samples(text: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of a Prometheus text exposition, keyed by (sample name, labels)."""
     return {

@@ -538,11 +538,6 @@ def test_the_command_line_lists_and_cancels_queued_requests(tmp_path):
 # MCP
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_mcp_clients_list_the_queue_and_operators_cancel(tmp_path):
     with _rag(tmp_path / "home") as rag:

@@ -34,11 +34,6 @@ FENCE_LINE = re.compile(r"^\s{0,3}(`{3,}|~{3,})", re.MULTILINE)
 READER = Principal("rae", Role.READER, via="mcp")
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def count() -> TokenCounter:
     counter = TokenCounter()

@@ -56,11 +56,6 @@ def peek_environments(limit: int = 500) -> dict:
 needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def _payload(result: types.CallToolResult) -> dict:
     assert not result.isError, result.content[0].text if result.content else result
     return result.structuredContent

@@ -232,7 +232,7 @@ def test_a_scripted_week_runs_by_itself(tmp_path):
                 [refresh] = [r for r in submitted if r.kind == "refresh"]
                 done = other.queue_request(refresh.id)
                 assert (done.status, done.attempts, done.origin) == ("done", 1, "schedule"), (day, done.error)
-                assert _page_changes(done) == EXPECTED_CHANGES[day], (day, done.result["change_reports"])
+                assert _page_changes(done) == EXPECTED_CHANGES[day], (day, done.result)
                 counted = {kind: sum(report[kind] for report in done.result["change_reports"])
                            for kind in ("added", "changed", "removed")}
                 assert counted == {kind: list(EXPECTED_CHANGES[day].values()).count(kind) for kind in counted}, day
