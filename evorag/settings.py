@@ -166,6 +166,10 @@ class Settings(BaseSettings):
         "token itself (the person types it at the approval prompt).",
     )
     approval_timeout: float = Field(default=3600.0, gt=0, description="Seconds before a pending approval expires.")
+    proposal_timeout: float = Field(
+        default=7 * 86_400.0, gt=0,
+        description="Seconds a proposal's approval waits for a person (the periodic task makes proposals at any "
+        "hour); an expired proposal may be made again by a later analysis.")
     evolution_attempts: int = Field(default=3, ge=1, le=10, description="Generate/debug rounds per evolution.")
     evolution_team: str = Field(
         default="evolution", pattern=r"^[a-z][a-z0-9_-]{0,63}$",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,27 @@ def test_mcp_readers_list_proposals(evorag_home) -> None:
             (proposal.id, "tool", ["convert to PDF"])]
         assert asyncio.run(listed(rag, {"status": "done"}))["content"]["proposals"] == []
         assert asyncio.run(listed(rag, {"status": "bogus"}))["error"]
+
+
+def test_an_unanswered_proposal_expires_and_is_made_again_while_a_rejected_one_is_not(evorag_home) -> None:
+    pdf = MissingFeature("convert pdf", ("convert widget files to PDF",), 1.0)
+    svg = MissingFeature("render svg", ("render widgets as SVG",), 1.0)
+    with Evorag(home=evorag_home, llm_provider="none") as rag:
+        # Made by a periodic task at any hour, a proposal waits a week for a person (not an evolution's hour).
+        [waiting] = rag.make_proposals(topics=[], features=[pdf])
+        [approval] = [a for a in rag.pending_approvals() if a.id == waiting.approval_id]
+        assert approval.expires_at - approval.created_at == pytest.approx(7 * 86_400)
+        rag.decide_approval(waiting.approval_id, approve=False, reason="not wanted")
+        assert rag.get_proposal(waiting.id).status == "rejected"
+    with Evorag(home=evorag_home, llm_provider="none", proposal_timeout=0.2) as rag:
+        [unanswered] = rag.make_proposals(topics=[], features=[pdf, svg])  # the rejected one is not made again
+        assert unanswered.topic == "render svg"
+        time.sleep(0.4)
+        assert rag.get_proposal(unanswered.id).status == "expired"  # nobody decided: not "rejected"
+        assert [p.id for p in rag.list_proposals(status="expired")] == [unanswered.id]
+        # A later analysis that still finds it proposes it again; the expired one stays listed.
+        [again] = rag.make_proposals(topics=[], features=[pdf, svg])
+        assert again.topic == "render svg" and again.id != unanswered.id and again.status == "proposed"
+        assert {p.id: p.status for p in rag.list_proposals()} == {
+            waiting.id: "rejected", unanswered.id: "expired", again.id: "proposed"}
+        assert rag.make_proposals(topics=[], features=[pdf, svg]) == []  # pending: not made twice

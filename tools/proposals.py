@@ -18,7 +18,9 @@ anomaly is user text and never reaches the healing team.
 
 A proposal's status: ``proposed`` (waiting in the approval queue) -> ``approved`` (its crawl or evolution
 request is queued) -> ``done`` (with its effect: the topic's scores before and after) or ``failed``; or
-``rejected``. The same proposal (same kind and targets) is made once: a rejected one is not proposed again.
+``rejected``; or ``expired`` (nobody answered its approval in time). The same proposal (same kind and targets) is
+made once: a rejected one is not proposed again, while an expired one may be made again by a later analysis (it
+was never decided; its row stays, under a retired fingerprint).
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from evorag.tools.sqlite_tx import immediate_transaction
 from evorag.errors import NotFoundError, UserError
 
 PROPOSALS_FILE = "proposals.sqlite3"
-Status = Literal["proposed", "approved", "rejected", "done", "failed"]
-STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "done", "failed")
+Status = Literal["proposed", "approved", "rejected", "expired", "done", "failed"]
+STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "expired", "done", "failed")
 # Words every documentation URL has: they say nothing about a topic.
 _URL_NOISE = frozenset({"html", "htm", "php", "aspx", "index", "www", "http", "https", "doc", "docs", "en", "latest",
                         "stable", "org", "com", "io", "net", "dev", "readthedoc", "readthedocs", "github", "page"})
@@ -315,10 +317,13 @@ class ProposalStore:
         self._db.close()
 
     def add(self, proposal: Proposal) -> Proposal | None:
-        """Store a new proposal (given an id); None if the same proposal was made before (any status)."""
+        """Store a new proposal (given an id); None if the same proposal was made before and decided or is still
+        pending. An expired one of the same fingerprint keeps its row, its fingerprint retired."""
         proposal.id = proposal.id or uuid.uuid4().hex[:10]
         proposal.created_at = proposal.created_at or time.time()
         with self._lock, immediate_transaction(self._db) as db:
+            db.execute("UPDATE proposals SET fingerprint = fingerprint || ' (expired ' || id || ')' "
+                       "WHERE fingerprint=? AND status='expired'", (proposal.fingerprint,))
             cursor = db.execute("INSERT OR IGNORE INTO proposals(id, fingerprint, status, approval_id, body) "
                                 "VALUES (?, ?, ?, ?, ?)", (proposal.id, proposal.fingerprint, proposal.status,
                                                            proposal.approval_id, json.dumps(proposal.to_dict())))

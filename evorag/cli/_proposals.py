@@ -37,7 +37,7 @@ def _table(proposals: list[Proposal]) -> Table:
 def proposals(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only proposals of this status: proposed, approved, "
-                                                    "rejected, done, failed.")] = None,
+                                                    "rejected, expired, done, failed.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List the newest proposals."""

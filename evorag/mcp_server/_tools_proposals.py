@@ -21,7 +21,7 @@ class Proposals(_Result):
 @tools.tool("metrics", annotations=READ_ONLY)
 async def list_proposals(
     ctx: Context,
-    status: Annotated[Literal["proposed", "approved", "rejected", "done", "failed"] | None,
+    status: Annotated[Literal["proposed", "approved", "rejected", "expired", "done", "failed"] | None,
                       Field(description="Only proposals of this status.")] = None,
     limit: Annotated[int, Field(ge=1, le=500, description="At most this many, newest first.")] = 50,
 ) -> Proposals:

@@ -9,7 +9,9 @@ and run the approved ones through the request queue (see evorag.tools.proposals 
   told by the ``approval_pending`` webhook event) and raises the ``proposal`` event.
 - Deciding its approval (``evorag approvals approve ID``, the UI, MCP) decides the proposal: approved, a crawl
   proposal queues a ``proposal-crawl`` request and a tool proposal an ``evolve`` request (origin ``proposal``,
-  its evidence counted in the priority); rejected, it is never proposed again.
+  its evidence counted in the priority); rejected, it is never proposed again. A proposal's approval waits
+  EVORAG_PROPOSAL_TIMEOUT (a week by default: proposals are made by a periodic task, at any hour) and then
+  expires; an expired proposal was never decided, so a later analysis that still finds it proposes it again.
 - ``heal_from_alerts`` (called with the new alerts each time the anomalies are notified: the periodic
   ``anomalies`` task, `evorag anomalies --notify`): a new alert of a stream a health check can explain becomes a
   ``heal`` proposal, the alert its evidence; approved, it queues a ``heal`` request whose description is written
@@ -145,6 +147,7 @@ class ProposalsService:
         """Analyse and submit: the new proposals (one made before, in any status, is not made again), each
         waiting for approval. Operator role."""
         with self._ctx.acting(principal, "gaps"):
+            self._settle_pending()
             if callable(topics):
                 topics = topics()
             # One usage analysis (it embeds every question of the period) when both inputs come from it.
@@ -171,7 +174,13 @@ class ProposalsService:
         if not made:
             return []
         with self._ctx.acting(principal, "heal"):
+            self._settle_pending()
             return [self._submit(proposal) for proposal in made if self.store().add(proposal) is not None]
+
+    def _settle_pending(self) -> None:
+        """Pending proposals take their approval's outcome (an expired one may then be made again)."""
+        for proposal in self.store().proposals(status="proposed", limit=10_000):
+            self._current(proposal)
 
     def _submit(self, proposal: Proposal) -> Proposal:
         pipeline = self._ctx.parts.pipeline
@@ -179,7 +188,7 @@ class ProposalsService:
                 else "queue a heal run for an anomaly" if proposal.kind == "heal"
                 else "queue an evolution for a missing tool")
         approval = pipeline.approvals.create(
-            tool=f"proposal-{proposal.id}", risk="MEDIUM", ttl=pipeline.approval_ttl,
+            tool=f"proposal-{proposal.id}", risk="MEDIUM", ttl=self._ctx.settings.proposal_timeout,
             summary=f"Proposal {proposal.id} ({proposal.topic}): {what}; asked: {'; '.join(proposal.evidence[:5])}"[:1000],
             diff=proposal.request, payload={"proposal": proposal.id})
         proposal.approval_id = approval.id
@@ -202,12 +211,12 @@ class ProposalsService:
         return self._current(self.store().get(proposal_id))
 
     def _current(self, proposal: Proposal) -> Proposal:
-        """A proposed one whose approval was rejected elsewhere (or expired) is rejected; an approved one whose
+        """A proposed one whose approval was rejected elsewhere (or expired) is rejected (or expired); an approved one whose
         queued request failed or was cancelled has failed, and a tool proposal whose evolution ran is done."""
         if proposal.status == "proposed" and proposal.approval_id:
             approval = self._ctx.parts.pipeline.approvals.get(proposal.approval_id)
             if approval.status in ("rejected", "expired"):
-                proposal.status, proposal.decided_by = "rejected", approval.decided_by
+                proposal.status, proposal.decided_by = approval.status, approval.decided_by
                 proposal.decided_at = approval.expires_at if approval.status == "expired" else None
                 self.store().save(proposal)
         elif proposal.status == "approved" and proposal.request_id:
