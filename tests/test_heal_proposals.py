@@ -6,11 +6,16 @@ and the outcome recorded. A latency-only shift or a steady series makes none. No
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sqlite3
+
+import pytest
 
 from evorag.tools.metric_anomalies import Alert
 from evorag.tools.metrics_store import MetricsStore
 from evorag.tools.proposals import HEAL_CHECKS, heal_proposal
+from test_webhooks import Receiver
 
 from evorag.cli import main
 from evorag.service import Evorag
@@ -91,6 +96,32 @@ def test_a_quality_drop_becomes_one_heal_proposal_that_queues_a_heal(evorag_home
     assert main(["proposals", "show", proposal.id]) == 0
     shown = capsys.readouterr().out
     assert proposal.request[:60] in shown.replace("\n", " ") and f"heal request {request.id} done" in shown
+
+
+def test_a_failure_making_the_proposal_leaves_the_alert_for_the_next_run(evorag_home, monkeypatch) -> None:
+    _record(evorag_home, quality_drop=0.25)
+    with Receiver() as receiver, Evorag(home=evorag_home, llm_provider="none") as rag:
+        rag.add_webhook(receiver.url, ["anomaly"], allow_private=True)
+        real = rag.proposals.heal_from_alerts
+
+        def proposals_store_down(alerts, **kwargs):
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(rag.proposals, "heal_from_alerts", proposals_store_down)
+        with pytest.raises(sqlite3.OperationalError):
+            rag.anomalies(notify=True)
+        assert rag.list_proposals() == []
+        assert rag.parts.webhooks.flush(30) and receiver.requests == []  # nothing sent: the cursor did not move
+        # The next run (the store back) makes the proposal and sends each alert, once.
+        monkeypatch.setattr(rag.proposals, "heal_from_alerts", real)
+        report = rag.anomalies(notify=True)
+        [proposal] = rag.list_proposals()
+        assert report.heal_proposals == [proposal.id]
+        assert rag.parts.webhooks.flush(30)
+        sent = [json.loads(body)["data"]["record_id"] for _, body in receiver.requests]
+        assert sent and sorted(sent) == sorted(a.record_id for a in report.alerts)
+        assert rag.anomalies(notify=True).heal_proposals == [] and rag.parts.webhooks.flush(30)
+        assert len(receiver.requests) == len(sent)
 
 
 def test_a_latency_shift_or_a_steady_series_makes_no_heal_proposal(evorag_home, tmp_path) -> None:

@@ -235,6 +235,12 @@ class WebhookStore:
         with self._tx() as db:
             db.execute("DELETE FROM hooks WHERE id=?", (hook_id,))
 
+    def cursor(self, name: str) -> int:
+        """Where the cursor ``name`` stands (0 before its first move)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cursors WHERE name=?", (name,)).fetchone()
+        return row[0] if row else 0
+
     def advance_cursor(self, name: str, value: int) -> int:
         """Move the cursor ``name`` (e.g. the newest answer whose anomalies were sent) to ``value`` if that is
         further; returns where it stood before. One transaction: two processes never both claim a stretch."""

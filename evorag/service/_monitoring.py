@@ -179,19 +179,24 @@ class MonitoringService:
         alerts, values = scan(records, warmup=warmup)
         report = AnomalyReport(records=len(records), warmup=warmup, values=values, alerts=alerts)
         if notify and records:
-            new = self._notify(alerts, newest=int(records[-1]["id"]))
-            if new and self._new_alerts is not None:
-                report.heal_proposals = self._new_alerts(new, principal)
+            report.heal_proposals = self._notify(alerts, newest=int(records[-1]["id"]), principal=principal)
         return report
 
-    def _notify(self, alerts: list[Alert], *, newest: int) -> list[Alert]:
-        """Send the alerts past the home's cursor; returns them (each alert is new exactly once)."""
+    def _notify(self, alerts: list[Alert], *, newest: int, principal: Principal | None) -> list[str]:
+        """Make heal proposals of the alerts past the home's cursor, then move the cursor and send those alerts
+        (each is sent exactly once); returns the proposals' ids. Proposals come first so that a failure leaves
+        the cursor where it was and the next run makes them; two processes racing here make each proposal once
+        (the store keeps one per alert) and only the one that moves the cursor sends."""
         webhooks = self._ctx.parts.webhooks
-        sent_up_to = webhooks.store.advance_cursor("anomalies", newest)
-        new = [alert for alert in alerts if alert.record_id is not None and alert.record_id > sent_up_to]
-        for alert in new:
+
+        def past(cursor: int) -> list[Alert]:
+            return [alert for alert in alerts if alert.record_id is not None and alert.record_id > cursor]
+
+        pending = past(webhooks.store.cursor("anomalies"))
+        proposed = self._new_alerts(pending, principal) if pending and self._new_alerts is not None else []
+        for alert in past(webhooks.store.advance_cursor("anomalies", newest)):
             webhooks.emit("anomaly", alert.to_dict())
-        return new
+        return proposed
 
     def costs(self, *, day: str | None = None, principal: Principal | None = None) -> CostReport:
         """Model calls, tokens and cost of ``day`` (YYYY-MM-DD, UTC; default today) by principal, operation,
