@@ -22,7 +22,8 @@ from pathlib import Path
 
 from doc_fixtures import page_html
 from sitefixtures import serve
-from test_scripted_week import DAY, START, FakeClock, SignedReceiver, _run_until_idle
+from test_request_queue import _serve_until_idle
+from test_scripted_week import DAY, START, FakeClock, SignedReceiver
 
 from evorag.principals import Principal, Role
 from evorag.service import CrawlRequest, Evorag
@@ -140,7 +141,7 @@ def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_
             first = rag.crawl(CrawlRequest(site.url("/index.html"), source="tidewater", max_pages=len(INDEXED),
                                            exclude=("*encryption*",), allow_private=True))
             assert first.pages_indexed == len(INDEXED)
-            _run_until_idle(rag, timeout=180.0)  # the scheduler starts: the periodic tasks get their schedules
+            _serve_until_idle(rag, timeout=180.0)  # the scheduler starts: the periodic tasks get their schedules
 
             runs = []
             for day in range(1, DAYS + 1):
@@ -152,7 +153,7 @@ def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_
                         pasted.append(data)
                 submitted = rag.requests.scheduler.tick()
                 assert "proposals" in [r.kind for r in submitted], (day, submitted)
-                _run_until_idle(rag, timeout=180.0)
+                _serve_until_idle(rag, timeout=180.0)
                 [run] = [rag.queue_request(r.id) for r in submitted if r.kind == "proposals"]
                 assert (run.status, run.origin) == ("done", "schedule"), (day, run.error)
                 runs.append(run)
@@ -214,7 +215,7 @@ def test_a_week_of_usage_proposes_the_planted_gaps_and_tool_and_approval_closes_
                 rag.decide_approval(proposal.approval_id, approve=True, principal=APPROVER)
                 request = rag.queue_request(rag.get_proposal(proposal.id).request_id)
                 assert (request.kind, request.origin, request.status) == ("proposal-crawl", "proposal", "queued")
-            _run_until_idle(rag, timeout=180.0)
+            _serve_until_idle(rag, timeout=180.0)
 
             print(f"\n{asked} questions over {DAYS} days; proposals (day made, kind, topic):")
             for p in reversed(proposed):

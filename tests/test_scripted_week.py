@@ -20,17 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import http.server
 import json
 import random
-import threading
 import time
 from pathlib import Path
-from typing import Self
 
 from doc_fixtures import write_site
 from evorag.tools.webhooks import verify_signature
 from sitefixtures import serve
+from test_request_queue import _serve_until_idle
+from test_webhooks import Receiver
 
 from evorag.principals import Principal, Role
 from evorag.service import CrawlRequest, Evorag
@@ -100,56 +99,34 @@ class FakeClock:
         return self.now
 
 
-class SignedReceiver:
-    """A webhook receiver on 127.0.0.1 that checks each delivery's signature as a receiver would (the HMAC
-    computed here, independently) and keeps the verified events; a bad signature is kept as a failure."""
+class SignedReceiver(Receiver):
+    """test_webhooks' receiver on 127.0.0.1, checking each delivery's signature as a receiver would (the HMAC
+    computed here, independently): ``take`` returns the verified events since the last take; a bad signature
+    is kept in ``bad``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.secret = ""
-        self.events: list[dict] = []
         self.bad: list[bytes] = []
-        self._lock = threading.Lock()
-        receiver = self
+        self._taken = 0
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.receive({k.lower(): v for k, v in self.headers.items()}, body)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def receive(self, headers: dict, body: bytes) -> None:
+    def _verified(self, headers: dict, body: bytes) -> bool:
         timestamp, signature = headers.get("x-evorag-timestamp", ""), headers.get("x-evorag-signature", "")
         expected = "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + body,
                                         hashlib.sha256).hexdigest()
-        ok = (hmac.compare_digest(signature, expected) and verify_signature(self.secret, timestamp, body, signature)
-              and abs(int(timestamp) - time.time()) < 300)
-        with self._lock:
-            if ok:
-                self.events.append(json.loads(body))
-            else:
-                self.bad.append(body)
+        return (hmac.compare_digest(signature, expected) and verify_signature(self.secret, timestamp, body, signature)
+                and abs(int(timestamp) - time.time()) < 300)
 
     def take(self) -> list[dict]:
-        with self._lock:
-            taken, self.events = self.events, []
-        return taken
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        new = self.requests[self._taken:]
+        self._taken += len(new)
+        events = []
+        for headers, body in new:
+            if self._verified({k.lower(): v for k, v in headers.items()}, body):
+                events.append(json.loads(body))
+            else:
+                self.bad.append(body)
+        return events
 
 
 def _rag(home: Path, clock: FakeClock) -> Evorag:
@@ -158,18 +135,6 @@ def _rag(home: Path, clock: FakeClock) -> Evorag:
                  scheduler_tick_seconds=0.2, schedules=dict.fromkeys(periodic_tasks(), "daily"))
     assert rag.parts.costs.clock == clock.time  # the cost ledger's days follow the week's clock too
     return rag
-
-
-def _run_until_idle(rag: Evorag, timeout: float = 120.0) -> None:
-    """Run the service's scheduler and queue workers in the background until nothing is queued or running."""
-    rag.requests.start_background(workers=2)
-    try:
-        deadline = time.monotonic() + timeout
-        while rag.queue_requests(finished=False):
-            assert time.monotonic() < deadline, "the queue did not drain"
-            time.sleep(0.05)
-    finally:
-        rag.requests.stop_background()
 
 
 def _page_changes(refresh) -> dict[str, str]:
@@ -206,7 +171,7 @@ def test_a_scripted_week_runs_by_itself(tmp_path):
             assert first.pages_indexed == 5
             schedule = server.schedule_source("widget", "daily")
             assert schedule.next_due == START + DAY
-            _run_until_idle(server)  # the servers start: the periodic tasks get their schedules
+            _serve_until_idle(server, timeout=120.0)  # the servers start: the periodic tasks get their schedules
             assert {s.name for s in other.schedules()} == {"refresh:widget", *(f"task:{t}" for t in tasks)}
             assert server.parts.webhooks.flush(30)
             [crawled] = receiver.take()
@@ -228,7 +193,7 @@ def test_a_scripted_week_runs_by_itself(tmp_path):
                     server, other = _rag(home, clock), _rag(home, clock)
                     assert [r.id for r in server.queue_requests(finished=False)] == [r.id for r in submitted]
                     assert server.requests.scheduler.tick() == [] and other.requests.scheduler.tick() == []
-                _run_until_idle(server)
+                _serve_until_idle(server, timeout=120.0)
                 [refresh] = [r for r in submitted if r.kind == "refresh"]
                 done = other.queue_request(refresh.id)
                 assert (done.status, done.attempts, done.origin) == ("done", 1, "schedule"), (day, done.error)
