@@ -70,8 +70,6 @@ def test_sigkill_during_indexing_never_leaves_partial_pages(tmp_path):
     import http.server
     import threading
 
-    from evorag.demo import serve_demo_site  # noqa: F401 - same server class, other directory
-
     site = tmp_path / "site"
     site.mkdir()
     _write_site(site)

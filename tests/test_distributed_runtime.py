@@ -30,6 +30,7 @@ from autogen_ext.runtimes.grpc.protos import agent_worker_pb2, agent_worker_pb2_
 from evorag.agents.model_clients import replay_client
 from evorag.teams._distributed import run_on, team_runtime
 from evorag.tools.approvals import PolicyApprover
+from server_process import free_port
 from test_teams import GOOD, PLAN
 
 from evorag.cli import main
@@ -150,14 +151,8 @@ def test_the_conversation_team_with_tool_calls_runs_through_the_host(host, tmp_p
     assert any("PASS (risk LOW)" in t["content"] for t in transcript), transcript
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_host_is_a_clear_error_and_costs_no_evolution(tmp_path):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     with Evorag(home=tmp_path / "home", evolutions_per_hour=1, agent_runtime_host=address) as rag:
         with pytest.raises(ExternalError) as caught:
             asyncio.run(rag.aevolve(REQUEST, approver=PolicyApprover(assume_yes=True),
@@ -169,7 +164,7 @@ def test_an_unreachable_host_is_a_clear_error_and_costs_no_evolution(tmp_path):
 
 
 def test_the_cli_reports_an_unreachable_host_in_one_line(tmp_path, monkeypatch, capsys):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("EVORAG_AGENT_RUNTIME_HOST", address)
     assert main(["evolve", REQUEST, "--yes"]) == 3
     err = capsys.readouterr().err

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_process import free_port, mcp_http_command, stop, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "limits-test-token-0123456789abcdef"
@@ -23,12 +24,6 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text
 tokens: dict[str, str] = {}
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
               "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -57,32 +52,18 @@ def _servers(tmp_path: Path, *configs: dict[str, str], users: tuple[str, ...] = 
             home.mkdir()
             if number == len(configs) - 1:
                 tokens.update({name: _add_user(home, name) for name in users})
-            port = _free_port()
-            env = _env(home, **extra)
+            port = free_port()
             log = home / "server.log"
             with log.open("wb") as stderr:
-                process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-                                           cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+                process = subprocess.Popen(mcp_http_command(port), cwd=REPO, env=_env(home, **extra),
+                                           stdout=subprocess.DEVNULL, stderr=stderr)
             started.append((process, f"http://127.0.0.1:{port}", log))
         for process, url, log in started:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log.read_text(errors="replace")[-2000:]
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "server did not become healthy"
-                time.sleep(0.2)
+            wait_healthy(url + "/healthz", process, log)
         yield [(url, log) for _, url, log in started]
     finally:
         for process, _, _ in started:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop(process, timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import anyio
@@ -24,6 +22,7 @@ from mcp.client.streamable_http import streamablehttp_client
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.shared.exceptions import McpError
 from mcp.shared.memory import create_connected_server_and_client_session
+from server_process import free_port, serving
 from sitefixtures import SiteServer, send
 
 from evorag.mcp_server import build_server
@@ -747,46 +746,12 @@ async def test_autogen_mcp_workbench_uses_the_server(tmp_path):
 # Over streamable HTTP: `evorag mcp --http` in a subprocess, shared by the tests below.
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become healthy")
-
-
 @contextlib.contextmanager
 def _http_process(home: Path, port: int, env: dict[str, str]):
     """``evorag mcp --http`` on ``port`` until healthy; stopped (if still running) on exit."""
-    log = home / f"server-{port}.log"  # a file, not a pipe nobody reads while the server runs
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-        )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
+    log = home / f"server-{port}.log"
+    with serving(env, log, port=port) as (_, process):
         yield process, log
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -801,7 +766,7 @@ def demo_site():
 def http_server(tmp_path_factory):
     """``evorag mcp --http`` with a token, allowed private addresses and the human approval token."""
     home = tmp_path_factory.mktemp("mcp-http-home")
-    port = _free_port()
+    port = free_port()
     replies = home / "replies.json"
     replies.write_text(json.dumps([REPLAYED_ANSWER] * 5))
     env = _evorag_env(
@@ -879,7 +844,7 @@ def test_http_needs_the_bearer_token_and_an_allowed_origin(http_server):
     ],
 )
 def test_http_server_refuses_to_start_without_a_token(tmp_path, args, message):
-    port = str(_free_port())
+    port = str(free_port())
     result = subprocess.run(
         [sys.executable, "-m", "evorag.cli", "mcp", *args, "--port", port],
         cwd=REPO,
@@ -1078,7 +1043,7 @@ async def test_a_crawl_of_a_killed_server_resumes_in_the_next_one_once_its_lease
     env = _evorag_env(home, EVORAG_MCP_TOKEN=MCP_TOKEN, EVORAG_ALLOW_PRIVATE="true", EVORAG_EMBEDDER="onnx",
                       EVORAG_QUEUE_LEASE_SECONDS="3")
     with site:
-        port = _free_port()
+        port = free_port()
         server = {"url": f"http://127.0.0.1:{port}"}
         with _http_process(home, port, env) as (process, _):
             async with _mcp_session(server) as client:
@@ -1094,7 +1059,7 @@ async def test_a_crawl_of_a_killed_server_resumes_in_the_next_one_once_its_lease
             process.wait(timeout=10)
         release.set()
 
-        port = _free_port()
+        port = free_port()
         server = {"url": f"http://127.0.0.1:{port}"}
         with _http_process(home, port, env):
             async with _mcp_session(server) as client:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -18,6 +14,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.memory import create_connected_server_and_client_session
 from prometheus_client.parser import text_string_to_metric_families
+from server_process import free_port, serving
 
 from evorag.observability import REDACTED, configure_logging
 
@@ -92,16 +89,9 @@ def test_plain_text_and_level(restore_logging, capsys):
 # The real server: `evorag mcp --http` in a subprocess, with JSON logs.
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def json_logging_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("obs-home")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_") or k == "EVORAG_LLM_PROVIDER"}
     env.update(
         EVORAG_HOME=str(home),
@@ -115,39 +105,14 @@ def json_logging_server(tmp_path_factory):
         TRANSFORMERS_OFFLINE="1",
         PYTHONPATH=str(REPO),
     )
-    log = home / "server.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "server did not become healthy"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield {"url": url, "log": log}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serving(env, home / "server.log") as (url, _):
+        yield {"url": url, "log": home / "server.log"}
 
 
 @pytest.mark.anyio
 async def test_metrics_count_tool_calls_http_statuses_and_crawl_jobs(json_logging_server):
     url = json_logging_server["url"]
-    closed_port = _free_port()  # nothing listens there: the crawl job fails fast
+    closed_port = free_port()  # nothing listens there: the crawl job fails fast
     headers = {"Authorization": f"Bearer {MCP_TOKEN}"}
     with anyio.fail_after(120):
         async with (

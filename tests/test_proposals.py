@@ -141,6 +141,11 @@ def test_weak_topic_becomes_an_approved_crawl_whose_effect_is_measured(site, evo
         assert rate.urls == [site.url("/guide/rate-limits.html")] and rate.reasons[0]["reason"] == "excluded"
         assert len(made) == 2  # the install question is answered from an indexed page: nothing to propose
         assert rag.make_proposals(packages=False) == []  # made once
+        # ... and not again as part of another set of pages while it waits: a question touching both gaps would
+        # name both pages, each already proposed.
+        question = "What rate limit applies to widget requests and where is the TLS certificate file?"
+        both = WeakTopic("rate and tls", (question,), 1.0)
+        assert rag.make_proposals(topics=[both], features=[], packages=False) == []
         # Each proposal waits in the approval queue, and the webhook was told, signed.
         pending = {a.id: a for a in rag.pending_approvals()}
         assert tls.approval_id in pending and pending[tls.approval_id].risk == "MEDIUM"
@@ -155,10 +160,7 @@ def test_weak_topic_becomes_an_approved_crawl_whose_effect_is_measured(site, evo
         rag.decide_approval(rate.approval_id, approve=False)
         assert rag.get_proposal(rate.id).status == "rejected" and rag.get_proposal(rate.id).request_id is None
         assert rag.make_proposals(packages=False) == []
-        # ... not even next to another page: a question touching both gaps may only propose the TLS page, which is
-        # already proposed (so nothing new is made).
-        question = "What rate limit applies to widget requests and where is the TLS certificate file?"
-        both = WeakTopic("rate and tls", (question,), 1.0)
+        # ... not even next to another page.
         assert rag.make_proposals(topics=[both], features=[], packages=False) == []
         # Approved: a crawl request of origin "proposal" is queued; a worker runs it.
         rag.decide_approval(tls.approval_id, approve=True)

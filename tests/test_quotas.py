@@ -10,11 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +21,7 @@ from evorag.tools.approvals import PolicyApprover
 from evorag.tools.rate_limit import RateLimitedError, SlidingWindowLimiter
 from mcp.shared.memory import create_connected_server_and_client_session
 from prometheus_client.parser import text_string_to_metric_families
+from server_process import serving
 
 from evorag.errors import ConfigError
 from evorag.mcp_server import build_server
@@ -219,12 +216,6 @@ def test_the_exposition_has_tokens_cost_and_rejections_by_principal(tmp_path):
 # A real HTTP server
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -240,29 +231,9 @@ def http_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVORAG_")}
     env.update(EVORAG_HOME=str(home), EVORAG_CONFIG=str(home / "none.toml"), EVORAG_LLM_PROVIDER="none",
                EVORAG_API_CALLS_PER_MINUTE="3", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
-    port = _free_port()
     log = home / "server.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-                                   cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/livez", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
+    with serving(env, log, ready="/livez") as (url, _):
         yield url, tokens, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class _Client:

@@ -9,10 +9,7 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -23,6 +20,7 @@ from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.memory import create_connected_server_and_client_session
+from server_process import serving
 
 from evorag.approval_token import DIGEST_ENV
 from evorag.mcp_server import TOOL_OPERATIONS, build_server, tool_role
@@ -164,12 +162,6 @@ async def test_stdio_clients_are_operators_and_never_proof_of_a_person(tmp_path)
 # Over HTTP: one server, several principals
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def roles(tmp_path_factory):
     """A home with a reader, an operator and an approver, a LOW and a HIGH pending change, and
@@ -189,32 +181,12 @@ def roles(tmp_path_factory):
         low = rag.add_tool(CANDIDATES / "good_word_count", approver=PolicyApprover(assume_yes=False))
         high = rag.add_tool(peek, approver=PolicyApprover(assume_yes=True))
     assert (low.status, low.risk, high.status, high.risk) == ("pending", "LOW", "pending", "HIGH"), high.reason
-    port = _free_port()
     env = _env(home, EVORAG_APPROVAL_TOKEN=HUMAN_TOKEN, EVORAG_MCP_TOKEN=LEGACY_TOKEN,
                EVORAG_RESOLVE_DEPENDENCIES="false")
     log = tmp / "server.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "evorag.cli", "mcp", "--http", "--port", str(port)],
-                                   cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "the server did not become healthy"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
+    with serving(env, log) as (url, process):
         yield {"url": url, "home": home, "tokens": tokens, "low": low.approval_id, "high": high.approval_id,
                "pid": process.pid}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     logged = log.read_text(errors="replace")
     assert HUMAN_TOKEN not in logged and not any(token in logged for token in tokens.values())
 

@@ -12,17 +12,16 @@ import contextlib
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from evorag.tools.approvals import PolicyApprover
+from server_process import free_port, stop, wait_healthy
 
 from evorag.errors import ConfigError, UserError
 from evorag.service import FROM_SETTINGS, FROM_STORE, Evorag, TeamTurn, check_credentials
@@ -217,7 +216,8 @@ def test_metrics_figure_plots_each_metric_and_the_trend():
 def _analysis():
     from evorag.tools.usage_analysis import MissingCapability, Topic, UsageAnalysis, WeakTopic
 
-    tls = Topic(1, "How do I set TLS | certs?", ["tls"], 3, 1, "rising", 0.12, 0.0, 0.3, 1, 2, {"cli": 3}, [])
+    tls = Topic(1, "How do I set TLS | certs?", ["tls"], 3, 1, "rising", 0.12, 0.0, 0.3, 1, 2, {"cli": 3}, [],
+                thumbs_up=1, thumbs_down=2)
     install = Topic(2, "How do I install it?", ["install"], 2, 2, "steady", 0.81, 1.0, 0.7, 0, 1, {"ui": 2}, [])
     unscored = Topic(3, "x" * 60, [], 1, 0, "new", None, None, None, 0, 1, {"mcp": 1}, [])
     weak = WeakTopic(tls, 0.88, 2.64, ["low answer quality", "1 rephrasing"],
@@ -235,8 +235,8 @@ def test_usage_view_shows_totals_topics_weak_topics_with_evidence_and_missing_ca
     assert lines[0] == "## Usage · 2023-11-14 22:13 to 2023-11-21 22:13 (UTC)"
     assert lines[2] == ("**6 queries** (1 searches, 5 answers, 0 failed) · by interface: cli 3, mcp 1, ui 2 · mean "
                         "latency 42 ms · 2 evolution requests")
-    assert "| How do I set TLS \\| certs? | 3 | 1 | rising | 0.12 | 0% | 1 | 2 |" in lines
-    assert "| How do I install it? | 2 | 2 | steady | 0.81 | 100% | 0 | 1 |" in lines
+    assert "| How do I set TLS \\| certs? | 3 | 1 | rising | 0.12 | 0% | 1 | 2 | 1 / 2 |" in lines  # rated answers
+    assert "| How do I install it? | 2 | 2 | steady | 0.81 | 100% | 0 | 1 | – |" in lines
     assert any(line.startswith(f"| {'x' * 60} | 1 | 0 | new | – | – |") for line in lines)
     weak = next(line for line in lines if line.startswith("| How do I set TLS") and "2.64" in line)
     assert weak.endswith("| 2.64 | 0.88 | low answer quality; 1 rephrasing | tls question 0 · tls question 1 · "
@@ -443,33 +443,13 @@ USER, PASSWORD = "admin", "correct horse battery staple"
 APPROVER, READER, STORE_PASSWORD = "ada", "rita", "a long passphrase for the store"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the UI exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"the UI did not answer within {timeout:g}s:\n{log.read_text()[-3000:]}")
-
-
 @contextlib.contextmanager
 def _running_ui(tmp: Path, home: Path, replay: list[str], settings: dict[str, str] | None = None):
     """`evorag ui` on a free port over ``home``, every model client replaying ``replay``; ``settings`` adds
     environment variables (EVORAG_...)."""
     replay_file = tmp / "replay.json"
     replay_file.write_text(json.dumps(replay))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EVORAG_", "CHAINLIT_")) and k != "CI"}
     env.update({
         "EVORAG_HOME": str(home), "EVORAG_CONFIG": str(tmp / "no-config.toml"),
@@ -484,15 +464,10 @@ def _running_ui(tmp: Path, home: Path, replay: list[str], settings: dict[str, st
                                    env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_until_up(url, process, log)
+        wait_healthy(url + "health", process, log)
         yield {"url": url, "home": home, "log": log, "process": process}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture(scope="module")
@@ -547,7 +522,18 @@ def _send(page, text: str) -> None:
         page.get_by_role("option", name=text[1:], exact=False).first.wait_for(timeout=30_000)
         box.press("Enter")
         page.locator(f"#command-{text[1:]}").wait_for(timeout=5000)
-    box.press("Enter")
+    from playwright.sync_api import expect
+
+    # A sent message leaves the composer empty. On a page whose chat session is still connecting, Chainlit
+    # keeps the text and ignores the Enter: press it again then (a person would).
+    for _ in range(3):
+        box.press("Enter")
+        try:
+            expect(box).to_be_empty(timeout=10_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"the composer did not send {text!r}")
 
 
 def _log_tail(server) -> str:
@@ -1000,7 +986,9 @@ def test_ui_usage_and_proposals_views_show_the_services_figures_and_approve_inli
     assert topics == [[topic.label, str(topic.volume), str(topic.previous_volume), topic.trend,
                        "–" if topic.quality is None else f"{topic.quality:.2f}",
                        "–" if topic.answered_share is None else f"{topic.answered_share:.0%}", str(topic.rephrasings),
-                       str(topic.principals)] for topic in analysis.topics]
+                       str(topic.principals),
+                       f"{topic.thumbs_up} / {topic.thumbs_down}" if topic.thumbs_up or topic.thumbs_down else "–"]
+                      for topic in analysis.topics]
     assert weak == [[w.topic.label, f"{w.score:.2f}", f"{w.impact:.2f}", "; ".join(w.reasons),
                      " · ".join(e["query"] for e in w.evidence[:5])] for w in analysis.weak_topics]
     assert bars == [[topic.volume for topic in analysis.topics], [quality_color(topic.quality)

@@ -19,8 +19,9 @@ anomaly is user text and never reaches the healing team.
 A proposal's status: ``proposed`` (waiting in the approval queue) -> ``approved`` (its crawl or evolution
 request is queued) -> ``done`` (with its effect: the topic's scores before and after) or ``failed``; or
 ``rejected``; or ``expired`` (nobody answered its approval in time). The same proposal (same kind and targets) is
-made once: a rejected one is not proposed again, while an expired one may be made again by a later analysis (it
-was never decided; its row stays, under a retired fingerprint).
+made once: a rejected one is not proposed again, and a page waiting in one proposal is not proposed in another;
+an expired one may be made again by a later analysis (it was never decided; its row stays, under a retired
+fingerprint).
 """
 
 from __future__ import annotations

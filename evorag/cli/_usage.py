@@ -50,10 +50,12 @@ def usage(
               f"{totals['errors']} failed; {interfaces}), {totals['evolution_requests']} evolution requests",
               highlight=False)
     if analysis.topics:
-        table = Table("#", "topic", "terms", "queries", "before", "trend", "quality", "from docs", "rephrased")
+        table = Table("#", "topic", "terms", "queries", "before", "trend", "quality", "from docs", "rephrased",
+                      "rated up/down")
         for t in analysis.topics:
             table.add_row(str(t.id), _short(t.label), esc(", ".join(t.terms)), str(t.volume), str(t.previous_volume),
-                          t.trend, _num(t.quality), _share(t.answered_share), str(t.rephrasings))
+                          t.trend, _num(t.quality), _share(t.answered_share), str(t.rephrasings),
+                          f"{t.thumbs_up}/{t.thumbs_down}" if t.thumbs_up or t.thumbs_down else "-")
         out.print(table)
     if analysis.weak_topics:
         table = Table("score", "weak topic", "queries", "impact", "why", title="weak topics (volume x impact)")

@@ -158,7 +158,12 @@ class ProposalsService:
             # A page a person refused to crawl is not proposed again, in any combination with other pages.
             refused = {url for p in self.store().proposals(status="rejected", limit=10_000) for url in p.urls}
             candidates = [c for c in candidates if c.url not in refused]
-            made = [p for p in (crawl_proposal(t, candidates, max_urls=max_urls) for t in topics) if p is not None]
+            # A page waiting in a proposal (or being crawled for one) is not proposed again in another set of pages:
+            # a topic whose analysis found one more candidate since would otherwise be proposed twice.
+            waiting = {url for status in ("proposed", "approved")
+                       for p in self.store().proposals(status=status, limit=10_000) for url in p.urls}
+            made = [p for p in (crawl_proposal(t, candidates, max_urls=max_urls) for t in topics)
+                    if p is not None and not waiting.intersection(p.urls)]
             made += [tool_proposal(feature) for feature in features]
             made.sort(key=lambda p: (-p.score, p.kind, p.topic))
             return [self._submit(proposal) for proposal in made if self.store().add(proposal) is not None]

@@ -403,6 +403,10 @@ def _evidence(queries: Sequence[str]) -> str:
     return (shown or "–") + (f" (+{more} more)" if more > 0 else "")
 
 
+def _votes(up: int, down: int) -> str:
+    return f"{up} / {down}" if up or down else "–"
+
+
 def render_usage(analysis) -> str:
     """A period's ``UsageAnalysis`` (evorag.tools.usage_analysis): the totals, the topics, the weak topics with the
     queries behind them and the capabilities asked for but missing. Queries are whatever people typed: escaped."""
@@ -414,11 +418,11 @@ def render_usage(analysis) -> str:
               f"{interfaces or 'none'} · mean latency {number(totals.get('mean_latency_ms'), 0)} ms · "
               f"{totals.get('evolution_requests', 0)} evolution requests"), "", "### Topics", ""]
     if analysis.topics:
-        lines += ["| topic | queries | before | trend | quality | from the docs | rephrasings | people |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|"]
+        lines += ["| topic | queries | before | trend | quality | from the docs | rephrasings | people | 👍 / 👎 |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {text_cell(t.label, 90)} | {t.volume} | {t.previous_volume} | {text_cell(t.trend, 10)} | "
-                  f"{number(t.quality)} | {_share(t.answered_share)} | {t.rephrasings} | {t.principals} |"
-                  for t in analysis.topics]
+                  f"{number(t.quality)} | {_share(t.answered_share)} | {t.rephrasings} | {t.principals} | "
+                  f"{_votes(t.thumbs_up, t.thumbs_down)} |" for t in analysis.topics]
     else:
         lines.append("No queries in this period.")
     lines += ["", "### Weak topics (volume × impact)", ""]
