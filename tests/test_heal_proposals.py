@@ -11,7 +11,6 @@ import random
 import sqlite3
 
 import pytest
-
 from evorag.tools.metric_anomalies import Alert
 from evorag.tools.metrics_store import MetricsStore
 from evorag.tools.proposals import HEAL_CHECKS, heal_proposal
