@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from evorag.tools.name_resolver import NameResolver
+from evorag.tools.python_ast import parse_python
 from evorag.tools.risk_rules import RISK_ORDER, Risk, max_risk
 from evorag.tools.risk_scan import Finding, scan_candidate, scan_security
 from pyflakes import checker as pyflakes_checker
@@ -125,7 +126,7 @@ def check_candidate(files: Mapping[str, str], *, tool: str = "tool.py") -> CodeC
     if len(source) > MAX_SOURCE_CHARS:
         return CodeCheckResult.refused(f"{tool} is too large ({len(source)} characters, at most {MAX_SOURCE_CHARS})")
     try:
-        tree = ast.parse(source, filename=tool)
+        tree = parse_python(source, filename=tool)
     except SyntaxError as exc:
         if exc.lineno is None:
             return CodeCheckResult.refused(f"syntax error in {tool}: {exc.msg}")
@@ -175,7 +176,7 @@ def _rate_files(files: Mapping[str, str], tool: str) -> list[Finding]:
         try:
             if len(text) > MAX_SOURCE_CHARS:
                 raise ValueError(f"larger than {MAX_SOURCE_CHARS} characters")
-            ast.parse(text, filename=name)
+            parse_python(text, filename=name)
             readable[name] = text
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             line = getattr(exc, "lineno", None) or 1
@@ -384,7 +385,7 @@ def _annotation_schema(node: ast.AST, names: NameResolver, depth: int = 0) -> di
             return {"type": "null"}
         if isinstance(node.value, str):  # a string annotation: read it as an expression
             try:
-                inner = ast.parse(node.value, mode="eval").body
+                inner = parse_python(node.value, mode="eval").body
             except SyntaxError:
                 raise _UnsupportedAnnotation("the string annotation is not valid Python") from None
             return _annotation_schema(inner, names, depth + 1)

@@ -18,6 +18,7 @@ from pathlib import Path
 from evorag.tools.code_checks import check_candidate
 from evorag.tools.plugins._manifest import MANIFEST, ToolManifest
 from evorag.tools.plugins._registry import pinned_name
+from evorag.tools.python_ast import parse_python
 from evorag.tools.tool_compat import (
     INITIAL_VERSION,
     ToolInterface,
@@ -122,7 +123,7 @@ def applicable_previous_tests(previous_dir: Path, candidate_dir: Path) -> tuple[
 def _inapplicable_call(text: str, function: str, old: ToolInterface, new: ToolInterface) -> str | None:
     """Why a test module's calls of ``function`` are not valid calls of the new signature (None: they are)."""
     try:
-        tree = ast.parse(text)
+        tree = parse_python(text)
     except SyntaxError:
         return "it does not parse"
     old_order, new_order = list(old.properties), list(new.properties)

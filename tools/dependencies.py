@@ -44,6 +44,7 @@ from evorag.tools.dependency_proposals import (
     nearest_release,
 )
 from evorag.tools.pip_runner import PipTimeout, last_error, run_pip
+from evorag.tools.python_ast import parse_python
 from evorag.tools.tool_envs import LockedDistribution, format_lock, locked_versions
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -334,7 +335,7 @@ def _read_imports(tool_dir: Path) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     for path in _tool_sources(tool_dir):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=path.name)
+            tree = parse_python(path.read_text(encoding="utf-8"), filename=path.name)
         except SyntaxError as exc:
             problems.append(f"cannot read the imports of {path.name}: syntax error at line {exc.lineno}")
             continue

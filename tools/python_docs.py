@@ -11,6 +11,7 @@ import ast
 from pathlib import PurePosixPath
 
 from evorag.tools.file_formats import UnreadableFile
+from evorag.tools.python_ast import parse_python
 
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -28,7 +29,7 @@ def module_name(relative: str) -> str:
 def module_markdown(relative: str, source: bytes) -> str:
     """The docstrings of the module at ``relative`` as Markdown; empty when it has none."""
     try:
-        tree = ast.parse(source, filename=relative)
+        tree = parse_python(source, filename=relative)
     except (SyntaxError, ValueError) as exc:
         raise UnreadableFile(f"not valid Python ({type(exc).__name__})") from None
     name = module_name(relative)

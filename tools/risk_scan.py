@@ -40,6 +40,7 @@ from evorag.tools.name_resolver import (
     defined_names,
     literal_str,
 )
+from evorag.tools.python_ast import parse_python
 from evorag.tools.risk_rules import (
     GATEWAY_METHODS,
     HARMLESS_DUNDERS,
@@ -96,7 +97,7 @@ def scan_candidate(files: Mapping[str, str]) -> list[Finding]:
     caller decides what an unreadable file means.
     """
     sources = {name: text for name, text in files.items() if name.endswith(".py")}
-    trees = {name: _with_string_annotations(ast.parse(text, filename=name)) for name, text in sources.items()}
+    trees = {name: _with_string_annotations(parse_python(text, filename=name)) for name, text in sources.items()}
     modules = frozenset(name.removesuffix(".py") for name in trees)
     resolvers = {name: NameResolver(tree, candidate_modules=modules) for name, tree in trees.items()}
     # What each candidate module binds, so that ``tool.os`` in a test file is ``os``.
@@ -139,7 +140,7 @@ def _with_string_annotations(tree: ast.AST) -> ast.AST:
             if not text:
                 continue
             try:
-                parsed = ast.parse(text.strip(), mode="eval").body
+                parsed = parse_python(text.strip(), mode="eval").body
             except (SyntaxError, ValueError, RecursionError):
                 continue
             for child in ast.walk(parsed):

@@ -45,6 +45,8 @@ import zlib
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
+from evorag.tools.python_ast import parse_python
+
 EDGE_CASE_FILE = "test_evorag_edge_cases.py"
 RUNNER_FILE = "_evorag_gate_runner.py"
 PLUGIN_FILE = "_evorag_gate_plugin.py"
@@ -96,7 +98,7 @@ def expected_tests(filename: str, source: str) -> list[ExpectedTest]:
     """The test functions pytest collects from ``source`` by default (``test*`` functions, ``Test*`` classes
     without ``__init__``), read from the AST. Raises SyntaxError/ValueError for source that does not parse."""
     module = filename.removesuffix(".py")
-    tree = ast.parse(source, filename=filename)
+    tree = parse_python(source, filename=filename)
     expected = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
@@ -141,7 +143,7 @@ def check_test_files(files: dict[str, str]) -> str | None:
         if name == EDGE_CASE_FILE:
             return f"{name} is reserved for the edge cases evorag generates; rename the test file"
         try:
-            tree = ast.parse(source, filename=name)
+            tree = parse_python(source, filename=name)
             tests = expected_tests(name, source)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             return f"{name} cannot be read: {type(exc).__name__}: {exc}"[:300]

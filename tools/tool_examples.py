@@ -16,12 +16,14 @@ from __future__ import annotations
 import ast
 import json
 
+from evorag.tools.python_ast import parse_python
+
 MAX_EXAMPLES = 3
 
 
 def example_inputs(source: str, function: str, schema: dict) -> tuple[list[dict], str]:
     """(keyword-argument dicts, where they come from: "EXAMPLES" | "docstring" | "generated")."""
-    tree = ast.parse(source)
+    tree = parse_python(source)
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
             node, ast.AnnAssign) and node.value is not None else []
@@ -71,7 +73,7 @@ def _doctest_calls(docstring: str, function: str, order: list[str]) -> list[dict
         if not text.startswith(">>> "):
             continue
         try:
-            call = ast.parse(text[4:], mode="eval").body
+            call = parse_python(text[4:], mode="eval").body
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == function):
                 continue
             if len(call.args) > len(order) or any(k.arg is None for k in call.keywords):

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from evorag.tools.evaluation._text import CodeBlock
+from evorag.tools.python_ast import parse_python
 
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "pycon", "ipython", "py3"})
 _BRACKETS = {")": "(", "]": "[", "}": "{"}
@@ -126,7 +127,7 @@ def code_quality(blocks: Sequence[CodeBlock], config: CodeQualityConfig | None =
         if language in PYTHON_LANGUAGES or language == "":
             source = _session_input(block.code)
             try:
-                tree = ast.parse(source)
+                tree = parse_python(source)
             except SyntaxError as exc:
                 if language:
                     reports.append(
